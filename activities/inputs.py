@@ -1,0 +1,97 @@
+"""Inputs and results of every activity: one model each, shared by workflow and activities.
+
+These travel through Temporal history, so they hold only what the activity needs. Message context
+carries the loan reference already masked; the phone number travels only to the activity that
+dials or texts it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from kindly.contract import TemplateName
+
+
+class _ActivityModel(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class AuditRecord(_ActivityModel):
+    """One decision for the audit log. ``event_key`` makes writing it idempotent."""
+
+    event_key: str
+    account_id: str
+    at: datetime
+    kind: str
+    detail: str
+    touchpoint: int | None = None
+    template: str | None = None
+
+
+class MessageContext(_ActivityModel):
+    """Everything a template may show. No name, phone, ID or card number: by construction."""
+
+    amount_due: Decimal
+    currency: str
+    due_date: date
+    reference_masked: str
+    days_past_due: int
+    promise_date: date | None = None
+
+
+class SendSmsInput(_ActivityModel):
+    account_id: str
+    idempotency_key: str
+    touchpoint: int
+    template: TemplateName
+    locale: str
+    to: str
+    context: MessageContext
+    # The end of the contact window this send was planned for: an attempt scheduled after it is
+    # refused so that a long gateway outage can never push a message into quiet hours.
+    not_after: datetime | None = None
+    decisions: list[AuditRecord] = []
+
+
+class SendSmsResult(_ActivityModel):
+    status: Literal["sent", "duplicate", "rejected", "window_closed"]
+    provider_message_id: str | None = None
+    segments: int = 0
+    detail: str = ""
+
+
+class CallTaskInput(_ActivityModel):
+    account_id: str
+    attempt: int
+    phone: str
+    amount_due: Decimal
+    currency: str
+    reason: str
+    idempotency_key: str
+    decisions: list[AuditRecord] = []
+
+
+class SpecialistHandoffInput(_ActivityModel):
+    account_id: str
+    amount_due: Decimal
+    currency: str
+    reason: str
+    idempotency_key: str
+    decisions: list[AuditRecord] = []
+
+
+class HandoffResult(_ActivityModel):
+    status: Literal["accepted", "logged", "rejected"]
+    detail: str = ""
+
+
+class RecordDecisionsInput(_ActivityModel):
+    records: list[AuditRecord]
+
+
+class ResolvePolicyInput(_ActivityModel):
+    segment: str

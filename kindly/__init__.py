@@ -1,0 +1,1 @@
+"""Kindly: shared contract, policy, settings and storage."""

@@ -1,0 +1,284 @@
+"""The public contract of an account workflow: its input, signals, queries and result.
+
+Operators type these names into ``temporal workflow signal --name …`` and other systems post these
+shapes, so the names and fields here are public API. The workflow, the worker, the CLI and the HTTP
+API all import them from this one module.
+
+Every model validates its input and names the offending field in its error, so that a bad start or
+a bad signal is rejected with a clear message instead of wedging a workflow.
+"""
+
+from __future__ import annotations
+
+import re
+import datetime as dt
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+WORKFLOW_TYPE = "OverdueAccountWorkflow"
+WORKFLOW_ID_PREFIX = "overdue-"
+
+
+def workflow_id_for(account_id: str) -> str:
+    """The one workflow id an account may have: the key that makes starts idempotent."""
+    return f"{WORKFLOW_ID_PREFIX}{account_id}"
+
+
+class SignalName(StrEnum):
+    """Signal names as operators type them (``temporal workflow signal --name repayment``)."""
+
+    REPAYMENT = "repayment"
+    CUSTOMER_REPLY = "customer_reply"
+    PAUSE = "pause"
+    RESUME = "resume"
+    SETTLE = "settle"
+    CLOSE = "close"
+    PROMISE_TO_PAY = "promise_to_pay"
+    CALL_OUTCOME = "call_outcome"
+    UPDATE_CONTACT = "update_contact"
+
+
+class QueryName(StrEnum):
+    STATUS = "status"
+    TIMELINE = "timeline"
+
+
+class Stage(StrEnum):
+    PRE_DUE = "pre_due"
+    DUE = "due"
+    OVERDUE = "overdue"
+    PROMISE = "promise"
+    PAUSED = "paused"
+    PHONE = "phone"
+    SPECIALIST = "specialist"
+    REPAID = "repaid"
+    SETTLED = "settled"
+    CLOSED = "closed"
+
+
+class Outcome(StrEnum):
+    REPAID = "repaid"
+    SETTLED = "settled"
+    CLOSED = "closed"
+
+
+class TimelineKind(StrEnum):
+    """Every decision the workflow takes shows in its timeline under one of these kinds."""
+
+    STARTED = "started"
+    SMS_SENT = "sms_sent"
+    SMS_FAILED = "sms_failed"
+    DEFERRED = "deferred"
+    SKIPPED = "skipped"
+    REPLY_RECEIVED = "reply_received"
+    OPTED_OUT = "opted_out"
+    REPAYMENT_RECEIVED = "repayment_received"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    PROMISE = "promise"
+    PROMISE_BROKEN = "promise_broken"
+    ESCALATED_PHONE = "escalated_phone"
+    ESCALATED_SPECIALIST = "escalated_specialist"
+    CALL_OUTCOME = "call_outcome"
+    CONTACT_UPDATED = "contact_updated"
+    SETTLED = "settled"
+    CLOSED = "closed"
+    REPAID = "repaid"
+    SIGNAL_REJECTED = "signal_rejected"
+    CONTINUED_AS_NEW = "continued_as_new"
+
+
+class TemplateName(StrEnum):
+    """Message templates; each exists for every supported locale."""
+
+    PRE_DUE = "pre_due"
+    DUE_TODAY = "due_today"
+    FIRST_OVERDUE = "first_overdue"
+    FOLLOW_UP = "follow_up"
+    BROKEN_PROMISE = "broken_promise"
+    HELP = "help"
+    OPT_OUT_CONFIRMATION = "opt_out_confirmation"
+
+
+Locale = Literal["zh-CN", "en-US"]
+SUPPORTED_LOCALES: tuple[str, ...] = ("zh-CN", "en-US")
+
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+Money = Annotated[Decimal, Field(max_digits=18, decimal_places=2)]
+
+
+def _check_phone(value: str) -> str:
+    cleaned = value.strip()
+    if not _E164.match(cleaned):
+        raise ValueError("must be an E.164 number such as +8613800138000")
+    return cleaned
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(f"unknown IANA time zone {value!r}") from err
+    return value
+
+
+class _Message(BaseModel):
+    """Base of every contract message: unknown fields are errors, so typos are caught."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AccountInput(_Message):
+    """What starts an account's workflow (also one row of an import file)."""
+
+    account_id: str
+    customer_name: str = Field(min_length=1, max_length=200)
+    phone: str
+    timezone: str
+    locale: Locale
+    amount_due: Money = Field(gt=0)
+    currency: str = "CNY"
+    due_date: date
+    segment: str = Field(default="standard", min_length=1, max_length=64)
+    birthday: date | None = None
+
+    @field_validator("account_id")
+    @classmethod
+    def _account_id(cls, value: str) -> str:
+        if not _ACCOUNT_ID.match(value):
+            raise ValueError("must be 1-64 characters of letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str) -> str:
+        return _check_phone(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return _check_timezone(value)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not _CURRENCY.match(value):
+            raise ValueError("must be a three-letter ISO 4217 code such as CNY")
+        return value
+
+
+# --- signals -------------------------------------------------------------------------------------
+
+
+class Repayment(_Message):
+    amount: Money = Field(gt=0)
+    reference: str = Field(min_length=1, max_length=128)
+
+
+class CustomerReply(_Message):
+    text: str = Field(max_length=1600)
+
+
+class Pause(_Message):
+    reason: str = Field(min_length=1, max_length=500)
+    until: datetime | None = None
+
+    @field_validator("until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must include a UTC offset, e.g. 2026-12-01T09:00:00+08:00")
+        return value
+
+
+class Resume(_Message):
+    pass
+
+
+class Settle(_Message):
+    amount: Money = Field(ge=0)
+    reference: str = Field(min_length=1, max_length=128)
+
+
+class Close(_Message):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class PromiseToPay(_Message):
+    date: dt.date
+
+
+class CallOutcomeKind(StrEnum):
+    REACHED = "reached"
+    NO_ANSWER = "no_answer"
+    PROMISE_TO_PAY = "promise_to_pay"
+    WRONG_NUMBER = "wrong_number"
+    REFUSED = "refused"
+
+
+class CallOutcome(_Message):
+    outcome: CallOutcomeKind
+    promise_date: date | None = None
+
+
+class UpdateContact(_Message):
+    phone: str | None = None
+    timezone: str | None = None
+    locale: Locale | None = None
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return None if value is None else _check_phone(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        return None if value is None else _check_timezone(value)
+
+
+SIGNAL_MODELS: dict[SignalName, type[_Message]] = {
+    SignalName.REPAYMENT: Repayment,
+    SignalName.CUSTOMER_REPLY: CustomerReply,
+    SignalName.PAUSE: Pause,
+    SignalName.RESUME: Resume,
+    SignalName.SETTLE: Settle,
+    SignalName.CLOSE: Close,
+    SignalName.PROMISE_TO_PAY: PromiseToPay,
+    SignalName.CALL_OUTCOME: CallOutcome,
+    SignalName.UPDATE_CONTACT: UpdateContact,
+}
+
+
+# --- queries and result --------------------------------------------------------------------------
+
+
+class AccountStatus(BaseModel):
+    account_id: str
+    stage: Stage
+    amount_due: Decimal
+    sms_sent: int
+    unanswered_sms: int
+    next_touchpoint_at: datetime | None
+    paused: bool
+
+
+class TimelineEntry(BaseModel):
+    """One decision; ``at`` is ISO-8601 with the customer's UTC offset. Never personal data."""
+
+    at: str
+    kind: TimelineKind
+    detail: str
+
+
+class AccountResult(BaseModel):
+    outcome: Outcome
+    amount_collected: Decimal

@@ -1,0 +1,56 @@
+"""Kindly's exception hierarchy, documented in one place.
+
+``KindlyError``
+    Base of everything Kindly raises on purpose.
+
+    ``ConfigurationError``
+        Settings, a policy file or a template folder is unusable. Raised at start-up, before anything
+        is sent, so a bad deployment stops loudly instead of misbehaving quietly.
+
+    ``TemplateError``
+        A message template is missing, fails to render, or fails the content check.
+
+    ``DeliveryError``
+        An outgoing HTTP call (SMS gateway, phone or specialist hand-off) did not get a 2xx.
+
+        ``PermanentDeliveryError``
+            The receiver answered 4xx: retrying the same request cannot help. Activities record it in
+            the audit log and report it to the workflow instead of retrying.
+
+        ``TransientDeliveryError``
+            5xx, timeout or connection failure: Temporal retries the activity with backoff, sending the
+            same idempotency key each time.
+
+Activities convert these into ``temporalio.exceptions.ApplicationError`` at the Temporal boundary
+(non-retryable where a retry cannot help), so workflows never see bare exceptions.
+"""
+
+from __future__ import annotations
+
+
+class KindlyError(Exception):
+    """Base of every error Kindly raises on purpose."""
+
+
+class ConfigurationError(KindlyError):
+    """Settings, a policy file or a template folder is unusable."""
+
+
+class TemplateError(KindlyError):
+    """A message template is missing, fails to render, or fails the content check."""
+
+
+class DeliveryError(KindlyError):
+    """An outgoing HTTP call did not get a 2xx answer."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The receiver answered 4xx: the same request will never succeed."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """5xx, timeout or connection failure: worth retrying with the same idempotency key."""

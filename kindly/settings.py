@@ -1,0 +1,57 @@
+"""Kindly's one settings class: environment variables with the ``COLLECTIONS_`` prefix, or ``.env``.
+
+Tests construct ``Settings(...)`` with keyword overrides instead of touching the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DATA_DIR = Path(".data")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="COLLECTIONS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Temporal
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "collections"
+
+    # Application database (audit log, send outbox)
+    database_url: str = f"sqlite:///{DATA_DIR / 'kindly.db'}"
+
+    # SMS gateway
+    sms_provider: Literal["console", "webhook", "twilio"] = "console"
+    sms_webhook_url: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+
+    # Hand-offs; when unset the hand-off is logged and audited only.
+    phone_webhook_url: str | None = None
+    specialist_webhook_url: str | None = None
+
+    http_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # What every message shows the customer.
+    brand_name: str = "Kindly Finance"
+    hotline: str = "400-800-1234"
+    repayment_channels: list[str] = Field(
+        default_factory=lambda: ["app: Me > Loans > Repay", "bank transfer to 6222-0000-0000-0001"]
+    )
+
+    # Operator overrides: a JSON file of segment policies, a folder of extra/overriding templates.
+    policy_file: Path | None = None
+    template_dir: Path | None = None
+
+    # Embedded dev server (`python worker.py --dev`, `make run`).
+    dev_server_db: Path = DATA_DIR / "temporal.db"
+    dev_server_ui_port: int = 8233
