@@ -1,1 +1,115 @@
-print('x')
+"""Kindly's worker: runs account workflows and their activities on the task queue.
+
+``python worker.py`` connects to the Temporal that the settings name (``COLLECTIONS_TEMPORAL_ADDRESS``);
+``python worker.py --dev`` first starts the embedded dev server (SQLite under ``.data/``, Web UI on
+:8233); ``--demo`` also starts a small demo portfolio. Ctrl-C stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.handoffs import HandoffActivities
+from activities.messaging import MessagingActivities
+from activities.records import RecordActivities
+from activities.rendering import MessageRenderer, build_template_environment
+from activities.sms_providers import build_sms_provider
+from kindly.db import AuditStore, make_engine
+from kindly.demo import start_demo_portfolio
+from kindly.dev_server import start_dev_server
+from kindly.policy.model import load_policies
+from kindly.settings import Settings
+from kindly.temporal import connect
+from workflows.overdue_account import OverdueAccountWorkflow
+
+logger = logging.getLogger("kindly.worker")
+
+
+@asynccontextmanager
+async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    """A worker with every activity built from settings; checks templates before anything runs."""
+    renderer = MessageRenderer(
+        build_template_environment(settings.template_dir),
+        brand=settings.brand_name,
+        hotline=settings.hotline,
+        repayment_channels=settings.repayment_channels,
+    )
+    renderer.check_all()
+    policies = load_policies(settings.policy_file)
+    store = AuditStore(make_engine(settings.database_url))
+    async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
+        messaging = MessagingActivities(build_sms_provider(settings, http), renderer, store)
+        handoffs = HandoffActivities(
+            http,
+            store,
+            phone_url=settings.phone_webhook_url,
+            specialist_url=settings.specialist_webhook_url,
+        )
+        records = RecordActivities(store, policies)
+        yield Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=[OverdueAccountWorkflow],
+            activities=[
+                messaging.send_sms,
+                handoffs.create_call_task,
+                handoffs.hand_off_to_specialist,
+                records.record_decisions,
+                records.resolve_policy,
+            ],
+        )
+
+
+async def serve(settings: Settings, *, dev: bool = False, demo: bool = False) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        if dev:
+            port = int(settings.temporal_address.rsplit(":", 1)[1])
+            server = start_dev_server(settings.dev_server_db, port=port, ui_port=settings.dev_server_ui_port)
+            logger.info(
+                "Temporal dev server starting; Web UI http://localhost:%s",
+                settings.dev_server_ui_port,
+            )
+        client = await connect(settings, wait=timedelta(seconds=60) if dev else timedelta(0))
+        async with build_worker(client, settings) as worker, worker:
+            logger.info("worker polling task queue %r", settings.task_queue)
+            if demo:
+                ids = await start_demo_portfolio(client, settings.task_queue)
+                logger.info("demo accounts: %s", ", ".join(ids))
+            await stop.wait()
+            logger.info("stopping")
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--dev", action="store_true", help="start the embedded Temporal dev server")
+    parser.add_argument("--demo", action="store_true", help="start a demo portfolio")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve(Settings(), dev=args.dev, demo=args.demo))
+
+
+if __name__ == "__main__":
+    main()

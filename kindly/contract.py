@@ -10,8 +10,8 @@ a bad signal is rejected with a clear message instead of wedging a workflow.
 
 from __future__ import annotations
 
-import re
 import datetime as dt
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum

@@ -1,0 +1,100 @@
+"""The SMS activity: render, send once per touchpoint, and write the audit row, in one activity.
+
+One activity per touchpoint keeps the Temporal cost of a reminder at one activity and one timer.
+The outbox row (keyed by workflow id, first run id and touchpoint number) makes a retried or replayed
+activity return the first send's result instead of texting the customer again; the same key goes to
+the gateway so that a crash between its 2xx and our commit is deduplicated there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.audit_rows import action_row, decision_rows
+from activities.inputs import SendSmsInput, SendSmsResult
+from activities.rendering import MessageRenderer, sms_segments
+from activities.sms_providers import OutgoingSms, SmsProvider
+from kindly.db import AuditStore, OutboxEntry
+from kindly.errors import PermanentDeliveryError, TemplateError, TransientDeliveryError
+
+
+class MessagingActivities:
+    def __init__(self, provider: SmsProvider, renderer: MessageRenderer, store: AuditStore) -> None:
+        self._provider = provider
+        self._renderer = renderer
+        self._store = store
+
+    @activity.defn(name="send_sms")
+    async def send_sms(self, request: SendSmsInput) -> SendSmsResult:
+        await asyncio.to_thread(self._store.append, decision_rows(request.decisions))
+        scheduled = activity.info().current_attempt_scheduled_time
+        if request.not_after is not None and scheduled >= request.not_after:
+            # A retry that comes after the window closed must not text the customer at night.
+            return SendSmsResult(status="window_closed", detail="contact window closed")
+        try:
+            body = self._renderer.render(request.template, request.locale, request.context)
+        except TemplateError as err:
+            raise ApplicationError(str(err), type="TemplateError") from err
+        outbox = await asyncio.to_thread(
+            self._store.claim,
+            OutboxEntry(
+                idempotency_key=request.idempotency_key,
+                account_id=request.account_id,
+                touchpoint=request.touchpoint,
+                channel="sms",
+                template=request.template,
+            ),
+        )
+        segments = sms_segments(body)
+        if outbox.status == "sent":
+            return SendSmsResult(
+                status="duplicate",
+                provider_message_id=outbox.provider_message_id,
+                segments=segments,
+                detail="already sent for this touchpoint",
+            )
+        sms = OutgoingSms(
+            to=request.to,
+            body=body,
+            idempotency_key=request.idempotency_key,
+            account_id=request.account_id,
+            template=request.template,
+        )
+        try:
+            receipt = await self._provider.send(sms)
+        except PermanentDeliveryError as err:
+            await self._complete(request, "rejected", None, str(err), segments)
+            activity.logger.warning("SMS %s rejected: %s", request.idempotency_key, err)
+            return SendSmsResult(status="rejected", segments=segments, detail=str(err))
+        except TransientDeliveryError as err:
+            raise ApplicationError(str(err), type="TransientDeliveryError") from err
+        await self._complete(request, "sent", receipt.provider_message_id, "sent", segments)
+        return SendSmsResult(
+            status="sent", provider_message_id=receipt.provider_message_id, segments=segments
+        )
+
+    async def _complete(
+        self,
+        request: SendSmsInput,
+        status: str,
+        provider_message_id: str | None,
+        detail: str,
+        segments: int,
+    ) -> None:
+        audit = action_row(
+            idempotency_key=request.idempotency_key,
+            account_id=request.account_id,
+            kind="sms_sent" if status == "sent" else "sms_failed",
+            detail=f"{request.template}, {segments} segment(s): {detail}",
+            touchpoint=request.touchpoint,
+            template=request.template,
+            provider=self._provider.name,
+            provider_message_id=provider_message_id,
+            outcome=status,
+        )
+        await asyncio.to_thread(
+            self._store.complete, request.idempotency_key, status, provider_message_id, audit
+        )

@@ -1,0 +1,28 @@
+"""Small bookkeeping activities, run as local activities: audit decisions, resolve a policy."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import activity
+
+from activities.audit_rows import decision_rows
+from activities.inputs import RecordDecisionsInput, ResolvePolicyInput
+from kindly.db import AuditStore
+from kindly.policy.model import ContactPolicy, policy_for
+
+
+class RecordActivities:
+    def __init__(self, store: AuditStore, policies: dict[str, ContactPolicy]) -> None:
+        self._store = store
+        self._policies = policies
+
+    @activity.defn(name="record_decisions")
+    async def record_decisions(self, request: RecordDecisionsInput) -> int:
+        """Write decisions no action carried (pauses, replies, promises) to the audit log."""
+        return await asyncio.to_thread(self._store.append, decision_rows(request.records))
+
+    @activity.defn(name="resolve_policy")
+    async def resolve_policy(self, request: ResolvePolicyInput) -> ContactPolicy:
+        """The segment's policy, recorded in history once so later file edits cannot alter replay."""
+        return policy_for(request.segment, self._policies)

@@ -1,0 +1,208 @@
+"""Turning a template name, a locale and a ``MessageContext`` into the SMS body a customer reads.
+
+Rendering lives in one place so that every message gets the same money and date formatting, the
+same brand, hotline and repayment channels, and the same failure mode: a broken template raises
+``TemplateError`` instead of sending a half-rendered text. Operators may override or add templates
+in a folder of their own; ``MessageRenderer.check_all`` renders every template at worker start-up so
+that a bad override stops the worker before anything is sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from activities.inputs import MessageContext
+from kindly.contract import SUPPORTED_LOCALES, TemplateName
+from kindly.errors import ConfigurationError, TemplateError
+
+__all__ = [
+    "MessageRenderer",
+    "build_template_environment",
+    "format_date",
+    "format_money",
+    "sms_segments",
+    "template_path",
+]
+
+_CENT = Decimal("0.01")
+# Fixed English month abbreviations: the process locale must never change what a customer reads.
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def template_path(template: TemplateName, locale: str) -> str:
+    """The loader path of one template, the same for packaged and operator templates."""
+    return f"{locale}/{template}.txt.j2"
+
+
+def format_money(amount: Decimal, currency: str, locale: str) -> str:
+    """Show an amount the way the customer's locale writes it, always to the cent.
+
+    ``en-US``: ``CNY 1,234.50``; ``zh-CN``: ``1,234.50元`` for CNY, else ``1,234.50 USD``.
+    """
+    number = f"{Decimal(amount).quantize(_CENT, rounding=ROUND_HALF_UP):,.2f}"
+    if locale == "zh-CN":
+        return f"{number}元" if currency == "CNY" else f"{number} {currency}"
+    return f"{currency} {number}"
+
+
+def format_date(value: dt.date, locale: str) -> str:
+    """Show a date unambiguously for the locale: ``Dec 15, 2026`` or ``2026年12月15日``."""
+    if locale == "zh-CN":
+        return f"{value.year}年{value.month}月{value.day}日"
+    return f"{_MONTHS[value.month - 1]} {value.day}, {value.year}"
+
+
+def build_template_environment(override_dir: Path | None = None) -> jinja2.Environment:
+    """A Jinja environment that looks in the operator's folder first, then the packaged templates.
+
+    Undefined variables are errors (a typo must not send "Dear customer, you owe ."), and output
+    is plain text, so autoescaping is off. Raises ``ConfigurationError`` if ``override_dir`` is
+    given but is not a directory, so a mistyped setting is caught at start-up.
+    """
+    loaders: list[jinja2.BaseLoader] = []
+    if override_dir is not None:
+        if not override_dir.is_dir():
+            raise ConfigurationError(
+                f"template override folder {str(override_dir)!r} does not exist or is not a folder"
+            )
+        loaders.append(jinja2.FileSystemLoader(override_dir, encoding="utf-8"))
+    loaders.append(jinja2.PackageLoader("kindly", "templates"))
+    environment = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=False,
+    )
+    environment.filters["money"] = format_money
+    environment.filters["date"] = format_date
+    return environment
+
+
+class MessageRenderer:
+    """Renders SMS bodies with the brand, hotline and repayment channels every message shows."""
+
+    def __init__(
+        self,
+        environment: jinja2.Environment,
+        *,
+        brand: str,
+        hotline: str,
+        repayment_channels: Sequence[str],
+    ) -> None:
+        self._environment = environment
+        self._brand = brand
+        self._hotline = hotline
+        self._channels = list(repayment_channels)
+
+    def render(self, template: TemplateName, locale: str, context: MessageContext) -> str:
+        """The message as one clean paragraph; ``TemplateError`` names template and locale.
+
+        The context carries only masked, non-personal data, so no template can show a name,
+        phone number or full loan reference however it is written.
+        """
+        variables: dict[str, Any] = {
+            "brand": self._brand,
+            "hotline": self._hotline,
+            "channels": list(self._channels),
+            "amount": format_money(context.amount_due, context.currency, locale),
+            "due_date": format_date(context.due_date, locale),
+            "reference": context.reference_masked,
+            "days_past_due": context.days_past_due,
+            "promise_date": (
+                None if context.promise_date is None else format_date(context.promise_date, locale)
+            ),
+            "currency": context.currency,
+            "locale": locale,
+        }
+        path = template_path(template, locale)
+        try:
+            text = self._environment.get_template(path).render(variables)
+        except jinja2.TemplateNotFound as err:
+            raise TemplateError(f"template {template!s} for locale {locale} not found ({path})") from err
+        except Exception as err:
+            # Any failure, including one from inside a filter in an operator's template, must stop
+            # the send: a half-rendered message is worse than none.
+            raise TemplateError(
+                f"template {template!s} for locale {locale} failed to render: {type(err).__name__}: {err}"
+            ) from err
+        body = " ".join(text.split())
+        if not body:
+            raise TemplateError(f"template {template!s} for locale {locale} rendered empty")
+        return body
+
+    def check_all(self) -> None:
+        """Render every template in every locale with sample data; fail listing every problem.
+
+        Each template is rendered with and without a promise date so both branches of a
+        conditional are exercised. Called at worker start-up, before anything is sent.
+        """
+        samples = (
+            _SAMPLE_CONTEXT,
+            _SAMPLE_CONTEXT.model_copy(update={"promise_date": dt.date(2026, 12, 20)}),
+        )
+        failures: list[str] = []
+        for locale in SUPPORTED_LOCALES:
+            for template in TemplateName:
+                for sample in samples:
+                    try:
+                        self.render(template, locale, sample)
+                    except TemplateError as err:
+                        failures.append(str(err))
+                        break
+        if failures:
+            listing = "\n  - ".join(failures)
+            raise ConfigurationError(
+                f"{len(failures)} message template(s) cannot be rendered:\n  - {listing}"
+            )
+
+
+_SAMPLE_CONTEXT = MessageContext(
+    amount_due=Decimal("1234.50"),
+    currency="CNY",
+    due_date=dt.date(2026, 12, 15),
+    reference_masked="****4321",
+    days_past_due=3,
+)
+
+# GSM 03.38 default alphabet (one septet each) and its extension table (escape + char: two).
+_GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM_EXTENDED = frozenset("^{}\\[~]|€\f")
+
+
+def _count_parts(units: Sequence[int], single: int, per_part: int) -> int:
+    """Parts needed for characters of the given unit sizes, never splitting one character."""
+    total = sum(units)
+    if total == 0:
+        return 0
+    if total <= single:
+        return 1
+    parts, used = 1, 0
+    for size in units:
+        if used + size > per_part:
+            parts += 1
+            used = 0
+        used += size
+    return parts
+
+
+def sms_segments(body: str) -> int:
+    """How many SMS parts the carrier bills for ``body``; 0 for an empty body.
+
+    GSM-7 when every character is in the GSM 03.38 alphabet (extension characters take two
+    septets): 160 in one part, 153 per part when split. Otherwise UCS-2: 70 in one part, 67 per
+    part, characters outside the BMP taking two code units.
+    """
+    if all(ch in _GSM_BASIC or ch in _GSM_EXTENDED for ch in body):
+        units = [2 if ch in _GSM_EXTENDED else 1 for ch in body]
+        return _count_parts(units, 160, 153)
+    units = [2 if ord(ch) > 0xFFFF else 1 for ch in body]
+    return _count_parts(units, 70, 67)

@@ -1,0 +1,139 @@
+"""The application database: the audit log and the send outbox (sqlmodel; SQLite or PostgreSQL).
+
+Tables are created on first use. Every write is idempotent by a natural key, because activities
+that write them may be retried: an audit row by its event key, an outbox row by its idempotency key.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One decision or action for compliance: what happened to which account, when and why."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_key: str = Field(unique=True, index=True)
+    account_id: str = Field(index=True)
+    at: datetime
+    kind: str = Field(index=True)
+    detail: str
+    touchpoint: int | None = None
+    template: str | None = None
+    provider: str | None = None
+    provider_message_id: str | None = None
+    outcome: str | None = None
+    recorded_at: datetime = Field(default_factory=_utcnow)
+
+
+class OutboxEntry(SQLModel, table=True):
+    """One message or hand-off per touchpoint: the record that makes sends idempotent."""
+
+    __tablename__ = "outbox"
+
+    idempotency_key: str = Field(primary_key=True)
+    account_id: str = Field(index=True)
+    touchpoint: int
+    channel: str
+    template: str | None = None
+    status: str = "pending"
+    provider_message_id: str | None = None
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=_utcnow)
+    completed_at: datetime | None = None
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine with the tables created; SQLite files get their folder and WAL journaling."""
+    connect_args: dict[str, object] = {}
+    if database_url.startswith("sqlite"):
+        connect_args["check_same_thread"] = False
+        path = database_url.removeprefix("sqlite:///")
+        if path and path != ":memory:" and not database_url.startswith("sqlite:///:memory:"):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(database_url, connect_args=connect_args)
+    if database_url.startswith("sqlite") and ":memory:" not in database_url:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+    SQLModel.metadata.create_all(engine)
+    return engine
+
+
+class AuditStore:
+    """Synchronous access to the audit log and outbox; activities call it from a thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def append(self, entries: list[AuditEntry]) -> int:
+        """Insert the entries whose event key is new; returns how many were new."""
+        added = 0
+        with Session(self._engine) as session:
+            for entry in entries:
+                exists = session.exec(
+                    select(AuditEntry.id).where(AuditEntry.event_key == entry.event_key)
+                ).first()
+                if exists is None:
+                    session.add(entry)
+                    added += 1
+            session.commit()
+        return added
+
+    def claim(self, entry: OutboxEntry) -> OutboxEntry:
+        """The outbox row for this key, creating it as pending; counts the attempt."""
+        with Session(self._engine) as session:
+            row = session.get(OutboxEntry, entry.idempotency_key)
+            if row is None:
+                session.add(entry)
+                try:
+                    session.commit()
+                except IntegrityError:
+                    session.rollback()
+                row = session.get(OutboxEntry, entry.idempotency_key)
+                assert row is not None
+            row.attempts += 1
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+            return row
+
+    def complete(
+        self, idempotency_key: str, status: str, provider_message_id: str | None, audit: AuditEntry
+    ) -> None:
+        """Mark the outbox row done and write its audit row in one transaction."""
+        with Session(self._engine) as session:
+            row = session.get(OutboxEntry, idempotency_key)
+            if row is not None:
+                row.status = status
+                row.provider_message_id = provider_message_id
+                row.completed_at = _utcnow()
+                session.add(row)
+            exists = session.exec(
+                select(AuditEntry.id).where(AuditEntry.event_key == audit.event_key)
+            ).first()
+            if exists is None:
+                session.add(audit)
+            session.commit()
+
+    def audit_for(self, account_id: str) -> list[AuditEntry]:
+        with Session(self._engine) as session:
+            rows = session.exec(
+                select(AuditEntry).where(AuditEntry.account_id == account_id).order_by(AuditEntry.id)  # type: ignore[arg-type]
+            ).all()
+            return list(rows)
+
+    def outbox_for(self, account_id: str) -> list[OutboxEntry]:
+        with Session(self._engine) as session:
+            rows = session.exec(select(OutboxEntry).where(OutboxEntry.account_id == account_id)).all()
+            return list(rows)

@@ -1,0 +1,1 @@
+"""Kindly policy: holiday calendars, schedules and reply handling."""

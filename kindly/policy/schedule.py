@@ -1,0 +1,263 @@
+"""When and how to contact an account next: a pure function of (policy, state, now).
+
+No I/O, no clock, no randomness: the workflow calls ``plan_next`` with ``workflow.now()`` and unit
+tests call it with any instant. All time-zone arithmetic lives here, outside the workflow sandbox
+(whose restricted ``zoneinfo`` cannot do it), and uses the pinned ``tzdata``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from kindly.contract import Stage, TemplateName
+from kindly.policy.calendars import load_calendar
+from kindly.policy.model import ContactPolicy
+from kindly.state import AccountState
+
+SEARCH_HORIZON_DAYS = 400
+"""How far ahead an allowed day is searched for before the policy is declared unusable."""
+
+
+class StepKind(StrEnum):
+    IDLE = "idle"
+    """Nothing is scheduled: wait for a signal (paused without end, specialist stage, ended)."""
+    SMS = "sms"
+    SERVICE_SMS = "service_sms"
+    CALL = "call"
+    SPECIALIST = "specialist"
+    RESUME = "resume"
+
+
+@dataclass(frozen=True)
+class Deferral:
+    reason: str
+    """quiet_hours, holiday, birthday, blocked_date or daily_cap."""
+    day: date
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: StepKind
+    at: datetime | None = None
+    template: TemplateName | None = None
+    touch_key: str | None = None
+    counts_for_escalation: bool = False
+    nominal_day: date | None = None
+    not_after: datetime | None = None
+    attempt: int = 0
+    deferrals: tuple[Deferral, ...] = ()
+    superseded: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def plan_key(self) -> str:
+        return f"{self.kind}:{self.touch_key}:{self.at.isoformat() if self.at else '-'}"
+
+
+def zone_date(timezone: str, instant: datetime) -> date:
+    """The calendar date of ``instant`` in an IANA time zone."""
+    return instant.astimezone(ZoneInfo(timezone)).date()
+
+
+def local_date(state: AccountState, instant: datetime) -> date:
+    """The customer's local calendar date at ``instant``."""
+    return zone_date(state.account.timezone, instant)
+
+
+def local_iso(timezone: str, instant: datetime) -> str:
+    """ISO-8601 in the customer's zone, with offset: how timelines show instants."""
+    return instant.astimezone(ZoneInfo(timezone)).isoformat(timespec="seconds")
+
+
+def _at(day: date, clock: time, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, clock, tzinfo=zone).astimezone(UTC)
+
+
+def blocked_reason(policy: ContactPolicy, birthday: date | None, day: date) -> str | None:
+    """Why no message may go on this local day, or None when it may."""
+    if policy.holiday_calendar and load_calendar(policy.holiday_calendar).is_holiday(day):
+        return "holiday"
+    if day in policy.blocked_dates:
+        return "blocked_date"
+    if (
+        policy.avoid_birthday
+        and birthday is not None
+        and (birthday.month, birthday.day) == (day.month, day.day)
+    ):
+        return "birthday"
+    return None
+
+
+def first_allowed_moment(
+    state: AccountState,
+    day: date,
+    earliest: datetime,
+    *,
+    service: bool = False,
+    capped: bool = True,
+) -> tuple[datetime, datetime, tuple[Deferral, ...]]:
+    """The first instant on or after ``day`` (local) and ``earliest`` when contact is allowed.
+
+    Returns the instant, the end of its window (a send must not start after it) and every day that
+    was passed over with its reason.
+    """
+    policy = state.policy
+    zone = ZoneInfo(state.account.timezone)
+    start_clock, end_clock = (
+        (policy.service_window_start, policy.service_window_end)
+        if service
+        else (policy.window_start, policy.window_end)
+    )
+    deferrals: list[Deferral] = []
+    for offset in range(SEARCH_HORIZON_DAYS):
+        candidate_day = day + timedelta(days=offset)
+        window_end = _at(candidate_day, end_clock, zone)
+        if window_end <= earliest:
+            continue  # a day already gone is not a deferral
+        reason = blocked_reason(policy, state.account.birthday, candidate_day)
+        if reason is None and capped and state.sms_days.count(candidate_day) >= policy.max_sms_per_day:
+            reason = "daily_cap"
+        if reason is not None:
+            deferrals.append(Deferral(reason, candidate_day))
+            continue
+        moment = max(_at(candidate_day, start_clock, zone), earliest)
+        if moment >= window_end:
+            deferrals.append(Deferral("quiet_hours", candidate_day))
+            continue
+        return moment, window_end, tuple(deferrals)
+    raise ValueError(f"no allowed contact day within {SEARCH_HORIZON_DAYS} days")
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    key: str
+    day: date
+    last_valid: date | None
+    template: TemplateName
+    overdue: bool
+
+
+def _cadence_candidates(state: AccountState, floor: date) -> Iterator[_Candidate]:
+    """The cadence's next touches in order; the first still valid wins."""
+    policy = state.policy
+    due = state.account.due_date
+    done = set(state.done_touches)
+    for days_before in sorted(set(policy.pre_due_days), reverse=True):
+        key = f"D-{days_before}"
+        nominal = due - timedelta(days=days_before)
+        if key in done or nominal < state.started_on:
+            continue
+        yield _Candidate(
+            key,
+            max(nominal, floor),
+            due - timedelta(days=1) if days_before else due,
+            TemplateName.PRE_DUE if days_before else TemplateName.DUE_TODAY,
+            overdue=False,
+        )
+    first_overdue = f"D+{policy.first_overdue_day}"
+    if first_overdue not in done:
+        nominal = due + timedelta(days=policy.first_overdue_day)
+        yield _Candidate(first_overdue, max(nominal, floor), None, TemplateName.FIRST_OVERDUE, True)
+        return
+    anchor = state.last_touch_date or floor
+    nominal = anchor + timedelta(days=policy.follow_up_interval_days)
+    yield _Candidate("follow_up", max(nominal, floor), None, TemplateName.FOLLOW_UP, True)
+
+
+def plan_next(state: AccountState, now: datetime) -> Step:
+    """The next thing to do for this account and when: the whole contact policy in one call."""
+    today = local_date(state, now)
+    if state.outcome is not None:
+        return Step(StepKind.IDLE)
+    if state.paused:
+        if state.paused_until is None:
+            return Step(StepKind.IDLE)
+        return Step(StepKind.RESUME, at=max(state.paused_until, now), touch_key="resume")
+    if state.pending_service:
+        template = state.pending_service[0]
+        at, end, deferrals = first_allowed_moment(state, today, now, service=True, capped=False)
+        return Step(
+            StepKind.SERVICE_SMS,
+            at=at,
+            template=template,
+            touch_key=f"service:{template}",
+            not_after=end,
+            deferrals=deferrals,
+        )
+    if state.specialist_reason is not None:
+        return Step(StepKind.SPECIALIST, at=now, touch_key="specialist")
+    if state.escalation == Stage.SPECIALIST:
+        return Step(StepKind.IDLE)
+    if state.escalation == Stage.PHONE:
+        return _next_phone_step(state, now, today)
+    return _next_cadence_step(state, now, today)
+
+
+def _next_phone_step(state: AccountState, now: datetime, today: date) -> Step:
+    policy = state.policy
+    earliest = now
+    if state.phone_requested_at is not None:
+        earliest = max(now, state.phone_requested_at + timedelta(hours=policy.call_outcome_wait_hours))
+    if state.phone_attempt >= policy.phone_attempts:
+        return Step(StepKind.SPECIALIST, at=earliest, touch_key="specialist")
+    at, end, deferrals = first_allowed_moment(state, local_date(state, earliest), earliest, capped=False)
+    return Step(
+        StepKind.CALL,
+        at=at,
+        touch_key=f"call-{state.phone_attempt + 1}",
+        attempt=state.phone_attempt + 1,
+        not_after=end,
+        deferrals=deferrals,
+    )
+
+
+def _next_cadence_step(state: AccountState, now: datetime, today: date) -> Step:
+    policy = state.policy
+    floor = today
+    if state.promise_date is not None:
+        floor = max(floor, state.promise_date + timedelta(days=policy.promise_grace_days))
+    superseded: list[tuple[str, str]] = []
+    for candidate in _cadence_candidates(state, floor):
+        if candidate.last_valid is not None and candidate.day > candidate.last_valid:
+            superseded.append((candidate.key, "window for this reminder has passed"))
+            continue
+        if state.opted_out and not candidate.overdue:
+            superseded.append((candidate.key, "customer opted out of SMS"))
+            continue
+        escalate = candidate.overdue and (
+            state.opted_out or state.unanswered_sms >= policy.unanswered_to_escalate
+        )
+        at, end, deferrals = first_allowed_moment(state, candidate.day, now, capped=not escalate)
+        if candidate.last_valid is not None and local_date(state, at) > candidate.last_valid:
+            superseded.append((candidate.key, f"deferred past its last day ({deferrals[-1].reason})"))
+            continue
+        if escalate:
+            kind = StepKind.SPECIALIST if policy.route_straight_to_specialist else StepKind.CALL
+            return Step(
+                kind,
+                at=at,
+                touch_key="specialist" if kind is StepKind.SPECIALIST else "call-1",
+                attempt=1,
+                nominal_day=candidate.day,
+                not_after=end,
+                deferrals=deferrals,
+                superseded=tuple(superseded),
+            )
+        template = candidate.template
+        if candidate.overdue and (state.promise_date is not None or state.promise_broken):
+            template = TemplateName.BROKEN_PROMISE
+        return Step(
+            StepKind.SMS,
+            at=at,
+            template=template,
+            touch_key=candidate.key,
+            counts_for_escalation=candidate.overdue,
+            nominal_day=candidate.day,
+            not_after=end,
+            deferrals=deferrals,
+            superseded=tuple(superseded),
+        )
+    raise AssertionError("the cadence always ends in an overdue candidate")  # pragma: no cover

@@ -1,0 +1,83 @@
+"""An account's whole state in one object: what the workflow knows and carries across continue-as-new."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, Field
+
+from kindly.contract import AccountInput, Outcome, Stage, TemplateName, TimelineEntry
+from kindly.policy.model import ContactPolicy
+
+TIMELINE_LIMIT = 500
+"""Older timeline entries stay in the audit log; the workflow keeps the most recent ones."""
+
+
+class AccountState(BaseModel):
+    account: AccountInput
+    policy: ContactPolicy
+    started_on: date
+    """The customer's local date when collection started: earlier reminders are never owed."""
+
+    amount_due: Decimal
+    amount_collected: Decimal = Decimal("0")
+    credited_references: list[str] = Field(default_factory=list)
+
+    # Cadence
+    done_touches: list[str] = Field(default_factory=list)
+    last_touch_date: date | None = None
+    sms_days: list[date] = Field(default_factory=list)
+    sms_sent: int = 0
+    unanswered_sms: int = 0
+    touchpoints: int = 0
+    """Sequence number of touchpoints (SMS, calls, hand-offs): part of every idempotency key."""
+
+    # Holds
+    paused: bool = False
+    pause_reason: str | None = None
+    paused_until: datetime | None = None
+    promise_date: date | None = None
+    promise_broken: bool = False
+    opted_out: bool = False
+    pending_service: list[TemplateName] = Field(default_factory=list)
+
+    # Escalation
+    escalation: Stage | None = None
+    """``phone`` or ``specialist`` once the account has left the SMS cadence."""
+    phone_attempt: int = 0
+    phone_requested_at: datetime | None = None
+    specialist_reason: str | None = None
+    """Set when the specialist hand-off is owed but not yet made."""
+
+    outcome: Outcome | None = None
+    next_touchpoint_at: datetime | None = None
+    last_plan_key: str | None = None
+
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    events_recorded: int = 0
+    """Count of timeline entries ever recorded: the sequence behind audit event keys."""
+    events_audited: int = 0
+    """How many of them have reached the audit log."""
+
+
+def current_stage(state: AccountState, today: date) -> Stage:
+    """The stage operators see, derived from the state and the customer's local date."""
+    if state.outcome is not None:
+        return {
+            Outcome.REPAID: Stage.REPAID,
+            Outcome.SETTLED: Stage.SETTLED,
+            Outcome.CLOSED: Stage.CLOSED,
+        }[state.outcome]
+    if state.paused:
+        return Stage.PAUSED
+    if state.escalation is not None:
+        return state.escalation
+    if state.promise_date is not None:
+        return Stage.PROMISE
+    due = state.account.due_date
+    if today < due:
+        return Stage.PRE_DUE
+    if today == due:
+        return Stage.DUE
+    return Stage.OVERDUE

@@ -1,0 +1,580 @@
+"""``OverdueAccountWorkflow``: one durable workflow per overdue account, for weeks or months.
+
+It decides *what* and *when* and never does I/O: the contact policy (``kindly.policy.schedule``)
+says what comes next, a timer waits for it, and one activity acts and writes its own audit row.
+Signals change the state and wake the loop, which plans again. Every decision lands in the timeline
+query and, through the next activity (or one local activity after signals), in the audit log.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel, ValidationError
+
+    from activities.handoffs import HandoffActivities
+    from activities.inputs import (
+        AuditRecord,
+        CallTaskInput,
+        MessageContext,
+        RecordDecisionsInput,
+        ResolvePolicyInput,
+        SendSmsInput,
+        SpecialistHandoffInput,
+    )
+    from activities.messaging import MessagingActivities
+    from activities.records import RecordActivities
+    from kindly.contract import (
+        SIGNAL_MODELS,
+        WORKFLOW_TYPE,
+        AccountInput,
+        AccountResult,
+        AccountStatus,
+        CallOutcome,
+        CallOutcomeKind,
+        Close,
+        CustomerReply,
+        Outcome,
+        Pause,
+        PromiseToPay,
+        QueryName,
+        Repayment,
+        Resume,
+        Settle,
+        SignalName,
+        Stage,
+        TemplateName,
+        TimelineEntry,
+        TimelineKind,
+        UpdateContact,
+    )
+    from kindly.masking import mask_reference
+    from kindly.policy.replies import ReplyIntent, classify_reply
+    from kindly.policy.schedule import (
+        Step,
+        StepKind,
+        local_date,
+        local_iso,
+        plan_next,
+        zone_date,
+    )
+    from kindly.state import TIMELINE_LIMIT, AccountState, current_stage
+    from kindly.validation import describe_validation_error
+
+SEND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    non_retryable_error_types=["PermanentDeliveryError", "WindowClosed"],
+)
+HANDOFF_TIMEOUT = timedelta(days=1)
+SMS_DAYS_KEPT = 14
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class OverdueAccountWorkflow:
+    def __init__(self) -> None:
+        self._state: AccountState | None = None
+        self._buffered: list[tuple[SignalName, Any]] = []
+        self._woken = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, account: Any, carried_state: Any = None) -> AccountResult:
+        if carried_state is not None:
+            self._state = AccountState.model_validate(carried_state)
+        else:
+            self._state = await self._start(account)
+        for name, payload in self._buffered:
+            self._receive(name, payload)
+        self._buffered.clear()
+
+        state = self._state
+        while state.outcome is None:
+            if workflow.info().is_continue_as_new_suggested() and workflow.all_handlers_finished():
+                await self._flush_decisions()
+                self._record(TimelineKind.CONTINUED_AS_NEW, "history grew long; state carried over")
+                await self._flush_decisions()
+                workflow.continue_as_new(
+                    args=[state.account.model_dump(mode="json"), state.model_dump(mode="json")]
+                )
+            step = plan_next(state, workflow.now())
+            self._note_plan(step)
+            if self._woken:
+                self._woken = False
+                await self._flush_decisions()
+            if await self._sleep_until(step):
+                await self._execute(step)
+
+        await self._flush_decisions()
+        return AccountResult(outcome=state.outcome, amount_collected=state.amount_collected)
+
+    async def _start(self, account: Any) -> AccountState:
+        try:
+            parsed = AccountInput.model_validate(account)
+        except ValidationError as err:
+            raise ApplicationError(
+                f"invalid account input: {describe_validation_error(err)}",
+                type="InvalidAccountInput",
+                non_retryable=True,
+            ) from None
+        policy = await workflow.execute_local_activity_method(
+            RecordActivities.resolve_policy,
+            ResolvePolicyInput(segment=parsed.segment),
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        now = workflow.now()
+        state = AccountState(
+            account=parsed,
+            policy=policy,
+            started_on=zone_date(parsed.timezone, now),
+            amount_due=parsed.amount_due,
+        )
+        self._state = state
+        self._record(
+            TimelineKind.STARTED,
+            f"segment {parsed.segment}, {parsed.amount_due} {parsed.currency} due {parsed.due_date}",
+        )
+        return state
+
+    async def _sleep_until(self, step: Step) -> bool:
+        """Wait for the step's moment; False when a signal (or the end) came first."""
+        state = self.state
+        if step.at is None:
+            await workflow.wait_condition(lambda: self._woken or state.outcome is not None)
+            return False
+        delay = step.at - workflow.now()
+        if delay > timedelta(0):
+            try:
+                await workflow.wait_condition(
+                    lambda: self._woken or state.outcome is not None,
+                    timeout=delay,
+                    timeout_summary=f"next: {step.kind} {step.touch_key}",
+                )
+                return False
+            except TimeoutError:
+                pass
+        return state.outcome is None and not self._woken
+
+    @property
+    def state(self) -> AccountState:
+        assert self._state is not None, "state is set before any handler runs"
+        return self._state
+
+    # --- planning ----------------------------------------------------------------------------
+
+    def _note_plan(self, step: Step) -> None:
+        """Publish the next touchpoint and record deferrals and skips, once per distinct plan."""
+        state = self.state
+        state.next_touchpoint_at = step.at
+        if step.plan_key == state.last_plan_key:
+            return
+        state.last_plan_key = step.plan_key
+        for key, reason in step.superseded:
+            if key not in state.done_touches:
+                state.done_touches.append(key)
+            self._record(TimelineKind.SKIPPED, f"touch {key} skipped: {reason}")
+        if step.deferrals and step.at is not None:
+            reasons = ", ".join(f"{d.day.isoformat()} {d.reason}" for d in step.deferrals)
+            moved_to = local_iso(state.account.timezone, step.at)
+            self._record(
+                TimelineKind.DEFERRED,
+                f"{step.kind} {step.touch_key} deferred ({reasons}) to {moved_to}",
+            )
+
+    # --- acting ------------------------------------------------------------------------------
+
+    async def _execute(self, step: Step) -> None:
+        if step.kind in (StepKind.SMS, StepKind.SERVICE_SMS):
+            await self._send_sms(step)
+        elif step.kind is StepKind.CALL:
+            await self._create_call_task(step)
+        elif step.kind is StepKind.SPECIALIST:
+            await self._hand_off_to_specialist()
+        elif step.kind is StepKind.RESUME:
+            self.state.paused = False
+            self.state.paused_until = None
+            self._record(TimelineKind.RESUMED, "pause ended at its 'until' time; cadence restarts")
+
+    def _idempotency_key(self, touchpoint: int) -> str:
+        info = workflow.info()
+        return f"{info.workflow_id}/{info.first_execution_run_id}/tp-{touchpoint}"
+
+    async def _send_sms(self, step: Step) -> None:
+        state = self.state
+        assert step.template is not None
+        now = workflow.now()
+        template = step.template
+        if step.kind is StepKind.SMS and state.promise_date is not None:
+            self._record(
+                TimelineKind.PROMISE_BROKEN,
+                f"promised payment by {state.promise_date} not received; firmer reminder",
+            )
+            state.promise_date = None
+            state.promise_broken = True
+        touchpoint = state.touchpoints + 1
+        decisions = self._pending_decisions()
+        window_left = (step.not_after or now + timedelta(hours=1)) - now
+        try:
+            result = await workflow.execute_activity_method(
+                MessagingActivities.send_sms,
+                SendSmsInput(
+                    account_id=state.account.account_id,
+                    idempotency_key=self._idempotency_key(touchpoint),
+                    touchpoint=touchpoint,
+                    template=template,
+                    locale=state.account.locale,
+                    to=state.account.phone,
+                    context=self._message_context(now),
+                    not_after=step.not_after,
+                    decisions=decisions,
+                ),
+                start_to_close_timeout=timedelta(seconds=60),
+                schedule_to_close_timeout=max(window_left, timedelta(minutes=1)),
+                retry_policy=SEND_RETRY,
+                summary=f"SMS {template} touchpoint {touchpoint}",
+            )
+        except ActivityError as err:
+            # The gateway did not take the message before the window closed: plan it again.
+            self._record(
+                TimelineKind.DEFERRED,
+                f"{template} not accepted before the window closed ({err.cause}); next window",
+            )
+            return
+        state.events_audited += len(decisions)
+        if result.status == "window_closed":
+            self._record(TimelineKind.DEFERRED, f"{template}: window closed before sending; moved")
+            return
+        state.touchpoints = touchpoint
+        today = local_date(state, now)
+        if step.kind is StepKind.SERVICE_SMS:
+            state.pending_service.remove(template)
+        else:
+            if step.touch_key and step.touch_key != "follow_up":
+                state.done_touches.append(step.touch_key)
+            state.last_touch_date = today
+        if result.status == "rejected":
+            self._record(TimelineKind.SMS_FAILED, f"{template} touchpoint {touchpoint}: {result.detail}")
+            return
+        state.sms_sent += 1
+        if step.kind is StepKind.SMS:
+            state.sms_days = [*state.sms_days, today][-SMS_DAYS_KEPT:]
+            if template is TemplateName.BROKEN_PROMISE:
+                state.promise_broken = False
+            if step.counts_for_escalation:
+                state.unanswered_sms += 1
+        self._record(
+            TimelineKind.SMS_SENT,
+            f"{template} touchpoint {touchpoint} ({result.segments} segment(s))",
+            audited=True,
+        )
+
+    async def _create_call_task(self, step: Step) -> None:
+        state = self.state
+        touchpoint = state.touchpoints + 1
+        reason = (
+            "customer opted out of SMS"
+            if state.opted_out and state.phone_attempt == 0
+            else f"{state.unanswered_sms} unanswered SMS"
+            if state.phone_attempt == 0
+            else f"attempt {state.phone_attempt} got no outcome"
+        )
+        decisions = self._pending_decisions()
+        result = await workflow.execute_activity_method(
+            HandoffActivities.create_call_task,
+            CallTaskInput(
+                account_id=state.account.account_id,
+                attempt=step.attempt,
+                phone=state.account.phone,
+                amount_due=state.amount_due,
+                currency=state.account.currency,
+                reason=reason,
+                idempotency_key=self._idempotency_key(touchpoint),
+                decisions=decisions,
+            ),
+            start_to_close_timeout=timedelta(seconds=60),
+            schedule_to_close_timeout=HANDOFF_TIMEOUT,
+            retry_policy=SEND_RETRY,
+            summary=f"call task attempt {step.attempt}",
+        )
+        state.events_audited += len(decisions)
+        state.touchpoints = touchpoint
+        state.escalation = Stage.PHONE
+        state.phone_attempt = step.attempt
+        state.phone_requested_at = workflow.now()
+        self._record(
+            TimelineKind.ESCALATED_PHONE,
+            f"call task attempt {step.attempt} ({reason}): {result.status}",
+            audited=True,
+        )
+        if result.status == "rejected":
+            state.specialist_reason = f"phone team rejected the call task: {result.detail}"
+
+    async def _hand_off_to_specialist(self) -> None:
+        state = self.state
+        touchpoint = state.touchpoints + 1
+        reason = state.specialist_reason or (
+            f"{state.phone_attempt} call attempt(s) without result"
+            if state.phone_attempt
+            else f"{state.unanswered_sms} unanswered SMS; segment routes to specialists"
+        )
+        decisions = self._pending_decisions()
+        result = await workflow.execute_activity_method(
+            HandoffActivities.hand_off_to_specialist,
+            SpecialistHandoffInput(
+                account_id=state.account.account_id,
+                amount_due=state.amount_due,
+                currency=state.account.currency,
+                reason=reason,
+                idempotency_key=self._idempotency_key(touchpoint),
+                decisions=decisions,
+            ),
+            start_to_close_timeout=timedelta(seconds=60),
+            schedule_to_close_timeout=HANDOFF_TIMEOUT,
+            retry_policy=SEND_RETRY,
+            summary="specialist hand-off",
+        )
+        state.events_audited += len(decisions)
+        state.touchpoints = touchpoint
+        state.escalation = Stage.SPECIALIST
+        state.specialist_reason = None
+        self._record(TimelineKind.ESCALATED_SPECIALIST, f"{reason}: {result.status}", audited=True)
+
+    def _message_context(self, now: datetime) -> MessageContext:
+        state = self.state
+        return MessageContext(
+            amount_due=state.amount_due,
+            currency=state.account.currency,
+            due_date=state.account.due_date,
+            reference_masked=mask_reference(state.account.account_id),
+            days_past_due=max((local_date(state, now) - state.account.due_date).days, 0),
+            promise_date=state.promise_date,
+        )
+
+    # --- timeline and audit ------------------------------------------------------------------
+
+    def _record(self, kind: TimelineKind, detail: str, *, audited: bool = False) -> None:
+        """Add a timeline entry; ``audited`` when the activity that acted already wrote it."""
+        state = self.state
+        entry = TimelineEntry(at=local_iso(state.account.timezone, workflow.now()), kind=kind, detail=detail)
+        state.timeline = [*state.timeline, entry][-TIMELINE_LIMIT:]
+        state.events_recorded += 1
+        if audited and state.events_audited == state.events_recorded - 1:
+            state.events_audited += 1
+
+    def _pending_decisions(self) -> list[AuditRecord]:
+        state = self.state
+        pending = state.events_recorded - state.events_audited
+        if pending <= 0:
+            return []
+        entries = state.timeline[-pending:]
+        first_seq = state.events_recorded - len(entries) + 1
+        info = workflow.info()
+        return [
+            AuditRecord(
+                event_key=f"{info.workflow_id}/{info.first_execution_run_id}/ev-{first_seq + i}",
+                account_id=state.account.account_id,
+                at=datetime.fromisoformat(entry.at),
+                kind=entry.kind,
+                detail=entry.detail,
+            )
+            for i, entry in enumerate(entries)
+        ]
+
+    async def _flush_decisions(self) -> None:
+        decisions = self._pending_decisions()
+        if not decisions:
+            return
+        await workflow.execute_local_activity_method(
+            RecordActivities.record_decisions,
+            RecordDecisionsInput(records=decisions),
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        self.state.events_audited += len(decisions)
+
+    # --- signals -----------------------------------------------------------------------------
+
+    def _receive(self, name: SignalName, payload: Any) -> None:
+        """Validate and apply one signal; a bad one is recorded as rejected and changes nothing."""
+        if self._state is None:
+            self._buffered.append((name, payload))
+            return
+        if self.state.outcome is not None:
+            return
+        try:
+            message = SIGNAL_MODELS[name].model_validate({} if payload is None else payload)
+            self._apply(message)
+        except ValidationError as err:
+            self._record(TimelineKind.SIGNAL_REJECTED, f"{name}: {describe_validation_error(err)}")
+        except SignalRejected as err:
+            self._record(TimelineKind.SIGNAL_REJECTED, f"{name}: {err}")
+        self._woken = True
+
+    def _apply(self, message: BaseModel) -> None:
+        state = self.state
+        today = local_date(state, workflow.now())
+        if isinstance(message, Repayment):
+            self._credit(message)
+        elif isinstance(message, CustomerReply):
+            self._on_reply(message)
+        elif isinstance(message, Pause):
+            state.paused, state.pause_reason, state.paused_until = (
+                True,
+                message.reason,
+                message.until,
+            )
+            until = f" until {local_iso(state.account.timezone, message.until)}" if message.until else ""
+            self._record(TimelineKind.PAUSED, f"{message.reason}{until}")
+        elif isinstance(message, Resume):
+            if not state.paused:
+                raise SignalRejected("account is not paused")
+            state.paused, state.paused_until = False, None
+            self._record(TimelineKind.RESUMED, "resumed by operator; cadence restarts from now")
+        elif isinstance(message, Settle):
+            state.amount_collected += message.amount
+            state.outcome = Outcome.SETTLED
+            self._record(TimelineKind.SETTLED, f"settled for {message.amount} ({message.reference})")
+        elif isinstance(message, Close):
+            state.outcome = Outcome.CLOSED
+            self._record(TimelineKind.CLOSED, message.reason)
+        elif isinstance(message, PromiseToPay):
+            self._promise(message.date, today, via="customer")
+        elif isinstance(message, CallOutcome):
+            self._on_call_outcome(message, today)
+        elif isinstance(message, UpdateContact):
+            changes = message.model_dump(exclude_none=True)
+            if not changes:
+                raise SignalRejected("give at least one of phone, timezone, locale")
+            state.account = state.account.model_copy(update=changes)
+            self._record(TimelineKind.CONTACT_UPDATED, "updated " + ", ".join(sorted(changes)))
+
+    def _credit(self, payment: Repayment) -> None:
+        state = self.state
+        if payment.reference in state.credited_references:
+            raise SignalRejected(f"payment {payment.reference} was already credited")
+        state.credited_references.append(payment.reference)
+        state.amount_due -= payment.amount
+        state.amount_collected += payment.amount
+        state.unanswered_sms = 0
+        self._record(
+            TimelineKind.REPAYMENT_RECEIVED,
+            f"{payment.amount} received ({payment.reference}); {max(state.amount_due, Decimal(0))} left",
+        )
+        if state.amount_due <= 0:
+            state.amount_due = Decimal("0.00")
+            state.outcome = Outcome.REPAID
+            self._record(TimelineKind.REPAID, "paid in full")
+
+    def _on_reply(self, reply: CustomerReply) -> None:
+        state = self.state
+        state.unanswered_sms = 0
+        intent = classify_reply(reply.text)
+        # The reply's text may hold personal data: the timeline keeps only what it meant.
+        self._record(TimelineKind.REPLY_RECEIVED, f"reply ({intent}, {len(reply.text)} chars)")
+        if intent is ReplyIntent.OPT_OUT and not state.opted_out:
+            state.opted_out = True
+            state.pending_service = [TemplateName.OPT_OUT_CONFIRMATION]
+            self._record(TimelineKind.OPTED_OUT, "no further SMS; escalation continues by phone")
+        elif (
+            intent is ReplyIntent.HELP
+            and not state.opted_out
+            and TemplateName.HELP not in state.pending_service
+        ):
+            state.pending_service.append(TemplateName.HELP)
+
+    def _promise(self, promised: date, today: date, *, via: str) -> None:
+        state = self.state
+        if promised < today:
+            raise SignalRejected(f"date: {promised} is in the past (today is {today})")
+        state.promise_date = promised
+        state.unanswered_sms = 0
+        if state.escalation == Stage.PHONE:
+            state.escalation, state.phone_attempt, state.phone_requested_at = None, 0, None
+        self._record(TimelineKind.PROMISE, f"{via} promised to pay by {promised}; contact held")
+
+    def _on_call_outcome(self, call: CallOutcome, today: date) -> None:
+        state = self.state
+        if call.outcome is CallOutcomeKind.PROMISE_TO_PAY and call.promise_date is None:
+            raise SignalRejected("promise_date: required when outcome is promise_to_pay")
+        self._record(TimelineKind.CALL_OUTCOME, f"{call.outcome} (attempt {state.phone_attempt})")
+        if call.outcome is CallOutcomeKind.REACHED:
+            state.unanswered_sms = 0
+            state.last_touch_date = today
+            if state.escalation == Stage.PHONE:
+                state.escalation, state.phone_attempt, state.phone_requested_at = None, 0, None
+        elif call.outcome is CallOutcomeKind.NO_ANSWER:
+            if state.escalation == Stage.PHONE:
+                state.phone_requested_at = None
+        elif call.outcome is CallOutcomeKind.PROMISE_TO_PAY:
+            assert call.promise_date is not None
+            self._promise(call.promise_date, today, via="on the phone, customer")
+        else:
+            if state.escalation != Stage.SPECIALIST:
+                state.specialist_reason = f"call outcome {call.outcome}"
+
+    @workflow.signal(name=SignalName.REPAYMENT)
+    def repayment(self, payload: Any = None) -> None:
+        self._receive(SignalName.REPAYMENT, payload)
+
+    @workflow.signal(name=SignalName.CUSTOMER_REPLY)
+    def customer_reply(self, payload: Any = None) -> None:
+        self._receive(SignalName.CUSTOMER_REPLY, payload)
+
+    @workflow.signal(name=SignalName.PAUSE)
+    def pause(self, payload: Any = None) -> None:
+        self._receive(SignalName.PAUSE, payload)
+
+    @workflow.signal(name=SignalName.RESUME)
+    def resume(self, payload: Any = None) -> None:
+        self._receive(SignalName.RESUME, payload)
+
+    @workflow.signal(name=SignalName.SETTLE)
+    def settle(self, payload: Any = None) -> None:
+        self._receive(SignalName.SETTLE, payload)
+
+    @workflow.signal(name=SignalName.CLOSE)
+    def close(self, payload: Any = None) -> None:
+        self._receive(SignalName.CLOSE, payload)
+
+    @workflow.signal(name=SignalName.PROMISE_TO_PAY)
+    def promise_to_pay(self, payload: Any = None) -> None:
+        self._receive(SignalName.PROMISE_TO_PAY, payload)
+
+    @workflow.signal(name=SignalName.CALL_OUTCOME)
+    def call_outcome(self, payload: Any = None) -> None:
+        self._receive(SignalName.CALL_OUTCOME, payload)
+
+    @workflow.signal(name=SignalName.UPDATE_CONTACT)
+    def update_contact(self, payload: Any = None) -> None:
+        self._receive(SignalName.UPDATE_CONTACT, payload)
+
+    # --- queries -----------------------------------------------------------------------------
+
+    @workflow.query(name=QueryName.STATUS)
+    def status(self) -> AccountStatus:
+        state = self.state
+        return AccountStatus(
+            account_id=state.account.account_id,
+            stage=current_stage(state, local_date(state, workflow.now())),
+            amount_due=state.amount_due,
+            sms_sent=state.sms_sent,
+            unanswered_sms=state.unanswered_sms,
+            next_touchpoint_at=state.next_touchpoint_at,
+            paused=state.paused,
+        )
+
+    @workflow.query(name=QueryName.TIMELINE)
+    def timeline(self) -> list[TimelineEntry]:
+        return list(self.state.timeline)
+
+
+class SignalRejected(Exception):
+    """A well-formed signal that makes no sense now (a past promise date, a second credit)."""
