@@ -1,0 +1,107 @@
+"""Shared fixtures: a real time-skipping Temporal server, a real HTTP gateway, a real database."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from kindly.db import AuditStore, make_engine
+from kindly.dev_server import bundled_binary
+from kindly.settings import Settings
+from tests.http_recorder import RecordingHttpServer
+from worker import build_worker
+
+T = TypeVar("T")
+
+# Segments the lifecycle tests use: "plain" has no holiday calendar so a test does not depend on
+# the day it runs; "standard" keeps the shipped mainland-China calendar.
+TEST_POLICIES = {"plain": {"holiday_calendar": None}}
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=bundled_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        yield environment
+    finally:
+        await environment.shutdown()
+
+
+@pytest.fixture
+def gateway() -> Iterator[RecordingHttpServer]:
+    """A real HTTP server on 127.0.0.1 standing in for the SMS carrier and the hand-off systems."""
+    with RecordingHttpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def settings(tmp_path: Path, gateway: RecordingHttpServer) -> Settings:
+    policy_file = tmp_path / "policies.json"
+    policy_file.write_text(json.dumps(TEST_POLICIES))
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        task_queue=f"test-{uuid.uuid4().hex[:8]}",
+        database_url=f"sqlite:///{tmp_path / 'kindly.db'}",
+        sms_provider="webhook",
+        sms_webhook_url=f"{gateway.url}/sms",
+        phone_webhook_url=f"{gateway.url}/phone",
+        specialist_webhook_url=f"{gateway.url}/specialist",
+        policy_file=policy_file,
+    )
+
+
+@pytest.fixture
+def store(settings: Settings) -> AuditStore:
+    return AuditStore(make_engine(settings.database_url))
+
+
+@pytest.fixture
+async def client(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Client]:
+    """The test server's client with a Kindly worker running on a fresh task queue."""
+    async with build_worker(env.client, settings) as worker, worker:
+        try:
+            yield env.client
+        finally:
+            await _terminate_started()
+
+
+async def _terminate_started() -> None:
+    from temporalio.client import WorkflowExecutionStatus
+
+    from tests.lifecycle_helpers import STARTED
+
+    for handle in STARTED:
+        description = await handle.describe()
+        if description.status == WorkflowExecutionStatus.RUNNING:
+            await handle.terminate("test finished")
+    STARTED.clear()
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], *, attempts: int = 400
+) -> T:
+    """Poll ``probe`` until ``check`` holds: waits on a condition, never on a fixed delay."""
+    import asyncio
+
+    value = await probe()
+    for _ in range(attempts):
+        if check(value):
+            return value
+        await asyncio.sleep(0.025)
+        value = await probe()
+    raise AssertionError(f"condition never held; last value: {value!r}")
+
+
+def sms_requests(gateway: RecordingHttpServer) -> list[dict[str, Any]]:
+    return [request.json() for request in gateway.requests_to("/sms")]

@@ -1,0 +1,69 @@
+"""Helpers for lifecycle tests: build accounts relative to the test server's clock, read state."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from kindly.contract import AccountInput, AccountResult, AccountStatus, TimelineEntry
+from kindly.temporal import start_account
+
+_counter = iter(range(1, 1_000_000))
+
+STARTED: list[WorkflowHandle[Any, AccountResult]] = []
+"""Handles started by the current test: the conftest terminates those still open afterwards, so a
+forgotten timer on the shared time-skipping server cannot hold up the next test."""
+
+
+async def local_today(env: WorkflowEnvironment, timezone: str = "Asia/Shanghai") -> date:
+    now = await env.get_current_time()
+    return now.astimezone(ZoneInfo(timezone)).date()
+
+
+def make_account(due_date: date, **overrides: Any) -> AccountInput:
+    fields: dict[str, Any] = {
+        "account_id": f"LN-TEST-{next(_counter):06d}",
+        "customer_name": "Wang Xiaoming",
+        "phone": "+8613800138000",
+        "timezone": "Asia/Shanghai",
+        "locale": "zh-CN",
+        "amount_due": Decimal("1500.00"),
+        "currency": "CNY",
+        "due_date": due_date,
+        "segment": "plain",
+    }
+    fields.update(overrides)
+    return AccountInput.model_validate(fields)
+
+
+async def start(
+    client: Client, settings_task_queue: str, account: AccountInput
+) -> WorkflowHandle[Any, AccountResult]:
+    handle = await start_account(client, account, task_queue=settings_task_queue)
+    STARTED.append(handle)
+    return handle
+
+
+async def status(handle: WorkflowHandle[Any, Any]) -> AccountStatus:
+    return await handle.query("status", result_type=AccountStatus)
+
+
+async def timeline(handle: WorkflowHandle[Any, Any]) -> list[TimelineEntry]:
+    return await handle.query("timeline", result_type=list[TimelineEntry])
+
+
+def kinds(entries: list[TimelineEntry]) -> list[str]:
+    return [entry.kind for entry in entries]
+
+
+def local_clock(entry: TimelineEntry) -> datetime:
+    return datetime.fromisoformat(entry.at)
+
+
+def days(n: float) -> timedelta:
+    return timedelta(days=n)
