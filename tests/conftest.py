@@ -50,7 +50,7 @@ def settings(tmp_path: Path, gateway: RecordingHttpServer) -> Settings:
     policy_file = tmp_path / "policies.json"
     policy_file.write_text(json.dumps(TEST_POLICIES))
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         task_queue=f"test-{uuid.uuid4().hex[:8]}",
         database_url=f"sqlite:///{tmp_path / 'kindly.db'}",
         sms_provider="webhook",

@@ -50,11 +50,13 @@ async def start(
 
 
 async def status(handle: WorkflowHandle[Any, Any]) -> AccountStatus:
-    return await handle.query("status", result_type=AccountStatus)
+    result: AccountStatus = await handle.query("status", result_type=AccountStatus)
+    return result
 
 
 async def timeline(handle: WorkflowHandle[Any, Any]) -> list[TimelineEntry]:
-    return await handle.query("timeline", result_type=list[TimelineEntry])
+    result: list[TimelineEntry] = await handle.query("timeline", result_type=list[TimelineEntry])
+    return result
 
 
 def kinds(entries: list[TimelineEntry]) -> list[str]:

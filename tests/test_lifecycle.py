@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.contract import Outcome, Stage
+from kindly.contract import AccountInput, AccountResult, Outcome, Stage
 from kindly.settings import Settings
 from tests.conftest import eventually, sms_requests
 from tests.http_recorder import RecordingHttpServer
@@ -37,7 +38,9 @@ async def test_pre_due_reminder_then_paid_in_full(
     assert "repaid" in kinds(await timeline(handle))
 
 
-async def _overdue_account_with_first_sms(env, client, settings, **overrides):
+async def _overdue_account_with_first_sms(
+    env: WorkflowEnvironment, client: Client, settings: Settings, **overrides: Any
+) -> tuple[AccountInput, WorkflowHandle[Any, AccountResult]]:
     """An account one day overdue whose first-overdue SMS has just gone out."""
     today = await local_today(env, overrides.get("timezone", "Asia/Shanghai"))
     account = make_account(today - timedelta(days=1), **overrides)
@@ -51,9 +54,10 @@ async def test_three_unanswered_sms_escalate_to_phone_then_specialist(
     env: WorkflowEnvironment, client: Client, settings: Settings, gateway: RecordingHttpServer
 ) -> None:
     account, handle = await _overdue_account_with_first_sms(env, client, settings)
-    for expected in (2, 3):
-        await env.sleep(days(7))
-        await eventually(lambda: status(handle), lambda s, n=expected: s.sms_sent == n)
+    await env.sleep(days(7))
+    await eventually(lambda: status(handle), lambda s: s.sms_sent == 2)
+    await env.sleep(days(7))
+    await eventually(lambda: status(handle), lambda s: s.sms_sent == 3)
     assert (await status(handle)).unanswered_sms == 3
     assert gateway.requests_to("/phone") == []
 
