@@ -13,7 +13,7 @@ import logging
 import signal
 import subprocess
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 
 import httpx
@@ -71,6 +71,37 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
         )
 
 
+async def _connect_unless_stopped(
+    settings: Settings,
+    stop: asyncio.Event,
+    server: subprocess.Popen[bytes] | None,
+    wait: timedelta,
+) -> Client | None:
+    """Connect (retrying for ``wait``), but give up at once on Ctrl-C/SIGTERM (``None``) or when
+    the dev server we started has exited (``RuntimeError``), instead of retrying for a minute."""
+
+    async def stopped_or_server_gone() -> None:
+        while not stop.is_set():
+            if server is not None and server.poll() is not None:
+                raise RuntimeError(f"the Temporal dev server exited with code {server.returncode}")
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+
+    connecting = asyncio.create_task(connect(settings, wait=wait))
+    watching = asyncio.create_task(stopped_or_server_gone())
+    try:
+        await asyncio.wait({connecting, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (connecting, watching):
+            task.cancel()
+        await asyncio.gather(connecting, watching, return_exceptions=True)
+    if connecting.done() and not connecting.cancelled():
+        return connecting.result()
+    if not watching.cancelled():
+        watching.result()  # raises when the dev server exited
+    return None
+
+
 async def serve(settings: Settings, *, dev: bool = False, demo: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -85,7 +116,12 @@ async def serve(settings: Settings, *, dev: bool = False, demo: bool = False) ->
                 "Temporal dev server starting; Web UI http://localhost:%s",
                 settings.dev_server_ui_port,
             )
-        client = await connect(settings, wait=timedelta(seconds=60) if dev else timedelta(0))
+        client = await _connect_unless_stopped(
+            settings, stop, server, timedelta(seconds=60) if dev else timedelta(0)
+        )
+        if client is None:
+            logger.info("stopped before connecting to Temporal")
+            return
         async with build_worker(client, settings) as worker, worker:
             logger.info("worker polling task queue %r", settings.task_queue)
             if demo:

@@ -117,15 +117,20 @@ Money = Annotated[Decimal, Field(max_digits=18, decimal_places=2)]
 
 def _check_phone(value: str) -> str:
     cleaned = value.strip()
-    if not _E164.match(cleaned):
+    if not _E164.fullmatch(cleaned):
         raise ValueError("must be an E.164 number such as +8613800138000")
     return cleaned
 
 
 def _check_timezone(value: str) -> str:
+    if value == "localtime":
+        # Resolves to the worker machine's own zone: not a customer's zone, and not the same
+        # on every worker.
+        raise ValueError("must be an IANA time zone name such as Asia/Shanghai, not 'localtime'")
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as err:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as err:
+        # OSError: a key naming a directory of the database ("Asia") or an unreadable file.
         raise ValueError(f"unknown IANA time zone {value!r}") from err
     return value
 
@@ -153,7 +158,7 @@ class AccountInput(_Message):
     @field_validator("account_id")
     @classmethod
     def _account_id(cls, value: str) -> str:
-        if not _ACCOUNT_ID.match(value):
+        if not _ACCOUNT_ID.fullmatch(value):
             raise ValueError("must be 1-64 characters of letters, digits, '.', '_' or '-'")
         return value
 
@@ -170,7 +175,7 @@ class AccountInput(_Message):
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str) -> str:
-        if not _CURRENCY.match(value):
+        if not _CURRENCY.fullmatch(value):
             raise ValueError("must be a three-letter ISO 4217 code such as CNY")
         return value
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from kindly.contract import WORKFLOW_TYPE, AccountInput, AccountResult, workflow_id_for
@@ -36,18 +37,30 @@ async def start_account(
     """Start the account's workflow, or return the one already open: re-importing is harmless.
 
     A closed workflow (repaid, settled, closed) is not restarted under the same id; only a failed or
-    terminated one is, so a finished account is never texted again by a re-import.
+    terminated one is, so a finished account is never texted again by a re-import: its handle is
+    returned instead (``handle.result()`` gives how it ended).
     """
-    return await client.start_workflow(
-        WORKFLOW_TYPE,
-        args=[account.model_dump(mode="json")],
-        id=workflow_id_for(account.account_id),
-        task_queue=task_queue,
-        result_type=AccountResult,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-        static_summary=f"Collection for account {account.account_id} ({account.segment})",
-    )
+    workflow_id = workflow_id_for(account.account_id)
+    try:
+        return await client.start_workflow(
+            WORKFLOW_TYPE,
+            args=[account.model_dump(mode="json")],
+            id=workflow_id,
+            task_queue=task_queue,
+            result_type=AccountResult,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            static_summary=f"Collection for account {account.account_id} ({account.segment})",
+        )
+    except WorkflowAlreadyStartedError as err:
+        # Only a closed run that the reuse policy keeps (completed) gets here: an open one is
+        # returned by USE_EXISTING above.
+        return client.get_workflow_handle(
+            workflow_id,
+            run_id=err.run_id,
+            first_execution_run_id=err.first_run_id,
+            result_type=AccountResult,
+        )
 
 
 __all__ = ["RPCError", "connect", "start_account"]

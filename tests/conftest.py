@@ -26,8 +26,9 @@ T = TypeVar("T")
 TEST_POLICIES = {"plain": {"holiday_calendar": None}}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """A fresh time-skipping server per test: each starts at today's date, not years ahead."""
     environment = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=bundled_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,

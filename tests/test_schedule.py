@@ -62,8 +62,8 @@ def local(day: date, hour: int, minute: int = 0, zone: str = SHANGHAI) -> dateti
     return datetime.combine(day, time(hour, minute), tzinfo=ZoneInfo(zone)).astimezone(UTC)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 # --- pre-due and the first overdue touch -------------------------------------------------------

@@ -68,13 +68,14 @@ with workflow.unsafe.imports_passed_through():
     from kindly.state import TIMELINE_LIMIT, AccountState, current_stage
     from kindly.validation import describe_validation_error
 
+# Hand-offs retry without a deadline (an outage of the phone system must not fail the account's
+# workflow); SMS retry until their contact window closes (schedule-to-close), then move on.
 SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
     non_retryable_error_types=["PermanentDeliveryError", "WindowClosed"],
 )
-HANDOFF_TIMEOUT = timedelta(days=1)
 SMS_DAYS_KEPT = 14
 
 
@@ -301,7 +302,6 @@ class OverdueAccountWorkflow:
                 decisions=decisions,
             ),
             start_to_close_timeout=timedelta(seconds=60),
-            schedule_to_close_timeout=HANDOFF_TIMEOUT,
             retry_policy=SEND_RETRY,
             summary=f"call task attempt {step.attempt}",
         )
@@ -338,7 +338,6 @@ class OverdueAccountWorkflow:
                 decisions=decisions,
             ),
             start_to_close_timeout=timedelta(seconds=60),
-            schedule_to_close_timeout=HANDOFF_TIMEOUT,
             retry_policy=SEND_RETRY,
             summary="specialist hand-off",
         )

@@ -8,7 +8,7 @@ tests call it with any instant. All time-zone arithmetic lives here, outside the
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -117,7 +117,9 @@ def first_allowed_moment(
         window_end = _at(candidate_day, end_clock, zone)
         if window_end <= earliest:
             continue  # a day already gone is not a deferral
-        reason = blocked_reason(policy, state.account.birthday, candidate_day)
+        # Replies the customer asked for (HELP, opt-out confirmation) are not reminders: only the
+        # legal hours bound them, not holidays or birthdays.
+        reason = None if service else blocked_reason(policy, state.account.birthday, candidate_day)
         if reason is None and capped and state.sms_days.count(candidate_day) >= policy.max_sms_per_day:
             reason = "daily_cap"
         if reason is not None:
@@ -172,12 +174,14 @@ def plan_next(state: AccountState, now: datetime) -> Step:
     today = local_date(state, now)
     if state.outcome is not None:
         return Step(StepKind.IDLE)
-    if state.paused:
+    # An opt-out is confirmed even during a pause: the customer asked for it.
+    confirm_opt_out = TemplateName.OPT_OUT_CONFIRMATION in state.pending_service
+    if state.paused and not confirm_opt_out:
         if state.paused_until is None:
             return Step(StepKind.IDLE)
         return Step(StepKind.RESUME, at=max(state.paused_until, now), touch_key="resume")
     if state.pending_service:
-        template = state.pending_service[0]
+        template = TemplateName.OPT_OUT_CONFIRMATION if confirm_opt_out else state.pending_service[0]
         at, end, deferrals = first_allowed_moment(state, today, now, service=True, capped=False)
         return Step(
             StepKind.SERVICE_SMS,
@@ -221,6 +225,9 @@ def _next_cadence_step(state: AccountState, now: datetime, today: date) -> Step:
         floor = max(floor, state.promise_date + timedelta(days=policy.promise_grace_days))
     superseded: list[tuple[str, str]] = []
     for candidate in _cadence_candidates(state, floor):
+        if state.promise_date is not None and candidate.overdue:
+            # A broken promise is followed up the day after its grace, not at the next cadence slot.
+            candidate = replace(candidate, day=floor)
         if candidate.last_valid is not None and candidate.day > candidate.last_valid:
             superseded.append((candidate.key, "window for this reminder has passed"))
             continue
@@ -232,7 +239,11 @@ def _next_cadence_step(state: AccountState, now: datetime, today: date) -> Step:
         )
         at, end, deferrals = first_allowed_moment(state, candidate.day, now, capped=not escalate)
         if candidate.last_valid is not None and local_date(state, at) > candidate.last_valid:
-            superseded.append((candidate.key, f"deferred past its last day ({deferrals[-1].reason})"))
+            # The last valid day was either blocked (its deferral says why) or its window had
+            # already closed when planning, which leaves no deferral behind.
+            last_day = [d.reason for d in deferrals if d.day == candidate.last_valid]
+            why = last_day[-1] if last_day else "quiet_hours"
+            superseded.append((candidate.key, f"deferred past its last day ({why})"))
             continue
         if escalate:
             kind = StepKind.SPECIALIST if policy.route_straight_to_specialist else StepKind.CALL
