@@ -481,3 +481,32 @@ def test_sms_steps_respect_window_holidays_birthday_and_cap(scenario: tuple[Acco
     assert birthday is None or (birthday.month, birthday.day) != (moment.month, moment.day)
     if state.promise_date is not None:
         assert moment.date() > state.promise_date
+
+
+# --- replies the customer asked for, and promises ----------------------------------------------
+
+
+def test_help_reply_on_a_holiday_is_not_held_for_the_holiday() -> None:
+    state = make_state(due=date(2026, 9, 20), pending_service=[TemplateName.HELP])
+    step = plan_next(state, local(date(2026, 10, 2), 15))
+    assert step.kind is StepKind.SERVICE_SMS
+    assert step.at == local(date(2026, 10, 2), 15), "the customer asked: answer now, holiday or not"
+
+
+def test_opt_out_is_confirmed_even_while_paused() -> None:
+    state = make_state(paused=True, pending_service=[TemplateName.OPT_OUT_CONFIRMATION])
+    step = plan_next(state, local(DUE + timedelta(days=3), 10))
+    assert step.kind is StepKind.SERVICE_SMS
+    assert step.template is TemplateName.OPT_OUT_CONFIRMATION
+
+
+def test_broken_promise_is_chased_the_day_after_grace_not_at_the_next_slot() -> None:
+    promised = DUE + timedelta(days=4)
+    state = make_state(
+        done_touches=OVERDUE_DONE,
+        last_touch_date=DUE + timedelta(days=1),
+        promise_date=promised,
+    )
+    step = plan_next(state, local(DUE + timedelta(days=2), 10))
+    assert step.template is TemplateName.BROKEN_PROMISE
+    assert local_date(state, step.at or utc(2000, 1, 1)) == promised + timedelta(days=1)
