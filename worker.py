@@ -18,6 +18,7 @@ from datetime import timedelta
 
 import httpx
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.handoffs import HandoffActivities
@@ -29,6 +30,7 @@ from kindly.db import AuditStore, make_engine
 from kindly.demo import start_demo_portfolio
 from kindly.dev_server import start_dev_server
 from kindly.policy.model import load_policies
+from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
 from kindly.temporal import connect
 from workflows.overdue_account import OverdueAccountWorkflow
@@ -102,6 +104,20 @@ async def _connect_unless_stopped(
     return None
 
 
+async def _register_search_attributes(client: Client, settings: Settings) -> None:
+    """Add Kindly's search attributes where missing; on Temporal Cloud they are created up front."""
+    try:
+        added = await ensure_search_attributes(client, settings.temporal_namespace)
+    except RPCError as err:
+        logger.warning(
+            "could not register search attributes (%s); on Temporal Cloud create them as the README says",
+            err.message,
+        )
+        return
+    if added:
+        logger.info("registered search attributes: %s", ", ".join(added))
+
+
 async def serve(settings: Settings, *, dev: bool = False, demo: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -122,6 +138,7 @@ async def serve(settings: Settings, *, dev: bool = False, demo: bool = False) ->
         if client is None:
             logger.info("stopped before connecting to Temporal")
             return
+        await _register_search_attributes(client, settings)
         async with build_worker(client, settings) as worker, worker:
             logger.info("worker polling task queue %r", settings.task_queue)
             if demo:

@@ -155,7 +155,7 @@ async def test_starting_an_open_account_again_does_not_create_a_second_workflow(
     first = await start(client, settings.task_queue, account)
     again = await start(client, settings.task_queue, account)
     assert again.id == first.id == f"overdue-{account.account_id}"
-    assert (await again.describe()).run_id == (await first.describe()).run_id
+    assert again.result_run_id == first.result_run_id
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,9 @@ with workflow.unsafe.imports_passed_through():
         plan_next,
         zone_date,
     )
+    from kindly.search_attributes import ALL_KEYS, SearchSnapshot
     from kindly.state import TIMELINE_LIMIT, AccountState, current_stage
+    from kindly.summaries import describe_position
     from kindly.validation import describe_validation_error
 
 # Hand-offs retry without a deadline (an outage of the phone system must not fail the account's
@@ -85,6 +87,7 @@ class OverdueAccountWorkflow:
         self._state: AccountState | None = None
         self._buffered: list[tuple[SignalName, Any]] = []
         self._woken = False
+        self._published: SearchSnapshot | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -109,12 +112,14 @@ class OverdueAccountWorkflow:
                 )
             step = plan_next(state, workflow.now())
             self._note_plan(step)
+            self._publish(step)
             if self._woken:
                 self._woken = False
                 await self._flush_decisions()
             if await self._sleep_until(step):
                 await self._execute(step)
 
+        workflow.set_current_details(f"Ended: {state.outcome}.")
         await self._flush_decisions()
         return AccountResult(outcome=state.outcome, amount_collected=state.amount_collected)
 
@@ -190,6 +195,30 @@ class OverdueAccountWorkflow:
                 TimelineKind.DEFERRED,
                 f"{step.kind} {step.touch_key} deferred ({reasons}) to {moved_to}",
             )
+
+    def _publish(self, step: Step) -> None:
+        """Keep search attributes and current details true, upserting only when a value changed."""
+        state = self.state
+        today = local_date(state, workflow.now())
+        stage = current_stage(state, today)
+        snapshot: SearchSnapshot = (
+            stage.value,
+            max((today - state.account.due_date).days, 0),
+            float(state.amount_due),
+            state.unanswered_sms,
+            step.at,
+            state.account.segment,
+            state.paused,
+        )
+        if snapshot != self._published:
+            workflow.upsert_search_attributes(
+                [
+                    key.value_unset() if value is None else key.value_set(value)
+                    for key, value in zip(ALL_KEYS, snapshot, strict=True)
+                ]
+            )
+            self._published = snapshot
+        workflow.set_current_details(describe_position(state, step, stage))
 
     # --- acting ------------------------------------------------------------------------------
 

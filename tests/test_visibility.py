@@ -1,0 +1,88 @@
+"""Web UI inspection on the real dev server: search attributes, current details, no personal data."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from kindly.dev_server import bundled_binary
+from kindly.search_attributes import ensure_search_attributes
+from kindly.settings import Settings
+from kindly.temporal import start_account
+from tests.conftest import eventually
+from tests.lifecycle_helpers import make_account, status
+from worker import build_worker
+
+
+@pytest.fixture
+async def dev_client(settings: Settings) -> AsyncIterator[Client]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=bundled_binary("temporal"),
+        data_converter=pydantic_data_converter,
+        ui=False,
+    )
+    try:
+        added = await ensure_search_attributes(env.client, env.client.namespace)
+        assert "CollectionStage" in added
+        assert await ensure_search_attributes(env.client, env.client.namespace) == []
+        async with build_worker(env.client, settings) as worker, worker:
+            yield env.client
+    finally:
+        await env.shutdown()
+
+
+async def test_accounts_are_findable_by_search_attributes_without_personal_data(
+    dev_client: Client, settings: Settings
+) -> None:
+    # Due 40 days ago: overdue now, so its attributes say so whatever the hour of the run.
+    account = make_account(
+        _today_in_shanghai() - timedelta(days=40), segment="plain", timezone="Asia/Shanghai"
+    )
+    handle = await start_account(dev_client, account, task_queue=settings.task_queue)
+
+    async def listed() -> list[Any]:
+        query = (
+            f'CollectionStage="overdue" AND DaysPastDue > 30 AND Segment="plain" AND WorkflowId="{handle.id}"'
+        )
+        return [w async for w in dev_client.list_workflows(query)]
+
+    found = await eventually(listed, lambda rows: len(rows) == 1, attempts=800)
+    attributes = found[0].typed_search_attributes
+    values = {pair.key.name: pair.value for pair in attributes}
+    assert values["CollectionStage"] == "overdue" and values["DaysPastDue"] >= 30
+    assert values["AmountDue"] == 1500.0 and values["Paused"] is False
+
+    await handle.signal("pause", {"reason": "checking a complaint"})
+    await eventually(lambda: status(handle), lambda s: s.paused)
+
+    async def paused_listed() -> list[Any]:
+        return [w async for w in dev_client.list_workflows(f'Paused=true AND WorkflowId="{handle.id}"')]
+
+    await eventually(paused_listed, lambda rows: len(rows) == 1, attempts=800)
+
+    metadata = await handle.query("__temporal_workflow_metadata")
+    details = metadata.current_details
+    assert "Paused" in details
+
+    description = await handle.describe()
+    shown = " ".join(
+        [
+            details,
+            str(description.static_summary),
+            *(str(pair.value) for pair in description.typed_search_attributes),
+        ]
+    )
+    for secret in (account.customer_name, account.phone, account.phone[-8:]):
+        assert secret not in shown
+
+
+def _today_in_shanghai() -> date:
+    """The dev server runs on the real clock."""
+    return datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date()
