@@ -30,9 +30,7 @@ def account_handle(client: Client, account_id: str) -> WorkflowHandle[object, ob
     return client.get_workflow_handle(workflow_id_for(account_id))
 
 
-async def signal_account(
-    client: Client, account_id: str, name: SignalName, payload: BaseModel
-) -> None:
+async def signal_account(client: Client, account_id: str, name: SignalName, payload: BaseModel) -> None:
     """Send one signal; ``payload`` must be the contract's model for that signal."""
     expected = SIGNAL_MODELS[name]
     if not isinstance(payload, expected):

@@ -1,0 +1,246 @@
+"""``kindly``: the operator's command line. Thin commands over kindly.portfolio and kindly.operations.
+
+Settings come from the environment (``COLLECTIONS_TEMPORAL_ADDRESS``, ``COLLECTIONS_TASK_QUEUE``, …).
+
+Exit codes:
+
+* ``0`` — done. For ``import``: every row was good and every account was started or already there.
+* ``1`` — the command ran but not everything succeeded: ``import`` found bad rows (the good rows
+  *were* imported; bad ones are listed with their line numbers) or some starts failed; the account
+  does not exist; Temporal could not be reached or refused the request.
+* ``2`` — bad usage: an option value failed validation (the field is named, nothing was sent), or
+  the portfolio file is unreadable or its header is wrong (nothing was imported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from kindly.contract import Close, Pause, Repayment, Resume, Settle, SignalName
+from kindly.operations import AccountNotFoundError, account_status, account_timeline, signal_account
+from kindly.portfolio import (
+    AccountImport,
+    ImportReport,
+    PortfolioFormatError,
+    import_portfolio,
+    read_portfolio,
+)
+from kindly.settings import Settings
+from kindly.temporal import connect
+from kindly.validation import describe_validation_error
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+EXIT_OK = 0
+EXIT_INCOMPLETE = 1
+EXIT_USAGE = 2
+
+app = typer.Typer(
+    name="kindly",
+    help="Operate Kindly's overdue-account workflows.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+AccountId = Annotated[str, typer.Argument(help="The account id (workflow id overdue-<account_id>).")]
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        _fail(f"settings: {describe_validation_error(error)}", EXIT_USAGE)
+
+
+def _payload(model: type[M], **fields: Any) -> M:
+    """The signal payload, validated before connecting: a bad value exits 2 naming the field."""
+    try:
+        return model.model_validate({name: value for name, value in fields.items() if value is not None})
+    except ValidationError as error:
+        _fail(describe_validation_error(error), EXIT_USAGE)
+
+
+def _run(settings: Settings, action: Callable[[Client], Awaitable[T]]) -> T:
+    """Connect and run ``action``; unknown accounts and unreachable servers exit 1."""
+
+    async def main() -> T:
+        try:
+            client = await connect(settings)
+        except RuntimeError as error:
+            _fail(f"cannot connect to Temporal at {settings.temporal_address}: {error}", EXIT_INCOMPLETE)
+        return await action(client)
+
+    try:
+        return asyncio.run(main())
+    except AccountNotFoundError as error:
+        _fail(str(error), EXIT_INCOMPLETE)
+    except RPCError as error:
+        _fail(f"Temporal refused the request: {error.status.name}: {error.message}", EXIT_INCOMPLETE)
+
+
+# --- import --------------------------------------------------------------------------------------
+
+
+@app.command("import")
+def import_command(
+    path: Annotated[Path, typer.Argument(help="Portfolio CSV file (header line required).")],
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=256, help="How many workflows to start at a time.")
+    ] = 16,
+) -> None:
+    """Start one workflow per good row of PATH; list bad rows by line. Exit 1 if any row was bad."""
+    settings = _settings()
+    try:
+        portfolio = read_portfolio(path)
+    except PortfolioFormatError as error:
+        _fail(str(error), EXIT_USAGE)
+
+    if portfolio.errors:
+        table = Table(title=f"{len(portfolio.errors)} bad row(s) in {path} — not imported")
+        table.add_column("line", justify="right")
+        table.add_column("account_id")
+        table.add_column("problem", overflow="fold")
+        for row_error in portfolio.errors:
+            table.add_row(str(row_error.line), row_error.account_id or "-", row_error.message)
+        err.print(table)
+
+    async def run(client: Client) -> ImportReport:
+        with Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+        ) as progress:
+            task = progress.add_task("import", total=len(portfolio.accounts))
+
+            def advance(_: AccountImport) -> None:
+                progress.advance(task)
+
+            return await import_portfolio(
+                client,
+                portfolio.accounts,
+                task_queue=settings.task_queue,
+                concurrency=concurrency,
+                on_progress=advance,
+            )
+
+    report = _run(settings, run) if portfolio.accounts else ImportReport()
+    for failure in report.failed:
+        err.print(f"[red]failed[/] {failure.account_id}: {failure.error}", highlight=False)
+    out.print(
+        f"{report.started} started, {report.already_running} already running, "
+        f"{report.already_closed} already closed, {len(report.failed)} failed, "
+        f"{len(portfolio.errors)} bad row(s)",
+        highlight=False,
+    )
+    if portfolio.errors or report.failed:
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+# --- queries -------------------------------------------------------------------------------------
+
+
+@app.command()
+def status(account_id: AccountId) -> None:
+    """Show an account's current stage, amount due and next touchpoint."""
+    result = _run(_settings(), lambda client: account_status(client, account_id))
+    table = Table(title=f"account {result.account_id}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    for name, value in result.model_dump().items():
+        table.add_row(name, "-" if value is None else str(value))
+    out.print(table)
+
+
+@app.command()
+def timeline(account_id: AccountId) -> None:
+    """Show every decision the account's workflow has taken."""
+    entries = _run(_settings(), lambda client: account_timeline(client, account_id))
+    table = Table(title=f"timeline of {account_id}")
+    table.add_column("at", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for entry in entries:
+        table.add_row(entry.at, str(entry.kind), entry.detail)
+    out.print(table)
+
+
+# --- signals -------------------------------------------------------------------------------------
+
+
+def _signal(account_id: str, name: SignalName, payload: BaseModel) -> None:
+    settings = _settings()
+    _run(settings, lambda client: signal_account(client, account_id, name, payload))
+    out.print(f"sent {name} to account {account_id}", highlight=False)
+
+
+@app.command()
+def pause(
+    account_id: AccountId,
+    reason: Annotated[str, typer.Option(help="Why reminders stop (audited).")],
+    until: Annotated[
+        str | None, typer.Option(help="ISO-8601 time with offset, e.g. 2026-12-01T09:00:00+08:00.")
+    ] = None,
+) -> None:
+    """Stop reminders, until resumed or until --until."""
+    _signal(account_id, SignalName.PAUSE, _payload(Pause, reason=reason, until=until))
+
+
+@app.command()
+def resume(account_id: AccountId) -> None:
+    """Resume reminders after a pause."""
+    _signal(account_id, SignalName.RESUME, _payload(Resume))
+
+
+@app.command()
+def pay(
+    account_id: AccountId,
+    amount: Annotated[str, typer.Option(help="Amount repaid, e.g. 500.00.")],
+    reference: Annotated[str, typer.Option(help="Payment reference.")],
+) -> None:
+    """Record a repayment (the repayment signal)."""
+    _signal(account_id, SignalName.REPAYMENT, _payload(Repayment, amount=amount, reference=reference))
+
+
+@app.command()
+def settle(
+    account_id: AccountId,
+    amount: Annotated[str, typer.Option(help="Settlement amount agreed.")],
+    reference: Annotated[str, typer.Option(help="Settlement reference.")],
+) -> None:
+    """Settle the account for an agreed amount (ends the workflow)."""
+    _signal(account_id, SignalName.SETTLE, _payload(Settle, amount=amount, reference=reference))
+
+
+@app.command()
+def close(
+    account_id: AccountId,
+    reason: Annotated[str, typer.Option(help="Why the account is closed (audited).")],
+) -> None:
+    """Close the account without collection (ends the workflow)."""
+    _signal(account_id, SignalName.CLOSE, _payload(Close, reason=reason))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
