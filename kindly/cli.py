@@ -28,7 +28,16 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from kindly.contract import Close, Pause, Repayment, Resume, Settle, SignalName
-from kindly.operations import AccountNotFoundError, account_status, account_timeline, signal_account
+from kindly.operations import (
+    AccountNotFoundError,
+    account_query,
+    account_status,
+    account_timeline,
+    bulk_signal,
+    count_accounts,
+    find_accounts,
+    signal_account,
+)
 from kindly.portfolio import (
     AccountImport,
     ImportReport,
@@ -36,6 +45,7 @@ from kindly.portfolio import (
     import_portfolio,
     read_portfolio,
 )
+from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
 from kindly.temporal import connect
 from kindly.validation import describe_validation_error
@@ -240,6 +250,110 @@ def close(
 ) -> None:
     """Close the account without collection (ends the workflow)."""
     _signal(account_id, SignalName.CLOSE, _payload(Close, reason=reason))
+
+
+# --- visibility: setup, list, bulk actions -------------------------------------------------------
+
+
+@app.command()
+def setup() -> None:
+    """Register Kindly's search attributes on the namespace (the worker also does this at start)."""
+    settings = _settings()
+    added = _run(settings, lambda client: ensure_search_attributes(client, settings.temporal_namespace))
+    out.print(f"search attributes added: {', '.join(added)}" if added else "search attributes present")
+
+
+def _query(
+    stage: str | None, segment: str | None, min_dpd: int | None, paused: bool | None, query: str | None
+) -> str:
+    try:
+        return account_query(
+            stage=stage, segment=segment, min_days_past_due=min_dpd, paused=paused, extra=query
+        )
+    except ValueError as error:
+        _fail(str(error), EXIT_USAGE)
+
+
+StageOption = Annotated[str | None, typer.Option(help="CollectionStage, e.g. overdue or phone.")]
+SegmentOption = Annotated[str | None, typer.Option(help="Segment, e.g. standard.")]
+MinDpdOption = Annotated[int | None, typer.Option("--min-dpd", help="At least this many days past due.")]
+PausedOption = Annotated[bool | None, typer.Option("--paused/--not-paused", help="Paused or not.")]
+QueryOption = Annotated[str | None, typer.Option(help="Extra visibility query, e.g. 'UnansweredSms >= 2'.")]
+
+
+@app.command("list")
+def list_accounts(
+    stage: StageOption = None,
+    segment: SegmentOption = None,
+    min_dpd: MinDpdOption = None,
+    paused: PausedOption = None,
+    query: QueryOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 100,
+) -> None:
+    """List open accounts through Temporal visibility (search attributes, no personal data)."""
+    visibility_query = _query(stage, segment, min_dpd, paused, query)
+    rows = _run(_settings(), lambda client: find_accounts(client, visibility_query, limit=limit))
+    table = Table("account", "stage", "days past due", "amount due", "unanswered", "next touch", "paused")
+    for row in rows:
+        table.add_row(
+            row.account_id,
+            row.stage or "",
+            "" if row.days_past_due is None else str(row.days_past_due),
+            "" if row.amount_due is None else f"{row.amount_due:,.2f}",
+            "" if row.unanswered_sms is None else str(row.unanswered_sms),
+            row.next_touchpoint_at.isoformat(timespec="minutes") if row.next_touchpoint_at else "",
+            "yes" if row.paused else "",
+        )
+    out.print(table)
+    out.print(f"{len(rows)} account(s)", highlight=False)
+
+
+def _bulk(visibility_query: str, name: SignalName, payload: BaseModel, dry_run: bool, yes: bool) -> None:
+    settings = _settings()
+    count = _run(settings, lambda client: count_accounts(client, visibility_query))
+    out.print(f"{count} account(s) match: {visibility_query}", highlight=False)
+    if dry_run or count == 0:
+        return
+    if not yes and not typer.confirm(f"Send {name} to {count} account(s)?"):
+        _fail("aborted; nothing sent", EXIT_INCOMPLETE)
+    result = _run(settings, lambda client: bulk_signal(client, visibility_query, name, payload))
+    out.print(f"sent {name} to {len(result.signalled)} account(s)", highlight=False)
+    for account_id, reason in sorted(result.failed.items()):
+        err.print(f"failed {account_id}: {reason}", highlight=False)
+    if result.failed:
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Only count the matching accounts.")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+@app.command("bulk-pause")
+def bulk_pause(
+    reason: Annotated[str, typer.Option(help="Why reminders stop (audited).")],
+    until: Annotated[str | None, typer.Option(help="ISO-8601 time with offset.")] = None,
+    stage: StageOption = None,
+    segment: SegmentOption = None,
+    min_dpd: MinDpdOption = None,
+    query: QueryOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+) -> None:
+    """Pause every open account the filters select, after a count and a confirmation."""
+    payload = _payload(Pause, reason=reason, until=until)
+    _bulk(_query(stage, segment, min_dpd, None, query), SignalName.PAUSE, payload, dry_run, yes)
+
+
+@app.command("bulk-resume")
+def bulk_resume(
+    stage: StageOption = None,
+    segment: SegmentOption = None,
+    query: QueryOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+) -> None:
+    """Resume every paused open account the filters select."""
+    _bulk(_query(stage, segment, None, True, query), SignalName.RESUME, _payload(Resume), dry_run, yes)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,12 +7,18 @@ straight to Temporal.
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime
+
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from kindly import search_attributes as sa
 from kindly.contract import (
     SIGNAL_MODELS,
+    WORKFLOW_ID_PREFIX,
+    WORKFLOW_TYPE,
     AccountStatus,
     QueryName,
     SignalName,
@@ -65,3 +71,97 @@ def _translate(err: RPCError, account_id: str) -> Exception:
     if err.status == RPCStatusCode.NOT_FOUND:
         return AccountNotFoundError(f"no workflow for account {account_id!r}")
     return err
+
+
+# --- finding accounts through Temporal visibility -------------------------------------------------
+
+
+class AccountRow(BaseModel):
+    """One account as visibility shows it: search attributes only, no personal data."""
+
+    account_id: str
+    stage: str | None
+    days_past_due: int | None
+    amount_due: float | None
+    unanswered_sms: int | None
+    next_touchpoint_at: datetime | None
+    segment: str | None
+    paused: bool | None
+
+
+def account_query(
+    *,
+    stage: str | None = None,
+    segment: str | None = None,
+    min_days_past_due: int | None = None,
+    paused: bool | None = None,
+    extra: str | None = None,
+) -> str:
+    """A visibility query over open account workflows, narrowed by the given filters."""
+    clauses = [f'WorkflowType="{WORKFLOW_TYPE}"', 'ExecutionStatus="Running"']
+    if stage is not None:
+        clauses.append(f'{sa.COLLECTION_STAGE.name}="{_quoted(stage)}"')
+    if segment is not None:
+        clauses.append(f'{sa.SEGMENT.name}="{_quoted(segment)}"')
+    if min_days_past_due is not None:
+        clauses.append(f"{sa.DAYS_PAST_DUE.name} >= {int(min_days_past_due)}")
+    if paused is not None:
+        clauses.append(f"{sa.PAUSED.name}={'true' if paused else 'false'}")
+    if extra:
+        clauses.append(f"({extra})")
+    return " AND ".join(clauses)
+
+
+def _quoted(value: str) -> str:
+    if '"' in value or "\\" in value:
+        raise ValueError(f"filter value {value!r} may not contain quotes or backslashes")
+    return value
+
+
+async def find_accounts(client: Client, query: str, *, limit: int | None = None) -> list[AccountRow]:
+    rows: list[AccountRow] = []
+    async for execution in client.list_workflows(query, limit=limit):
+        attributes = execution.typed_search_attributes
+        rows.append(
+            AccountRow(
+                account_id=execution.id.removeprefix(WORKFLOW_ID_PREFIX),
+                stage=attributes.get(sa.COLLECTION_STAGE),
+                days_past_due=attributes.get(sa.DAYS_PAST_DUE),
+                amount_due=attributes.get(sa.AMOUNT_DUE),
+                unanswered_sms=attributes.get(sa.UNANSWERED_SMS),
+                next_touchpoint_at=attributes.get(sa.NEXT_TOUCHPOINT_AT),
+                segment=attributes.get(sa.SEGMENT),
+                paused=attributes.get(sa.PAUSED),
+            )
+        )
+    return rows
+
+
+async def count_accounts(client: Client, query: str) -> int:
+    return (await client.count_workflows(query)).count
+
+
+class BulkResult(BaseModel):
+    signalled: list[str]
+    failed: dict[str, str]
+
+
+async def bulk_signal(
+    client: Client, query: str, name: SignalName, payload: BaseModel, *, concurrency: int = 16
+) -> BulkResult:
+    """Send one signal to every account the query selects; a failure is reported, not fatal."""
+    accounts = [row.account_id for row in await find_accounts(client, query)]
+    gate = asyncio.Semaphore(concurrency)
+    signalled: list[str] = []
+    failed: dict[str, str] = {}
+
+    async def one(account_id: str) -> None:
+        async with gate:
+            try:
+                await signal_account(client, account_id, name, payload)
+                signalled.append(account_id)
+            except (AccountNotFoundError, RPCError) as err:
+                failed[account_id] = str(err)
+
+    await asyncio.gather(*(one(account_id) for account_id in accounts))
+    return BulkResult(signalled=sorted(signalled), failed=failed)

@@ -110,3 +110,20 @@ async def eventually(
 
 def sms_requests(gateway: RecordingHttpServer) -> list[dict[str, Any]]:
     return [request.json() for request in gateway.requests_to("/sms")]
+
+
+@pytest.fixture
+async def dev_env(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
+    """A real dev server (full visibility: list, count, search attributes) with a Kindly worker."""
+    environment = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=bundled_binary("temporal"),
+        data_converter=pydantic_data_converter,
+        ui=False,
+    )
+    try:
+        added = await ensure_search_attributes(environment.client, environment.client.namespace)
+        assert "CollectionStage" in added
+        async with build_worker(environment.client, settings) as worker, worker:
+            yield environment
+    finally:
+        await environment.shutdown()

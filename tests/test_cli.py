@@ -48,6 +48,7 @@ def cli_env(env: WorkflowEnvironment, settings: Settings) -> dict[str, str | Non
         "COLLECTIONS_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
         "COLLECTIONS_TEMPORAL_NAMESPACE": env.client.namespace,
         "COLLECTIONS_TASK_QUEUE": settings.task_queue,
+        "COLUMNS": "200",  # wide enough that tables do not truncate account ids
     }
 
 

@@ -2,40 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.dev_server import bundled_binary
 from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
 from kindly.temporal import start_account
 from tests.conftest import eventually
 from tests.lifecycle_helpers import make_account, status
-from worker import build_worker
 
 
 @pytest.fixture
-async def dev_client(settings: Settings) -> AsyncIterator[Client]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=bundled_binary("temporal"),
-        data_converter=pydantic_data_converter,
-        ui=False,
-    )
-    try:
-        added = await ensure_search_attributes(env.client, env.client.namespace)
-        assert "CollectionStage" in added
-        assert await ensure_search_attributes(env.client, env.client.namespace) == []
-        async with build_worker(env.client, settings) as worker, worker:
-            yield env.client
-    finally:
-        await env.shutdown()
+def dev_client(dev_env: WorkflowEnvironment) -> Client:
+    return dev_env.client
+
+
+async def test_search_attribute_registration_is_idempotent(dev_client: Client) -> None:
+    assert await ensure_search_attributes(dev_client, dev_client.namespace) == []
 
 
 async def test_accounts_are_findable_by_search_attributes_without_personal_data(

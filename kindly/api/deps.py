@@ -1,0 +1,28 @@
+"""What handlers share, kept on ``app.state`` and handed out as FastAPI dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+from temporalio.client import Client
+
+from kindly.api.phone_index import PhoneIndex
+from kindly.api.settings import ApiSettings
+from kindly.settings import Settings
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    client: Client
+    settings: Settings
+    api_settings: ApiSettings
+    phones: PhoneIndex
+
+
+def get_context(request: Request) -> ApiContext:
+    return cast(ApiContext, request.app.state.context)
+
+
+Context = Annotated[ApiContext, Depends(get_context)]

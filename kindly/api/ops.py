@@ -1,0 +1,137 @@
+"""Operations endpoints: start accounts, read their status and timeline, send them signals.
+
+Every route needs the ``X-API-Key`` header. Bodies are the contract's models, so a bad request is
+answered 422 naming the field before anything reaches Temporal; an unknown account is a 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Depends, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from kindly.api.deps import Context
+from kindly.api.security import require_api_key
+from kindly.contract import (
+    AccountInput,
+    AccountStatus,
+    CallOutcome,
+    Close,
+    Pause,
+    PromiseToPay,
+    Repayment,
+    Resume,
+    Settle,
+    SignalName,
+    TimelineEntry,
+    UpdateContact,
+)
+from kindly.operations import account_status, account_timeline, signal_account
+from kindly.temporal import start_account
+
+router = APIRouter(prefix="/accounts", tags=["operations"], dependencies=[Depends(require_api_key)])
+
+_Responses = dict[int | str, dict[str, Any]]
+_NOT_FOUND: _Responses = {status.HTTP_404_NOT_FOUND: {"description": "No workflow exists for this account"}}
+_UNAUTHORIZED: _Responses = {status.HTTP_401_UNAUTHORIZED: {"description": "Missing or invalid X-API-Key"}}
+
+
+class AccountStarted(BaseModel):
+    account_id: str
+    workflow_id: str
+    run_id: str | None
+
+
+class SignalAccepted(BaseModel):
+    account_id: str
+    signal: SignalName
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=AccountStarted, responses=_UNAUTHORIZED)
+async def start(account: AccountInput, ctx: Context) -> AccountStarted:
+    """Start the account's workflow, or return the one already running (re-posting is harmless)."""
+    handle = await start_account(ctx.client, account, task_queue=ctx.settings.task_queue)
+    await run_in_threadpool(ctx.phones.register, account.phone, account.account_id)
+    return AccountStarted(
+        account_id=account.account_id,
+        workflow_id=handle.id,
+        run_id=handle.result_run_id or handle.run_id,
+    )
+
+
+@router.get("/{account_id}/status", response_model=AccountStatus, responses=_NOT_FOUND | _UNAUTHORIZED)
+async def get_status(account_id: str, ctx: Context) -> AccountStatus:
+    return await account_status(ctx.client, account_id)
+
+
+@router.get(
+    "/{account_id}/timeline", response_model=list[TimelineEntry], responses=_NOT_FOUND | _UNAUTHORIZED
+)
+async def get_timeline(account_id: str, ctx: Context) -> list[TimelineEntry]:
+    return await account_timeline(ctx.client, account_id)
+
+
+async def _signal(ctx: Context, account_id: str, name: SignalName, payload: BaseModel) -> SignalAccepted:
+    await signal_account(ctx.client, account_id, name, payload)
+    return SignalAccepted(account_id=account_id, signal=name)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _signal_route(path: str) -> Callable[[F], F]:
+    return router.post(
+        path,
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=SignalAccepted,
+        responses=_NOT_FOUND | _UNAUTHORIZED,
+    )
+
+
+@_signal_route("/{account_id}/pause")
+async def pause(account_id: str, body: Pause, ctx: Context) -> SignalAccepted:
+    """Stop contacting the customer, until ``until`` (with a UTC offset) or a resume."""
+    return await _signal(ctx, account_id, SignalName.PAUSE, body)
+
+
+@_signal_route("/{account_id}/resume")
+async def resume(account_id: str, body: Resume, ctx: Context) -> SignalAccepted:
+    return await _signal(ctx, account_id, SignalName.RESUME, body)
+
+
+@_signal_route("/{account_id}/settle")
+async def settle(account_id: str, body: Settle, ctx: Context) -> SignalAccepted:
+    return await _signal(ctx, account_id, SignalName.SETTLE, body)
+
+
+@_signal_route("/{account_id}/close")
+async def close(account_id: str, body: Close, ctx: Context) -> SignalAccepted:
+    return await _signal(ctx, account_id, SignalName.CLOSE, body)
+
+
+@_signal_route("/{account_id}/promise")
+async def promise(account_id: str, body: PromiseToPay, ctx: Context) -> SignalAccepted:
+    return await _signal(ctx, account_id, SignalName.PROMISE_TO_PAY, body)
+
+
+@_signal_route("/{account_id}/call-outcome")
+async def call_outcome(account_id: str, body: CallOutcome, ctx: Context) -> SignalAccepted:
+    return await _signal(ctx, account_id, SignalName.CALL_OUTCOME, body)
+
+
+@_signal_route("/{account_id}/repayment")
+async def repayment(account_id: str, body: Repayment, ctx: Context) -> SignalAccepted:
+    """Credit a repayment; the workflow ignores a reference it has already credited."""
+    return await _signal(ctx, account_id, SignalName.REPAYMENT, body)
+
+
+@_signal_route("/{account_id}/contact")
+async def update_contact(account_id: str, body: UpdateContact, ctx: Context) -> SignalAccepted:
+    """Change the phone, time zone or locale; a new phone also moves the account in the phone index."""
+    accepted = await _signal(ctx, account_id, SignalName.UPDATE_CONTACT, body)
+    if body.phone is not None:
+        await run_in_threadpool(ctx.phones.replace, account_id, body.phone)
+    return accepted

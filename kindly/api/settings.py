@@ -1,0 +1,26 @@
+"""Settings of the HTTP API: environment variables with the ``COLLECTIONS_`` prefix, or ``.env``."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="COLLECTIONS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Required by every operations endpoint in the ``X-API-Key`` header.
+    api_key: SecretStr
+    # HMAC-SHA256 secret of the JSON webhooks (``X-Kindly-Signature``); unset disables them.
+    webhook_secret: SecretStr | None = None
+    # Verifies ``X-Twilio-Signature`` on the Twilio inbound-SMS webhook; unset disables it.
+    twilio_auth_token: SecretStr | None = None
+    # The externally visible base URL (``https://api.example.com``) when behind a proxy: Twilio signs
+    # the URL it called, which the proxy may have rewritten.
+    public_base_url: str | None = None
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)

@@ -1,0 +1,347 @@
+"""The HTTP API through a real uvicorn server, a real worker and the time-skipping Temporal server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import Engine
+from sqlmodel import create_engine
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from kindly.api import ApiSettings, create_app
+from kindly.api.phone_index import PhoneIndex
+from kindly.api.security import kindly_signature, twilio_signature
+from kindly.contract import AccountResult
+from kindly.settings import Settings
+from tests.conftest import eventually
+from tests.lifecycle_helpers import STARTED, local_today
+
+API_KEY = "test-api-key"
+WEBHOOK_SECRET = "test-webhook-secret"
+TWILIO_TOKEN = "test-twilio-token"
+PUBLIC_BASE = "https://kindly.example.com"
+MAX_BODY = 4096
+
+
+@dataclass
+class Api:
+    http: httpx.AsyncClient
+    engine: Engine
+    client: Client
+    today: Any
+
+    @property
+    def phones(self) -> PhoneIndex:
+        return PhoneIndex(self.engine)
+
+
+@pytest.fixture
+async def api(
+    env: WorkflowEnvironment, client: Client, settings: Settings, tmp_path: Path
+) -> AsyncIterator[Api]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'api.db'}", connect_args={"check_same_thread": False})
+    api_settings = ApiSettings(
+        _env_file=None,
+        api_key=API_KEY,
+        webhook_secret=WEBHOOK_SECRET,
+        twilio_auth_token=TWILIO_TOKEN,
+        public_base_url=PUBLIC_BASE,
+        max_body_bytes=MAX_BODY,
+    )
+    app = create_app(client, settings, api_settings, engine)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    for _ in range(400):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.025)
+    assert server.started, "uvicorn did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            yield Api(http=http, engine=engine, client=client, today=await local_today(env))
+    finally:
+        server.should_exit = True
+        await task
+        engine.dispose()
+
+
+_ids = iter(range(1, 1_000_000))
+
+
+def account_body(api: Api, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "account_id": f"LN-API-{next(_ids):06d}",
+        "customer_name": "Wang Xiaoming",
+        "phone": "+8613800138000",
+        "timezone": "Asia/Shanghai",
+        "locale": "zh-CN",
+        "amount_due": "1500.00",
+        "currency": "CNY",
+        # Far enough ahead that no reminder is due while a test runs.
+        "due_date": (api.today + timedelta(days=30)).isoformat(),
+        "segment": "plain",
+    }
+    body.update(overrides)
+    return body
+
+
+AUTH = {"X-API-Key": API_KEY}
+
+
+async def start_account(api: Api, **overrides: Any) -> str:
+    body = account_body(api, **overrides)
+    response = await api.http.post("/accounts", json=body, headers=AUTH)
+    assert response.status_code == 201, response.text
+    assert response.json()["workflow_id"] == f"overdue-{body['account_id']}"
+    STARTED.append(api.client.get_workflow_handle(response.json()["workflow_id"], result_type=AccountResult))
+    return str(body["account_id"])
+
+
+async def get_status(api: Api, account_id: str) -> dict[str, Any]:
+    response = await api.http.get(f"/accounts/{account_id}/status", headers=AUTH)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def timeline_kinds(api: Api, account_id: str) -> list[str]:
+    response = await api.http.get(f"/accounts/{account_id}/timeline", headers=AUTH)
+    assert response.status_code == 200, response.text
+    return [entry["kind"] for entry in response.json()]
+
+
+def field_errors(response: httpx.Response) -> list[tuple[str, ...]]:
+    assert response.status_code == 422, response.text
+    return [tuple(str(part) for part in error["loc"]) for error in response.json()["detail"]]
+
+
+async def post_twilio(api: Api, form: dict[str, str], *, signature: str | None = None) -> httpx.Response:
+    if signature is None:
+        signature = twilio_signature(TWILIO_TOKEN, f"{PUBLIC_BASE}/webhooks/sms/twilio", form.items())
+    return await api.http.post(
+        "/webhooks/sms/twilio",
+        content=urlencode(form),
+        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature},
+    )
+
+
+async def post_signed(
+    api: Api, path: str, payload: dict[str, Any], *, secret: str = WEBHOOK_SECRET
+) -> httpx.Response:
+    raw = json.dumps(payload).encode()
+    return await api.http.post(
+        path,
+        content=raw,
+        headers={"Content-Type": "application/json", "X-Kindly-Signature": kindly_signature(secret, raw)},
+    )
+
+
+# --- operations -----------------------------------------------------------------------------------
+
+
+async def test_start_account_then_read_status(api: Api) -> None:
+    account_id = await start_account(api, phone="+8613800000001")
+    current = await get_status(api, account_id)
+    assert current["account_id"] == account_id
+    assert current["stage"] == "pre_due" and Decimal(current["amount_due"]) == Decimal("1500.00")
+    assert "started" in await timeline_kinds(api, account_id)
+    assert api.phones.accounts_for("+8613800000001") == [account_id]
+
+    again = await api.http.post("/accounts", json=account_body(api, account_id=account_id), headers=AUTH)
+    assert again.status_code == 201, "re-posting an account is harmless"
+
+
+async def test_api_key_is_required(api: Api) -> None:
+    account_id = await start_account(api)
+    for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": ""}):
+        response = await api.http.get(f"/accounts/{account_id}/status", headers=headers)
+        assert response.status_code == 401, headers
+        response = await api.http.post("/accounts", json=account_body(api), headers=headers)
+        assert response.status_code == 401, headers
+    docs = await api.http.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+async def test_bad_bodies_are_422_naming_the_field(api: Api) -> None:
+    response = await api.http.post("/accounts", json=account_body(api, phone="13800138000"), headers=AUTH)
+    assert ("body", "phone") in field_errors(response)
+    assert "E.164" in response.text
+
+    account_id = await start_account(api)
+    response = await api.http.post(
+        f"/accounts/{account_id}/repayment", json={"amount": "-5", "reference": "P-1"}, headers=AUTH
+    )
+    assert ("body", "amount") in field_errors(response)
+    response = await api.http.post(
+        f"/accounts/{account_id}/pause",
+        json={"reason": "dispute", "until": "2030-01-01T09:00:00"},
+        headers=AUTH,
+    )
+    assert ("body", "until") in field_errors(response)
+    assert "UTC offset" in response.text
+    response = await api.http.post(f"/accounts/{account_id}/close", json={}, headers=AUTH)
+    assert ("body", "reason") in field_errors(response)
+
+
+async def test_unknown_account_is_404(api: Api) -> None:
+    response = await api.http.get("/accounts/NOPE-1/status", headers=AUTH)
+    assert response.status_code == 404 and "NOPE-1" in response.json()["detail"]
+    response = await api.http.post("/accounts/NOPE-1/resume", json={}, headers=AUTH)
+    assert response.status_code == 404
+    response = await api.http.get("/accounts/NOPE-1/timeline", headers=AUTH)
+    assert response.status_code == 404
+
+
+async def test_pause_resume_and_repayment_change_the_status(api: Api) -> None:
+    account_id = await start_account(api)
+    response = await api.http.post(
+        f"/accounts/{account_id}/pause", json={"reason": "in hospital"}, headers=AUTH
+    )
+    assert response.status_code == 202, response.text
+    await eventually(lambda: get_status(api, account_id), lambda s: s["paused"])
+
+    response = await api.http.post(f"/accounts/{account_id}/resume", json={}, headers=AUTH)
+    assert response.status_code == 202
+    await eventually(lambda: get_status(api, account_id), lambda s: not s["paused"])
+
+    response = await api.http.post(
+        f"/accounts/{account_id}/repayment", json={"amount": "500", "reference": "P-1"}, headers=AUTH
+    )
+    assert response.status_code == 202
+    await eventually(
+        lambda: get_status(api, account_id), lambda s: Decimal(s["amount_due"]) == Decimal("1000.00")
+    )
+    assert {"paused", "resumed", "repayment_received"} <= set(await timeline_kinds(api, account_id))
+
+
+# --- webhooks -------------------------------------------------------------------------------------
+
+
+async def test_twilio_reply_reaches_every_account_of_the_number_once(api: Api) -> None:
+    phone = "+8613800000002"
+    first = await start_account(api, phone=phone)
+    second = await start_account(api, phone=phone)
+    form = {"From": phone, "Body": "I will pay on Friday", "MessageSid": "SM0001"}
+
+    response = await post_twilio(api, form)
+    assert response.status_code == 200 and "<Response/>" in response.text
+    for account_id in (first, second):
+        await eventually(partial(timeline_kinds, api, account_id), lambda k: "reply_received" in k)
+
+    replay = await post_twilio(api, form)
+    assert replay.status_code == 200 and "<Response/>" in replay.text
+    # A later, new message: once it has arrived, a signal from the replay would have arrived too.
+    await post_twilio(api, {**form, "MessageSid": "SM0002", "Body": "paid now"})
+    kinds = await eventually(lambda: timeline_kinds(api, first), lambda k: k.count("reply_received") >= 2)
+    assert kinds.count("reply_received") == 2
+    stored = api.phones.inbound_messages(phone)
+    assert [m.provider_message_id for m in stored] == ["SM0001", "SM0002"]
+    assert stored[0].matched_account_ids == [first, second] and stored[0].routed_at is not None
+
+
+async def test_twilio_bad_or_missing_signature_is_403(api: Api) -> None:
+    phone = "+8613800000003"
+    account_id = await start_account(api, phone=phone)
+    form = {"From": phone, "Body": "hello", "MessageSid": "SM0100"}
+    signature = twilio_signature(TWILIO_TOKEN, f"{PUBLIC_BASE}/webhooks/sms/twilio", form.items())
+    tampered = await post_twilio(api, {**form, "Body": "tampered"}, signature=signature)
+    assert tampered.status_code == 403
+    missing = await api.http.post(
+        "/webhooks/sms/twilio",
+        content=urlencode(form),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert missing.status_code == 403
+    wrong_url = twilio_signature(
+        TWILIO_TOKEN, "https://elsewhere.example.com/webhooks/sms/twilio", form.items()
+    )
+    assert (await post_twilio(api, form, signature=wrong_url)).status_code == 403
+    assert api.phones.inbound_messages(phone) == []
+    assert "reply_received" not in await timeline_kinds(api, account_id)
+
+
+async def test_twilio_unknown_number_is_stored_and_answered(api: Api) -> None:
+    form = {"From": "+8613999999999", "Body": "who is this?", "MessageSid": "SM0200"}
+    response = await post_twilio(api, form)
+    assert response.status_code == 200 and "<Response/>" in response.text
+    stored = api.phones.inbound_messages("+8613999999999")
+    assert len(stored) == 1
+    assert stored[0].body == "who is this?" and stored[0].matched_account_ids == []
+
+
+async def test_json_inbound_sms_with_valid_and_invalid_signature(api: Api) -> None:
+    phone = "+8613800000004"
+    account_id = await start_account(api, phone=phone)
+    payload = {"from": phone, "text": "call me tomorrow", "message_id": "M-1"}
+
+    bad = await post_signed(api, "/webhooks/sms", payload, secret="not-the-secret")
+    assert bad.status_code == 403
+    assert api.phones.inbound_messages(phone) == []
+
+    good = await post_signed(api, "/webhooks/sms", payload)
+    assert good.status_code == 200 and good.json() == {"status": "accepted", "matched_accounts": 1}
+    await eventually(lambda: timeline_kinds(api, account_id), lambda k: "reply_received" in k)
+    replay = await post_signed(api, "/webhooks/sms", payload)
+    assert replay.json()["status"] == "duplicate"
+
+    invalid = await post_signed(api, "/webhooks/sms", {"from": phone, "text": "x"})
+    assert ("body", "message_id") in field_errors(invalid)
+
+
+async def test_payment_notification_credits_once(api: Api) -> None:
+    account_id = await start_account(api)
+    payment = {"account_id": account_id, "amount": "400.00", "reference": "BANK-1"}
+    first = await post_signed(api, "/webhooks/payments", payment)
+    assert first.status_code == 200 and first.json()["status"] == "accepted"
+    second = await post_signed(api, "/webhooks/payments", payment)
+    assert second.status_code == 200 and second.json()["status"] == "duplicate"
+    assert (await post_signed(api, "/webhooks/payments", payment, secret="wrong")).status_code == 403
+    conflict = await post_signed(api, "/webhooks/payments", {**payment, "amount": "1.00"})
+    assert conflict.status_code == 409
+
+    third = await post_signed(api, "/webhooks/payments", {**payment, "reference": "BANK-2", "amount": "100"})
+    assert third.json()["status"] == "accepted"
+    await eventually(
+        lambda: get_status(api, account_id), lambda s: Decimal(s["amount_due"]) == Decimal("1000.00")
+    )
+    kinds = await timeline_kinds(api, account_id)
+    assert kinds.count("repayment_received") == 2 and "signal_rejected" not in kinds
+
+    unknown = await post_signed(
+        api, "/webhooks/payments", {**payment, "account_id": "NOPE-2", "reference": "X"}
+    )
+    assert unknown.status_code == 404
+
+
+async def test_oversized_body_is_413(api: Api) -> None:
+    big = {"from": "+8613800000005", "text": "x" * (MAX_BODY + 1), "message_id": "M-big"}
+    response = await post_signed(api, "/webhooks/sms", big)
+    assert response.status_code == 413
+    response = await api.http.post(
+        "/accounts", json=account_body(api, customer_name="y" * MAX_BODY), headers=AUTH
+    )
+    assert response.status_code == 413
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: counted as it streams
+        for _ in range(3):
+            yield b"z" * (MAX_BODY // 2)
+
+    response = await api.http.post(
+        "/webhooks/sms", content=chunked(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert api.phones.inbound_messages("+8613800000005") == []
