@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## run: start the Temporal dev server (SQLite under .data/), the worker and a demo portfolio
+## run: dev server (SQLite in .data/), worker, HTTP API, SMS sandbox and a demo portfolio
 run: $(STAMP)
-	$(BIN)/python worker.py --dev --demo
+	$(BIN)/python -m kindly.stack
 
 ## test: install with test extras, check style and types, run the test suite
 test: $(STAMP)

@@ -12,11 +12,13 @@ import asyncio
 import logging
 import signal
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
+from typing import Any
 
 import httpx
+import uvicorn
 from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
@@ -26,6 +28,7 @@ from activities.messaging import MessagingActivities
 from activities.records import RecordActivities
 from activities.rendering import MessageRenderer, build_template_environment
 from activities.sms_providers import build_sms_provider
+from kindly.contacts import PhoneIndex
 from kindly.db import AuditStore, make_engine
 from kindly.demo import start_demo_portfolio
 from kindly.dev_server import start_dev_server
@@ -49,7 +52,8 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
     )
     renderer.check_all()
     policies = load_policies(settings.policy_file)
-    store = AuditStore(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    store = AuditStore(engine)
     async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
         messaging = MessagingActivities(build_sms_provider(settings, http), renderer, store)
         handoffs = HandoffActivities(
@@ -58,7 +62,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
             phone_url=settings.phone_webhook_url,
             specialist_url=settings.specialist_webhook_url,
         )
-        records = RecordActivities(store, policies)
+        records = RecordActivities(store, PhoneIndex(engine), policies)
         yield Worker(
             client,
             task_queue=settings.task_queue,
@@ -69,6 +73,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
                 handoffs.hand_off_to_specialist,
                 records.record_decisions,
                 records.resolve_policy,
+                records.index_phone,
             ],
         )
 
@@ -104,6 +109,27 @@ async def _connect_unless_stopped(
     return None
 
 
+@asynccontextmanager
+async def serving(apps: list[ServedApp]) -> AsyncIterator[None]:
+    """Serve ASGI apps with uvicorn in this event loop for the duration of the block."""
+    servers = [
+        (name, uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")))
+        for name, app, host, port in apps
+    ]
+    tasks = [asyncio.create_task(server.serve()) for _, server in servers]
+    try:
+        for (name, server), task in zip(servers, tasks, strict=True):
+            while not server.started:
+                if task.done():
+                    raise RuntimeError(f"{name} could not start: {task.exception()}")
+                await asyncio.sleep(0.05)
+        yield
+    finally:
+        for _, server in servers:
+            server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _register_search_attributes(client: Client, settings: Settings) -> None:
     """Add Kindly's search attributes where missing; on Temporal Cloud they are created up front."""
     try:
@@ -118,7 +144,17 @@ async def _register_search_attributes(client: Client, settings: Settings) -> Non
         logger.info("registered search attributes: %s", ", ".join(added))
 
 
-async def serve(settings: Settings, *, dev: bool = False, demo: bool = False) -> None:
+ServedApp = tuple[str, Any, str, int]
+"""(name, ASGI app, host, port) served beside the worker, e.g. the HTTP API and the SMS sandbox."""
+
+
+async def serve(
+    settings: Settings,
+    *,
+    dev: bool = False,
+    demo: bool = False,
+    apps: Callable[[Client], list[ServedApp]] | None = None,
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -139,7 +175,7 @@ async def serve(settings: Settings, *, dev: bool = False, demo: bool = False) ->
             logger.info("stopped before connecting to Temporal")
             return
         await _register_search_attributes(client, settings)
-        async with build_worker(client, settings) as worker, worker:
+        async with build_worker(client, settings) as worker, worker, serving(apps(client) if apps else []):
             logger.info("worker polling task queue %r", settings.task_queue)
             if demo:
                 ids = await start_demo_portfolio(client, settings.task_queue)

@@ -95,3 +95,8 @@ class RecordDecisionsInput(_ActivityModel):
 
 class ResolvePolicyInput(_ActivityModel):
     segment: str
+
+
+class IndexPhoneInput(_ActivityModel):
+    account_id: str
+    phone: str

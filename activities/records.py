@@ -1,4 +1,4 @@
-"""Small bookkeeping activities, run as local activities: audit decisions, resolve a policy."""
+"""Small bookkeeping activities, run as local activities: audit decisions, index a phone, resolve a policy."""
 
 from __future__ import annotations
 
@@ -7,15 +7,22 @@ import asyncio
 from temporalio import activity
 
 from activities.audit_rows import decision_rows
-from activities.inputs import RecordDecisionsInput, ResolvePolicyInput
+from activities.inputs import IndexPhoneInput, RecordDecisionsInput, ResolvePolicyInput
+from kindly.contacts import PhoneIndex
 from kindly.db import AuditStore
 from kindly.policy.model import ContactPolicy, policy_for
 
 
 class RecordActivities:
-    def __init__(self, store: AuditStore, policies: dict[str, ContactPolicy]) -> None:
+    def __init__(self, store: AuditStore, phones: PhoneIndex, policies: dict[str, ContactPolicy]) -> None:
         self._store = store
+        self._phones = phones
         self._policies = policies
+
+    @activity.defn(name="index_phone")
+    async def index_phone(self, request: IndexPhoneInput) -> None:
+        """Map the account's number to it, so inbound replies reach this account however it started."""
+        await asyncio.to_thread(self._phones.replace, request.account_id, request.phone)
 
     @activity.defn(name="record_decisions")
     async def record_decisions(self, request: RecordDecisionsInput) -> int:

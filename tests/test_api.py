@@ -22,8 +22,8 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.api import ApiSettings, create_app
-from kindly.api.phone_index import PhoneIndex
 from kindly.api.security import kindly_signature, twilio_signature
+from kindly.contacts import PhoneIndex
 from kindly.contract import AccountResult
 from kindly.settings import Settings
 from tests.conftest import eventually

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.inputs import (
         AuditRecord,
         CallTaskInput,
+        IndexPhoneInput,
         MessageContext,
         RecordDecisionsInput,
         ResolvePolicyInput,
@@ -88,6 +89,7 @@ class OverdueAccountWorkflow:
         self._buffered: list[tuple[SignalName, Any]] = []
         self._woken = False
         self._published: SearchSnapshot | None = None
+        self._phone_changed = False
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -115,6 +117,9 @@ class OverdueAccountWorkflow:
             self._publish(step)
             if self._woken:
                 self._woken = False
+                if self._phone_changed:
+                    self._phone_changed = False
+                    await self._index_phone(state.account.account_id, state.account.phone)
                 await self._flush_decisions()
             if await self._sleep_until(step):
                 await self._execute(step)
@@ -137,6 +142,7 @@ class OverdueAccountWorkflow:
             ResolvePolicyInput(segment=parsed.segment),
             start_to_close_timeout=timedelta(seconds=30),
         )
+        await self._index_phone(parsed.account_id, parsed.phone)
         now = workflow.now()
         state = AccountState(
             account=parsed,
@@ -417,6 +423,13 @@ class OverdueAccountWorkflow:
             for i, entry in enumerate(entries)
         ]
 
+    async def _index_phone(self, account_id: str, phone: str) -> None:
+        await workflow.execute_local_activity_method(
+            RecordActivities.index_phone,
+            IndexPhoneInput(account_id=account_id, phone=phone),
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+
     async def _flush_decisions(self) -> None:
         decisions = self._pending_decisions()
         if not decisions:
@@ -482,6 +495,7 @@ class OverdueAccountWorkflow:
             if not changes:
                 raise SignalRejected("give at least one of phone, timezone, locale")
             state.account = state.account.model_copy(update=changes)
+            self._phone_changed = "phone" in changes
             self._record(TimelineKind.CONTACT_UPDATED, "updated " + ", ".join(sorted(changes)))
 
     def _credit(self, payment: Repayment) -> None:

@@ -15,8 +15,8 @@ from temporalio.service import RPCError
 
 from kindly.api import ops, webhooks
 from kindly.api.deps import ApiContext
-from kindly.api.phone_index import PhoneIndex, create_tables
 from kindly.api.settings import ApiSettings
+from kindly.contacts import PhoneIndex, create_tables
 from kindly.operations import AccountNotFoundError
 from kindly.settings import Settings
 

@@ -8,8 +8,8 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from temporalio.client import Client
 
-from kindly.api.phone_index import PhoneIndex
 from kindly.api.settings import ApiSettings
+from kindly.contacts import PhoneIndex
 from kindly.settings import Settings
 
 

@@ -1,0 +1,74 @@
+"""``make run``: the whole system on one machine, on its embedded defaults.
+
+The Temporal dev server (SQLite under ``.data/``, Web UI), the worker with its search attributes, the
+HTTP API, the SMS sandbox as the gateway, and a demo portfolio. Replies typed in the sandbox reach
+the workflows through the API's signed inbound webhook. Ctrl-C stops it all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from pydantic import SecretStr
+from temporalio.client import Client
+
+from kindly.api.app import create_app
+from kindly.api.settings import ApiSettings
+from kindly.db import make_engine
+from kindly.sandbox import SandboxSettings, create_sandbox_app
+from kindly.settings import Settings
+from worker import ServedApp, serve
+
+logger = logging.getLogger("kindly.stack")
+
+DEV_API_KEY = "dev-api-key"
+DEV_WEBHOOK_SECRET = "dev-webhook-secret"
+
+
+def stack_settings() -> tuple[Settings, ApiSettings, SandboxSettings]:
+    """Environment settings, with the sandbox as gateway and dev secrets where none are set."""
+    api_settings = ApiSettings(
+        api_key=SecretStr(os.environ.get("COLLECTIONS_API_KEY", DEV_API_KEY)),
+        webhook_secret=SecretStr(os.environ.get("COLLECTIONS_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET)),
+    )
+    sandbox = SandboxSettings(
+        inbound_url=f"http://127.0.0.1:{api_settings.api_port}/webhooks/sms",
+        webhook_secret=api_settings.webhook_secret,
+    )
+    settings = Settings()
+    if "COLLECTIONS_SMS_PROVIDER" not in os.environ:
+        settings = settings.model_copy(
+            update={
+                "sms_provider": "webhook",
+                "sms_webhook_url": f"http://{sandbox.host}:{sandbox.port}/sms",
+            }
+        )
+    return settings, api_settings, sandbox
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings, api_settings, sandbox = stack_settings()
+
+    def apps(client: Client) -> list[ServedApp]:
+        api = create_app(client, settings, api_settings, make_engine(settings.database_url))
+        return [
+            ("HTTP API", api, api_settings.api_host, api_settings.api_port),
+            ("SMS sandbox", create_sandbox_app(sandbox), sandbox.host, sandbox.port),
+        ]
+
+    print(
+        "\nKindly is starting:\n"
+        f"  Temporal Web UI   http://localhost:{settings.dev_server_ui_port}\n"
+        f"  SMS sandbox inbox http://{sandbox.host}:{sandbox.port}/\n"
+        f"  HTTP API docs     http://{api_settings.api_host}:{api_settings.api_port}/docs"
+        f"  (X-API-Key: {api_settings.api_key.get_secret_value()})\n",
+        flush=True,
+    )
+    asyncio.run(serve(settings, dev=True, demo=True, apps=apps))
+
+
+if __name__ == "__main__":
+    main()
