@@ -41,6 +41,7 @@ class SignalName(StrEnum):
     PROMISE_TO_PAY = "promise_to_pay"
     CALL_OUTCOME = "call_outcome"
     UPDATE_CONTACT = "update_contact"
+    SMS_UNDELIVERABLE = "sms_undeliverable"
 
 
 class QueryName(StrEnum):
@@ -89,6 +90,7 @@ class TimelineKind(StrEnum):
     SETTLED = "settled"
     CLOSED = "closed"
     REPAID = "repaid"
+    SMS_UNDELIVERABLE = "sms_undeliverable"
     SIGNAL_REJECTED = "signal_rejected"
     CONTINUED_AS_NEW = "continued_as_new"
 
@@ -250,6 +252,12 @@ class UpdateContact(_Message):
         return None if value is None else _check_timezone(value)
 
 
+class SmsUndeliverable(_Message):
+    """The carrier says the number cannot receive SMS: stop texting, go on by phone."""
+
+    reason: str = Field(min_length=1, max_length=200)
+
+
 SIGNAL_MODELS: dict[SignalName, type[_Message]] = {
     SignalName.REPAYMENT: Repayment,
     SignalName.CUSTOMER_REPLY: CustomerReply,
@@ -260,6 +268,7 @@ SIGNAL_MODELS: dict[SignalName, type[_Message]] = {
     SignalName.PROMISE_TO_PAY: PromiseToPay,
     SignalName.CALL_OUTCOME: CallOutcome,
     SignalName.UPDATE_CONTACT: UpdateContact,
+    SignalName.SMS_UNDELIVERABLE: SmsUndeliverable,
 }
 
 

@@ -126,6 +126,13 @@ class AuditStore:
                 session.add(audit)
             session.commit()
 
+    def outbox_by_provider_id(self, provider_message_id: str) -> OutboxEntry | None:
+        """The send a carrier's receipt refers to."""
+        with Session(self._engine) as session:
+            return session.exec(
+                select(OutboxEntry).where(OutboxEntry.provider_message_id == provider_message_id)
+            ).first()
+
     def audit_for(self, account_id: str) -> list[AuditEntry]:
         with Session(self._engine) as session:
             rows = session.exec(

@@ -35,6 +35,7 @@ def stack_settings() -> tuple[Settings, ApiSettings, SandboxSettings]:
     )
     sandbox = SandboxSettings(
         inbound_url=f"http://127.0.0.1:{api_settings.api_port}/webhooks/sms",
+        receipts_url=f"http://127.0.0.1:{api_settings.api_port}/webhooks/receipts",
         webhook_secret=api_settings.webhook_secret,
     )
     settings = Settings()

@@ -40,6 +40,8 @@ class AccountState(BaseModel):
     promise_date: date | None = None
     promise_broken: bool = False
     opted_out: bool = False
+    sms_undeliverable: bool = False
+    """The carrier reported the number permanently unreachable by SMS."""
     pending_service: list[TemplateName] = Field(default_factory=list)
 
     # Escalation

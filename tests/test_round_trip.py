@@ -1,17 +1,23 @@
-"""The sandbox round trip: an SMS goes out, the customer replies in the sandbox, the workflow sees it."""
+"""Round trips through the sandbox and the API: replies and delivery receipts reach the workflow."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.api.app import create_app
+from kindly.api.security import kindly_signature
 from kindly.api.settings import ApiSettings
-from kindly.db import make_engine
+from kindly.db import AuditStore, make_engine
 from kindly.sandbox import SandboxSettings, create_sandbox_app
 from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
@@ -20,20 +26,30 @@ from tests.conftest import eventually
 from tests.lifecycle_helpers import STARTED, kinds, local_today, make_account, start, status, timeline
 from worker import build_worker
 
+SECRET = "round-trip-secret"
 
-async def test_reply_typed_in_the_sandbox_reaches_the_workflow(
-    env: WorkflowEnvironment, settings: Settings
-) -> None:
-    secret = SecretStr("round-trip-secret")
-    api_settings = ApiSettings(api_key=SecretStr("k"), webhook_secret=secret)
+
+@dataclass
+class Stack:
+    api_url: str
+    sandbox_url: str
+    task_queue: str
+    audit: AuditStore
+
+
+@asynccontextmanager
+async def stack(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Stack]:
+    """API, sandbox (as gateway, replying and sending receipts to the API) and a worker."""
+    api_settings = ApiSettings(api_key=SecretStr("k"), webhook_secret=SecretStr(SECRET))
     engine = make_engine(settings.database_url)
     await ensure_search_attributes(env.client, env.client.namespace)
-    api = create_app(env.client, settings, api_settings, engine)
-    async with serving(api) as api_url:
-        sandbox_app = create_sandbox_app(
-            SandboxSettings(inbound_url=f"{api_url}/webhooks/sms", webhook_secret=secret)
+    async with serving(create_app(env.client, settings, api_settings, engine)) as api_url:
+        sandbox_settings = SandboxSettings(
+            inbound_url=f"{api_url}/webhooks/sms",
+            receipts_url=f"{api_url}/webhooks/receipts",
+            webhook_secret=SecretStr(SECRET),
         )
-        async with serving(sandbox_app) as sandbox_url:
+        async with serving(create_sandbox_app(sandbox_settings)) as sandbox_url:
             through_sandbox = settings.model_copy(
                 update={
                     "sms_webhook_url": f"{sandbox_url}/sms",
@@ -41,25 +57,80 @@ async def test_reply_typed_in_the_sandbox_reaches_the_workflow(
                 }
             )
             async with build_worker(env.client, through_sandbox) as worker, worker:
-                account = make_account((await local_today(env)) - timedelta(days=1))
-                handle = await start(env.client, through_sandbox.task_queue, account)
-                await env.sleep(timedelta(days=1))
-                await eventually(lambda: status(handle), lambda s: s.sms_sent == 1)
-                async with httpx.AsyncClient(base_url=sandbox_url) as http:
-                    inbox = (await http.get("/api/messages", params={"phone": account.phone})).json()
-                    assert [m["template"] for m in inbox] == ["first_overdue"]
-                    answer = await http.post(
-                        f"/inbox/{account.phone}/reply", data={"text": "HELP"}, follow_redirects=False
-                    )
-                    assert answer.status_code == 303
-                    await eventually(lambda: timeline(handle), lambda t: "reply_received" in kinds(t))
-                    await env.sleep(timedelta(hours=14))
-                    await eventually(lambda: status(handle), lambda s: s.sms_sent == 2)
-                    inbox = (await http.get("/api/messages", params={"phone": account.phone})).json()
-                assert [(m["direction"], m["template"]) for m in inbox] == [
-                    ("out", "first_overdue"),
-                    ("in", None),
-                    ("out", "help"),
-                ]
-                await handle.terminate("test over")
-                STARTED.remove(handle)
+                yield Stack(api_url, sandbox_url, through_sandbox.task_queue, AuditStore(engine))
+
+
+async def test_reply_typed_in_the_sandbox_reaches_the_workflow(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
+    async with stack(env, settings) as parts, httpx.AsyncClient(base_url=parts.sandbox_url) as http:
+        account = make_account((await local_today(env)) - timedelta(days=1))
+        handle = await start(env.client, parts.task_queue, account)
+        await env.sleep(timedelta(days=1))
+        await eventually(lambda: status(handle), lambda s: s.sms_sent == 1)
+        inbox = (await http.get("/api/messages", params={"phone": account.phone})).json()
+        assert [m["template"] for m in inbox] == ["first_overdue"]
+        answer = await http.post(
+            f"/inbox/{account.phone}/reply", data={"text": "HELP"}, follow_redirects=False
+        )
+        assert answer.status_code == 303
+        await eventually(lambda: timeline(handle), lambda t: "reply_received" in kinds(t))
+        await env.sleep(timedelta(hours=14))
+        await eventually(lambda: status(handle), lambda s: s.sms_sent == 2)
+        inbox = (await http.get("/api/messages", params={"phone": account.phone})).json()
+        assert [(m["direction"], m["template"]) for m in inbox] == [
+            ("out", "first_overdue"),
+            ("in", None),
+            ("out", "help"),
+        ]
+        receipts = await eventually(lambda: _receipts(parts, account.account_id), lambda rows: len(rows) == 2)
+        assert {row.outcome for row in receipts} == {"delivered"}
+        await handle.terminate("test over")
+        STARTED.remove(handle)
+
+
+async def _receipts(parts: Stack, account_id: str) -> list[Any]:
+    return [row for row in parts.audit.audit_for(account_id) if row.kind == "delivery_receipt"]
+
+
+async def test_undeliverable_number_stops_sms_and_escalates_by_phone(
+    env: WorkflowEnvironment, settings: Settings, gateway: Any
+) -> None:
+    async with stack(env, settings) as parts:
+        account = make_account((await local_today(env)) - timedelta(days=1), phone="+8613800130000")
+        handle = await start(env.client, parts.task_queue, account)
+        await env.sleep(timedelta(days=1))
+        entries = await eventually(lambda: timeline(handle), lambda t: "sms_undeliverable" in kinds(t))
+        assert kinds(entries).count("sms_sent") == 1
+        await env.sleep(timedelta(days=7))
+        current = await eventually(lambda: status(handle), lambda s: s.stage == "phone")
+        assert current.sms_sent == 1, "no SMS after the carrier said the number is dead"
+        assert len(gateway.requests_to("/phone")) == 1
+
+        sent = parts.audit.outbox_for(account.account_id)[0]
+        receipt = json.dumps({"message_id": sent.provider_message_id, "status": "failed", "permanent": True})
+        async with httpx.AsyncClient(base_url=parts.api_url) as http:
+            signed = {"X-Kindly-Signature": kindly_signature(SECRET, receipt.encode())}
+            again = await http.post("/webhooks/receipts", content=receipt, headers=signed)
+            assert again.json()["status"] == "duplicate"
+            forged = await http.post(
+                "/webhooks/receipts", content=receipt, headers={"X-Kindly-Signature": "sha256=00"}
+            )
+            assert forged.status_code == 403
+            unknown = json.dumps({"message_id": "nope", "status": "delivered"})
+            answer = await http.post(
+                "/webhooks/receipts",
+                content=unknown,
+                headers={"X-Kindly-Signature": kindly_signature(SECRET, unknown.encode())},
+            )
+            assert answer.json()["status"] == "unmatched"
+            bad = json.dumps({"message_id": "x", "status": "lost"})
+            answer = await http.post(
+                "/webhooks/receipts",
+                content=bad,
+                headers={"X-Kindly-Signature": kindly_signature(SECRET, bad.encode())},
+            )
+            assert answer.status_code == 422 and "status" in answer.text
+        assert kinds(await timeline(handle)).count("sms_undeliverable") == 1
+        await handle.terminate("test over")
+        STARTED.remove(handle)

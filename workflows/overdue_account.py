@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         Resume,
         Settle,
         SignalName,
+        SmsUndeliverable,
         Stage,
         TemplateName,
         TimelineEntry,
@@ -319,6 +320,8 @@ class OverdueAccountWorkflow:
         reason = (
             "customer opted out of SMS"
             if state.opted_out and state.phone_attempt == 0
+            else "number cannot receive SMS"
+            if state.sms_undeliverable and state.phone_attempt == 0
             else f"{state.unanswered_sms} unanswered SMS"
             if state.phone_attempt == 0
             else f"attempt {state.phone_attempt} got no outcome"
@@ -490,12 +493,21 @@ class OverdueAccountWorkflow:
             self._promise(message.date, today, via="customer")
         elif isinstance(message, CallOutcome):
             self._on_call_outcome(message, today)
+        elif isinstance(message, SmsUndeliverable):
+            if not state.sms_undeliverable:
+                state.sms_undeliverable = True
+                state.pending_service = []
+                self._record(
+                    TimelineKind.SMS_UNDELIVERABLE, f"{message.reason}; no further SMS, escalation by phone"
+                )
         elif isinstance(message, UpdateContact):
             changes = message.model_dump(exclude_none=True)
             if not changes:
                 raise SignalRejected("give at least one of phone, timezone, locale")
             state.account = state.account.model_copy(update=changes)
             self._phone_changed = "phone" in changes
+            if self._phone_changed and state.sms_undeliverable:
+                state.sms_undeliverable = False  # a new number may well receive SMS
             self._record(TimelineKind.CONTACT_UPDATED, "updated " + ", ".join(sorted(changes)))
 
     def _credit(self, payment: Repayment) -> None:
@@ -593,6 +605,10 @@ class OverdueAccountWorkflow:
     @workflow.signal(name=SignalName.CALL_OUTCOME)
     def call_outcome(self, payload: Any = None) -> None:
         self._receive(SignalName.CALL_OUTCOME, payload)
+
+    @workflow.signal(name=SignalName.SMS_UNDELIVERABLE)
+    def sms_undeliverable(self, payload: Any = None) -> None:
+        self._receive(SignalName.SMS_UNDELIVERABLE, payload)
 
     @workflow.signal(name=SignalName.UPDATE_CONTACT)
     def update_contact(self, payload: Any = None) -> None:

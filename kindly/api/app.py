@@ -13,10 +13,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from kindly.api import ops, webhooks
+from kindly.api import ops, receipts, webhooks
 from kindly.api.deps import ApiContext
 from kindly.api.settings import ApiSettings
 from kindly.contacts import PhoneIndex, create_tables
+from kindly.db import AuditStore
 from kindly.operations import AccountNotFoundError
 from kindly.settings import Settings
 
@@ -35,10 +36,15 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
     )
     app.state.api_settings = api_settings
     app.state.context = ApiContext(
-        client=client, settings=settings, api_settings=api_settings, phones=PhoneIndex(engine)
+        client=client,
+        settings=settings,
+        api_settings=api_settings,
+        phones=PhoneIndex(engine),
+        audit=AuditStore(engine),
     )
     app.include_router(ops.router)
     app.include_router(webhooks.router)
+    app.include_router(receipts.router)
     app.add_exception_handler(AccountNotFoundError, _account_not_found)
     app.add_exception_handler(RPCError, _temporal_unavailable)
     app.add_middleware(BodySizeLimit, max_body_bytes=api_settings.max_body_bytes)

@@ -10,6 +10,7 @@ from temporalio.client import Client
 
 from kindly.api.settings import ApiSettings
 from kindly.contacts import PhoneIndex
+from kindly.db import AuditStore
 from kindly.settings import Settings
 
 
@@ -19,6 +20,7 @@ class ApiContext:
     settings: Settings
     api_settings: ApiSettings
     phones: PhoneIndex
+    audit: AuditStore
 
 
 def get_context(request: Request) -> ApiContext:

@@ -63,7 +63,7 @@ class PaymentResult(BaseModel):
     reference: str
 
 
-def _signed_json_body(model: type[BaseModel]) -> dict[str, Any]:
+def signed_json_body(model: type[BaseModel]) -> dict[str, Any]:
     return {
         "requestBody": {
             "required": True,
@@ -81,7 +81,7 @@ def _signed_json_body(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-def _parse(model: type[M], body: bytes) -> M:
+def parse_signed_json(model: type[M], body: bytes) -> M:
     try:
         return model.model_validate_json(body)
     except ValidationError as err:
@@ -169,13 +169,13 @@ async def twilio_inbound(request: Request, ctx: Context) -> Response:
     "/sms",
     response_model=InboundResult,
     responses={403: {"description": f"Missing or invalid {KINDLY_SIGNATURE_HEADER}"}},
-    openapi_extra=_signed_json_body(InboundSms),
+    openapi_extra=signed_json_body(InboundSms),
 )
 async def json_inbound(request: Request, ctx: Context) -> InboundResult:
     """An inbound SMS as JSON ``{from, text, message_id}``, signed with ``X-Kindly-Signature``."""
     raw = await request.body()
     verify_kindly(request, raw)
-    sms = _parse(InboundSms, raw)
+    sms = parse_signed_json(InboundSms, raw)
     routed, matched = await _route_reply(ctx, "json", sms.message_id, sms.from_.strip(), sms.text)
     return InboundResult(status="accepted" if routed else "duplicate", matched_accounts=matched)
 
@@ -188,13 +188,13 @@ async def json_inbound(request: Request, ctx: Context) -> InboundResult:
         404: {"description": "No workflow exists for this account"},
         409: {"description": "The reference was already used for another account or amount"},
     },
-    openapi_extra=_signed_json_body(PaymentNotice),
+    openapi_extra=signed_json_body(PaymentNotice),
 )
 async def payment_notification(request: Request, ctx: Context) -> PaymentResult:
     """A repayment ``{account_id, amount, reference}``, credited once per reference."""
     raw = await request.body()
     verify_kindly(request, raw)
-    notice = _parse(PaymentNotice, raw)
+    notice = parse_signed_json(PaymentNotice, raw)
     row = await run_in_threadpool(
         ctx.phones.record_payment, notice.reference, notice.account_id, notice.amount
     )

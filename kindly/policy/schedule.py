@@ -231,12 +231,12 @@ def _next_cadence_step(state: AccountState, now: datetime, today: date) -> Step:
         if candidate.last_valid is not None and candidate.day > candidate.last_valid:
             superseded.append((candidate.key, "window for this reminder has passed"))
             continue
-        if state.opted_out and not candidate.overdue:
-            superseded.append((candidate.key, "customer opted out of SMS"))
+        no_sms = state.opted_out or state.sms_undeliverable
+        if no_sms and not candidate.overdue:
+            why = "customer opted out of SMS" if state.opted_out else "number cannot receive SMS"
+            superseded.append((candidate.key, why))
             continue
-        escalate = candidate.overdue and (
-            state.opted_out or state.unanswered_sms >= policy.unanswered_to_escalate
-        )
+        escalate = candidate.overdue and (no_sms or state.unanswered_sms >= policy.unanswered_to_escalate)
         at, end, deferrals = first_allowed_moment(state, candidate.day, now, capped=not escalate)
         if candidate.last_valid is not None and local_date(state, at) > candidate.last_valid:
             # The last valid day was either blocked (its deferral says why) or its window had

@@ -8,6 +8,7 @@ like any other caller must sign it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import html
@@ -31,6 +32,10 @@ class SandboxSettings(BaseSettings):
     """Kindly's JSON inbound-SMS webhook that typed replies are posted to."""
     webhook_secret: SecretStr | None = None
     """Shared secret for the ``X-Kindly-Signature`` HMAC-SHA256 of the reply body."""
+    receipts_url: str | None = None
+    """Kindly's JSON delivery-receipt webhook; each accepted send gets a receipt there."""
+    undeliverable_suffix: str = "0000"
+    """Numbers ending so behave like dead numbers: their receipt is a permanent failure."""
     host: str = "127.0.0.1"
     port: int = 8025
 
@@ -118,6 +123,8 @@ def create_sandbox_app(settings: SandboxSettings, mailbox: Mailbox | None = None
     ) -> dict[str, Any]:
         key = idempotency_key or sms.idempotency_key
         message, new = box.accept(sms.to, sms.body, key, sms.template)
+        if new:
+            _receipt_later(settings, message)
         return {"id": message.id, "duplicate": not new}
 
     @app.post("/2010-04-01/Accounts/{account_sid}/Messages.json", status_code=201)
@@ -128,7 +135,9 @@ def create_sandbox_app(settings: SandboxSettings, mailbox: Mailbox | None = None
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
         key = idempotency_key or f"twilio:{to}:{hashlib.sha256(body.encode()).hexdigest()}"
-        message, _ = box.accept(to, body, key, None)
+        message, new = box.accept(to, body, key, None)
+        if new:
+            _receipt_later(settings, message)
         return {"sid": message.id, "account_sid": account_sid, "status": "queued", "to": to}
 
     @app.get("/", response_class=HTMLResponse)
@@ -177,6 +186,44 @@ def create_sandbox_app(settings: SandboxSettings, mailbox: Mailbox | None = None
         ]
 
     return app
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _receipt_later(settings: SandboxSettings, message: StoredMessage) -> None:
+    """Send the delivery receipt after answering, as a carrier does, without blocking the send."""
+    if settings.receipts_url is None:
+        return
+    task = asyncio.create_task(_post_receipt(settings, message))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _post_receipt(settings: SandboxSettings, message: StoredMessage) -> None:
+    assert settings.receipts_url is not None
+    dead = message.phone.endswith(settings.undeliverable_suffix)
+    receipt = {
+        "message_id": message.id,
+        "status": "failed" if dead else "delivered",
+        "error_code": "30005" if dead else None,
+        "permanent": dead,
+    }
+    body = json.dumps(receipt).encode()
+    headers = {"Content-Type": "application/json"}
+    if settings.webhook_secret is not None:
+        headers["X-Kindly-Signature"] = sign(settings.webhook_secret.get_secret_value(), body)
+    # Kindly records the provider's id when the send returns: until then the receipt is
+    # "unmatched", and a carrier would simply send it again a little later.
+    async with httpx.AsyncClient(timeout=10) as client:
+        for attempt in range(20):
+            try:
+                answer = await client.post(settings.receipts_url, content=body, headers=headers)
+                if answer.status_code < 300 and answer.json().get("status") != "unmatched":
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
 
 
 async def _post_reply(settings: SandboxSettings, phone: str, text: str, message_id: str) -> None:
