@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -264,11 +265,21 @@ def setup() -> None:
 
 
 def _query(
-    stage: str | None, segment: str | None, min_dpd: int | None, paused: bool | None, query: str | None
+    stage: str | None,
+    segment: str | None,
+    min_dpd: int | None,
+    paused: bool | None,
+    query: str | None,
+    next_before: datetime | None = None,
 ) -> str:
     try:
         return account_query(
-            stage=stage, segment=segment, min_days_past_due=min_dpd, paused=paused, extra=query
+            stage=stage,
+            segment=segment,
+            min_days_past_due=min_dpd,
+            paused=paused,
+            next_before=next_before,
+            extra=query,
         )
     except ValueError as error:
         _fail(str(error), EXIT_USAGE)
@@ -288,10 +299,18 @@ def list_accounts(
     min_dpd: MinDpdOption = None,
     paused: PausedOption = None,
     query: QueryOption = None,
+    next_before: Annotated[
+        datetime | None,
+        typer.Option(
+            "--next-before",
+            formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M%z"],
+            help="Next touchpoint before this time, e.g. 2026-12-01T09:00+0800.",
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 100,
 ) -> None:
     """List open accounts through Temporal visibility (search attributes, no personal data)."""
-    visibility_query = _query(stage, segment, min_dpd, paused, query)
+    visibility_query = _query(stage, segment, min_dpd, paused, query, next_before)
     rows = _run(_settings(), lambda client: find_accounts(client, visibility_query, limit=limit))
     table = Table("account", "stage", "days past due", "amount due", "unanswered", "next touch", "paused")
     for row in rows:

@@ -8,7 +8,7 @@ straight to Temporal.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle
@@ -95,6 +95,7 @@ def account_query(
     segment: str | None = None,
     min_days_past_due: int | None = None,
     paused: bool | None = None,
+    next_before: datetime | None = None,
     extra: str | None = None,
 ) -> str:
     """A visibility query over open account workflows, narrowed by the given filters."""
@@ -107,6 +108,10 @@ def account_query(
         clauses.append(f"{sa.DAYS_PAST_DUE.name} >= {int(min_days_past_due)}")
     if paused is not None:
         clauses.append(f"{sa.PAUSED.name}={'true' if paused else 'false'}")
+    if next_before is not None:
+        if next_before.tzinfo is None:
+            raise ValueError("next_before must include a UTC offset")
+        clauses.append(f'{sa.NEXT_TOUCHPOINT_AT.name} < "{next_before.astimezone(UTC).isoformat()}"')
     if extra:
         clauses.append(f"({extra})")
     return " AND ".join(clauses)

@@ -1,14 +1,21 @@
-"""CLI list and bulk actions by visibility query, on the real dev server."""
+"""Listing and bulk actions by visibility query (CLI and API), on the real dev server."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
+from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
+from kindly.api.app import create_app
+from kindly.api.settings import ApiSettings
+from kindly.db import make_engine
 from kindly.settings import Settings
 from kindly.temporal import start_account
+from tests.asgi_server import serving
 from tests.conftest import eventually
 from tests.lifecycle_helpers import make_account, status
 from tests.test_cli import kindly
@@ -59,3 +66,35 @@ async def test_list_and_bulk_pause_by_segment_with_dry_run_and_confirmation(
 async def test_bad_filter_value_is_refused(dev_env: WorkflowEnvironment, settings: Settings) -> None:
     result = await kindly(dev_env, settings, "list", "--segment", 'x" OR "1"="1')
     assert result.exit_code == 2 and "quotes" in result.output
+
+
+async def test_api_lists_accounts_by_search_attributes(
+    dev_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    client = dev_env.client
+    today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date()
+    late = make_account(today - timedelta(days=40), segment="gentle")
+    early = make_account(today + timedelta(days=20), segment="gentle")
+    handles = [await start_account(client, a, task_queue=settings.task_queue) for a in (late, early)]
+    api_settings = ApiSettings(api_key=SecretStr("key"))
+    app = create_app(client, settings, api_settings, make_engine(settings.database_url))
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, headers={"X-API-Key": "key"}) as http:
+
+        async def listed() -> list[dict[str, Any]]:
+            answer = await http.get("/accounts", params={"segment": "gentle", "min_days_past_due": 30})
+            assert answer.status_code == 200, answer.text
+            rows: list[dict[str, Any]] = answer.json()
+            return rows
+
+        rows = await eventually(listed, lambda r: len(r) == 1, attempts=800)
+        assert rows[0]["account_id"] == late.account_id and rows[0]["stage"] == "overdue"
+        assert "phone" not in rows[0] and "customer_name" not in rows[0]
+        soon = (datetime.now(UTC) + timedelta(days=60)).isoformat()
+        both = await http.get("/accounts", params={"segment": "gentle", "next_touchpoint_before": soon})
+        assert both.status_code == 200
+        naive = await http.get("/accounts", params={"next_touchpoint_before": "2026-12-01T09:00:00"})
+        assert naive.status_code == 422 and "offset" in naive.text
+        async with httpx.AsyncClient(base_url=url) as anonymous:
+            assert (await anonymous.get("/accounts")).status_code == 401
+    for handle in handles:
+        await handle.terminate("test over")

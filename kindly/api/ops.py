@@ -7,9 +7,10 @@ answered 422 naming the field before anything reaches Temporal; an unknown accou
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
@@ -29,7 +30,14 @@ from kindly.contract import (
     TimelineEntry,
     UpdateContact,
 )
-from kindly.operations import account_status, account_timeline, signal_account
+from kindly.operations import (
+    AccountRow,
+    account_query,
+    account_status,
+    account_timeline,
+    find_accounts,
+    signal_account,
+)
 from kindly.temporal import start_account
 
 router = APIRouter(prefix="/accounts", tags=["operations"], dependencies=[Depends(require_api_key)])
@@ -135,3 +143,27 @@ async def update_contact(account_id: str, body: UpdateContact, ctx: Context) -> 
     if body.phone is not None:
         await run_in_threadpool(ctx.phones.replace, account_id, body.phone)
     return accepted
+
+
+@router.get("", response_model=list[AccountRow], responses=_UNAUTHORIZED)
+async def list_accounts(
+    ctx: Context,
+    stage: Annotated[str | None, Query(description="CollectionStage, e.g. overdue")] = None,
+    segment: Annotated[str | None, Query()] = None,
+    min_days_past_due: Annotated[int | None, Query(ge=0)] = None,
+    paused: Annotated[bool | None, Query()] = None,
+    next_touchpoint_before: Annotated[datetime | None, Query(description="ISO-8601 with offset")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AccountRow]:
+    """Open accounts through Temporal visibility, filtered by their search attributes."""
+    try:
+        query = account_query(
+            stage=stage,
+            segment=segment,
+            min_days_past_due=min_days_past_due,
+            paused=paused,
+            next_before=next_touchpoint_before,
+        )
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from err
+    return await find_accounts(ctx.client, query, limit=limit)
