@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.api.app import create_app
-from kindly.api.security import kindly_signature
+from kindly.api.security import kindly_signature, twilio_signature
 from kindly.api.settings import ApiSettings
 from kindly.db import AuditStore, make_engine
 from kindly.sandbox import SandboxSettings, create_sandbox_app
@@ -40,7 +40,9 @@ class Stack:
 @asynccontextmanager
 async def stack(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Stack]:
     """API, sandbox (as gateway, replying and sending receipts to the API) and a worker."""
-    api_settings = ApiSettings(api_key=SecretStr("k"), webhook_secret=SecretStr(SECRET))
+    api_settings = ApiSettings(
+        api_key=SecretStr("k"), webhook_secret=SecretStr(SECRET), twilio_auth_token=SecretStr(SECRET)
+    )
     engine = make_engine(settings.database_url)
     await ensure_search_attributes(env.client, env.client.namespace)
     async with serving(create_app(env.client, settings, api_settings, engine)) as api_url:
@@ -132,5 +134,28 @@ async def test_undeliverable_number_stops_sms_and_escalates_by_phone(
             )
             assert answer.status_code == 422 and "status" in answer.text
         assert kinds(await timeline(handle)).count("sms_undeliverable") == 1
+        await handle.terminate("test over")
+        STARTED.remove(handle)
+
+
+async def test_twilio_status_callback_for_a_dead_number_stops_sms(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
+    async with stack(env, settings) as parts:
+        account = make_account((await local_today(env)) - timedelta(days=1), phone="+8613800130001")
+        handle = await start(env.client, parts.task_queue, account)
+        await env.sleep(timedelta(days=1))
+        await eventually(lambda: status(handle), lambda s: s.sms_sent == 1)
+        sent = parts.audit.outbox_for(account.account_id)[0]
+        assert sent.provider_message_id is not None
+        url = f"{parts.api_url}/webhooks/receipts/twilio"
+        form = {"MessageSid": sent.provider_message_id, "MessageStatus": "undelivered", "ErrorCode": "30006"}
+        async with httpx.AsyncClient() as http:
+            forged = await http.post(url, data=form, headers={"X-Twilio-Signature": "bogus"})
+            assert forged.status_code == 403
+            signature = twilio_signature(SECRET, url, form.items())
+            answer = await http.post(url, data=form, headers={"X-Twilio-Signature": signature})
+            assert answer.status_code == 200 and answer.json()["status"] == "recorded"
+        await eventually(lambda: timeline(handle), lambda t: "sms_undeliverable" in kinds(t))
         await handle.terminate("test over")
         STARTED.remove(handle)

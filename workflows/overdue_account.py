@@ -78,7 +78,6 @@ SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
-    non_retryable_error_types=["PermanentDeliveryError", "WindowClosed"],
 )
 SMS_DAYS_KEPT = 14
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from typing import Literal
-from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from kindly.api.deps import ApiContext, Context
-from kindly.api.security import KINDLY_SIGNATURE_HEADER, verify_kindly, verify_twilio
-from kindly.api.webhooks import parse_signed_json, signed_json_body
+from kindly.api.security import KINDLY_SIGNATURE_HEADER, verify_kindly
+from kindly.api.webhooks import parse_signed_json, signed_json_body, verified_twilio_form
 from kindly.contract import SignalName, SmsUndeliverable
 from kindly.db import AuditEntry
 from kindly.operations import AccountNotFoundError, signal_account
@@ -96,19 +94,7 @@ async def json_receipt(request: Request, ctx: Context) -> ReceiptResult:
 @router.post("/receipts/twilio", response_model=ReceiptResult)
 async def twilio_receipt(request: Request, ctx: Context) -> ReceiptResult:
     """Twilio's status callback (``MessageSid``, ``MessageStatus``, ``ErrorCode``), signature-verified."""
-    raw = await request.body()
-    try:
-        params = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
-    except UnicodeDecodeError as err:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not UTF-8 form data") from err
-    token = ctx.api_settings.twilio_auth_token
-    verify_twilio(request, params, None if token is None else token.get_secret_value())
-    form = dict(params)
-    missing = [name for name in ("MessageSid", "MessageStatus") if name not in form]
-    if missing:
-        raise RequestValidationError(
-            [{"type": "missing", "loc": ("body", name), "msg": "Field required"} for name in missing]
-        )
+    form = await verified_twilio_form(request, ctx, ("MessageSid", "MessageStatus"))
     if form["MessageStatus"] not in ("delivered", "undelivered", "failed"):
         return ReceiptResult(status="duplicate")  # interim states (queued, sent) carry no decision
     error_code = form.get("ErrorCode") or None

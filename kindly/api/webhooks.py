@@ -120,6 +120,26 @@ async def _route_reply(
     return True, len(message.matched_account_ids)
 
 
+async def verified_twilio_form(
+    request: Request, ctx: ApiContext, required: tuple[str, ...]
+) -> dict[str, str]:
+    """The form Twilio posted, once its signature checks out and every ``required`` field is there."""
+    raw = await request.body()
+    try:
+        params = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError as err:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not UTF-8 form data") from err
+    token = ctx.api_settings.twilio_auth_token
+    verify_twilio(request, params, None if token is None else token.get_secret_value())
+    form = dict(params)
+    missing = [name for name in required if name not in form]
+    if missing:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body", name), "msg": "Field required"} for name in missing]
+        )
+    return form
+
+
 @router.post(
     "/sms/twilio",
     response_class=Response,
@@ -148,19 +168,7 @@ async def _route_reply(
 )
 async def twilio_inbound(request: Request, ctx: Context) -> Response:
     """Twilio's inbound-SMS webhook, verified with ``X-Twilio-Signature``; answers empty TwiML."""
-    raw = await request.body()
-    try:
-        params = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-    except UnicodeDecodeError as err:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not UTF-8 form data") from err
-    token = ctx.api_settings.twilio_auth_token
-    verify_twilio(request, params, None if token is None else token.get_secret_value())
-    form = dict(params)
-    missing = [name for name in ("From", "Body", "MessageSid") if name not in form]
-    if missing:
-        raise RequestValidationError(
-            [{"type": "missing", "loc": ("body", name), "msg": "Field required"} for name in missing]
-        )
+    form = await verified_twilio_form(request, ctx, ("From", "Body", "MessageSid"))
     await _route_reply(ctx, "twilio", form["MessageSid"], form["From"].strip(), form["Body"])
     return Response(content=EMPTY_TWIML, media_type="application/xml")
 
