@@ -74,6 +74,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
                 records.record_decisions,
                 records.resolve_policy,
                 records.index_phone,
+                records.record_opt_out,
             ],
         )
 

@@ -100,3 +100,13 @@ class ResolvePolicyInput(_ActivityModel):
 class IndexPhoneInput(_ActivityModel):
     account_id: str
     phone: str
+
+
+class IndexPhoneResult(_ActivityModel):
+    opted_out: bool
+    """The number opted out of SMS before, under this or another account."""
+
+
+class RecordOptOutInput(_ActivityModel):
+    account_id: str
+    phone: str

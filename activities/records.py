@@ -7,7 +7,13 @@ import asyncio
 from temporalio import activity
 
 from activities.audit_rows import decision_rows
-from activities.inputs import IndexPhoneInput, RecordDecisionsInput, ResolvePolicyInput
+from activities.inputs import (
+    IndexPhoneInput,
+    IndexPhoneResult,
+    RecordDecisionsInput,
+    RecordOptOutInput,
+    ResolvePolicyInput,
+)
 from kindly.contacts import PhoneIndex
 from kindly.db import AuditStore
 from kindly.policy.model import ContactPolicy, policy_for
@@ -20,9 +26,17 @@ class RecordActivities:
         self._policies = policies
 
     @activity.defn(name="index_phone")
-    async def index_phone(self, request: IndexPhoneInput) -> None:
-        """Map the account's number to it, so inbound replies reach this account however it started."""
+    async def index_phone(self, request: IndexPhoneInput) -> IndexPhoneResult:
+        """Map the account's number to it, so inbound replies reach this account however it started;
+        and say whether the number opted out earlier, so no new workflow texts it again."""
         await asyncio.to_thread(self._phones.replace, request.account_id, request.phone)
+        opted_out = await asyncio.to_thread(self._phones.is_opted_out, request.phone)
+        return IndexPhoneResult(opted_out=opted_out)
+
+    @activity.defn(name="record_opt_out")
+    async def record_opt_out(self, request: RecordOptOutInput) -> None:
+        """Store the opt-out beyond this workflow."""
+        await asyncio.to_thread(self._phones.record_opt_out, request.phone, request.account_id)
 
     @activity.defn(name="record_decisions")
     async def record_decisions(self, request: RecordDecisionsInput) -> int:

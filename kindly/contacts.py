@@ -62,10 +62,21 @@ class PaymentNotification(SQLModel, table=True):
     signalled_at: datetime | None = None
 
 
+class OptOut(SQLModel, table=True):
+    """A number that asked for no more SMS: kept beyond any one workflow, for every account on it."""
+
+    __tablename__ = "opt_out"
+
+    phone: str = Field(primary_key=True)
+    account_id: str
+    opted_out_at: datetime = Field(default_factory=_utcnow)
+
+
 API_TABLES = [
     PhoneIndexEntry.__table__,  # type: ignore[attr-defined]
     InboundMessage.__table__,  # type: ignore[attr-defined]
     PaymentNotification.__table__,  # type: ignore[attr-defined]
+    OptOut.__table__,  # type: ignore[attr-defined]
 ]
 
 
@@ -106,6 +117,19 @@ class PhoneIndex:
                 session.delete(row)
             session.commit()
         self.register(phone, account_id)
+
+    def record_opt_out(self, phone: str, account_id: str) -> None:
+        with Session(self._engine) as session:
+            if session.get(OptOut, phone) is None:
+                session.add(OptOut(phone=phone, account_id=account_id))
+                try:
+                    session.commit()
+                except IntegrityError:
+                    session.rollback()
+
+    def is_opted_out(self, phone: str) -> bool:
+        with Session(self._engine) as session:
+            return session.get(OptOut, phone) is not None
 
     def accounts_for(self, phone: str) -> list[str]:
         with Session(self._engine) as session:

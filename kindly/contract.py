@@ -91,6 +91,7 @@ class TimelineKind(StrEnum):
     CLOSED = "closed"
     REPAID = "repaid"
     SMS_UNDELIVERABLE = "sms_undeliverable"
+    HANDED_TO_PERSON = "handed_to_person"
     SIGNAL_REJECTED = "signal_rejected"
     CONTINUED_AS_NEW = "continued_as_new"
 

@@ -230,3 +230,34 @@ async def test_settle_and_close_end_the_workflow(
     await closed.signal("close", {"reason": "written off"})
     assert (await closed.result()).outcome is Outcome.CLOSED
     assert (await status(closed)).stage is Stage.CLOSED
+
+
+async def test_hardship_reply_hands_the_account_to_a_person(
+    env: WorkflowEnvironment, client: Client, settings: Settings, gateway: RecordingHttpServer
+) -> None:
+    _, handle = await _overdue_account_with_first_sms(env, client, settings)
+    await handle.signal("customer_reply", {"text": "我失业了，暂时还不起"})
+    current = await eventually(lambda: status(handle), lambda s: s.stage is Stage.SPECIALIST)
+    handoff = gateway.requests_to("/specialist")[0].json()
+    assert "hardship" in handoff["reason"]
+    await env.sleep(days(30))
+    assert len(sms_requests(gateway)) == 1 and current.sms_sent == 1, "no automated contact after it"
+    entries = await timeline(handle)
+    assert "handed_to_person" in kinds(entries)
+    assert all("失业" not in e.detail for e in entries), "the reply's words stay out of the timeline"
+
+
+async def test_opt_out_is_stored_and_survives_a_new_workflow_for_the_same_number(
+    env: WorkflowEnvironment, client: Client, settings: Settings, gateway: RecordingHttpServer
+) -> None:
+    _, first = await _overdue_account_with_first_sms(env, client, settings)
+    await first.signal("customer_reply", {"text": "UNSUBSCRIBE"})
+    await env.sleep(timedelta(hours=14))
+    await eventually(lambda: status(first), lambda s: s.sms_sent == 2)  # the one confirmation
+    today = await local_today(env)
+    second = await start(client, settings.task_queue, make_account(today - timedelta(days=1)))
+    entries = await eventually(lambda: timeline(second), lambda t: "opted_out" in kinds(t))
+    assert "earlier" in entries[-1].detail
+    await env.sleep(days(2))
+    assert len(sms_requests(gateway)) == 2, "the new workflow sends nothing to the opted-out number"
+    assert (await status(second)).stage is Stage.PHONE

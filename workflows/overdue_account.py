@@ -24,8 +24,10 @@ with workflow.unsafe.imports_passed_through():
         AuditRecord,
         CallTaskInput,
         IndexPhoneInput,
+        IndexPhoneResult,
         MessageContext,
         RecordDecisionsInput,
+        RecordOptOutInput,
         ResolvePolicyInput,
         SendSmsInput,
         SpecialistHandoffInput,
@@ -90,6 +92,7 @@ class OverdueAccountWorkflow:
         self._woken = False
         self._published: SearchSnapshot | None = None
         self._phone_changed = False
+        self._opt_out_to_store = False
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -120,6 +123,13 @@ class OverdueAccountWorkflow:
                 if self._phone_changed:
                     self._phone_changed = False
                     await self._index_phone(state.account.account_id, state.account.phone)
+                if self._opt_out_to_store:
+                    self._opt_out_to_store = False
+                    await workflow.execute_local_activity_method(
+                        RecordActivities.record_opt_out,
+                        RecordOptOutInput(account_id=state.account.account_id, phone=state.account.phone),
+                        start_to_close_timeout=timedelta(seconds=30),
+                    )
                 await self._flush_decisions()
             if await self._sleep_until(step):
                 await self._execute(step)
@@ -142,7 +152,7 @@ class OverdueAccountWorkflow:
             ResolvePolicyInput(segment=parsed.segment),
             start_to_close_timeout=timedelta(seconds=30),
         )
-        await self._index_phone(parsed.account_id, parsed.phone)
+        indexed = await self._index_phone(parsed.account_id, parsed.phone)
         now = workflow.now()
         state = AccountState(
             account=parsed,
@@ -155,6 +165,9 @@ class OverdueAccountWorkflow:
             TimelineKind.STARTED,
             f"segment {parsed.segment}, {parsed.amount_due} {parsed.currency} due {parsed.due_date}",
         )
+        if indexed.opted_out:
+            state.opted_out = True
+            self._record(TimelineKind.OPTED_OUT, "number opted out earlier: no SMS, contact by phone")
         return state
 
     async def _sleep_until(self, step: Step) -> bool:
@@ -425,8 +438,8 @@ class OverdueAccountWorkflow:
             for i, entry in enumerate(entries)
         ]
 
-    async def _index_phone(self, account_id: str, phone: str) -> None:
-        await workflow.execute_local_activity_method(
+    async def _index_phone(self, account_id: str, phone: str) -> IndexPhoneResult:
+        return await workflow.execute_local_activity_method(
             RecordActivities.index_phone,
             IndexPhoneInput(account_id=account_id, phone=phone),
             start_to_close_timeout=timedelta(seconds=30),
@@ -534,8 +547,14 @@ class OverdueAccountWorkflow:
         self._record(TimelineKind.REPLY_RECEIVED, f"reply ({intent}, {len(reply.text)} chars)")
         if intent is ReplyIntent.OPT_OUT and not state.opted_out:
             state.opted_out = True
+            self._opt_out_to_store = True
             state.pending_service = [TemplateName.OPT_OUT_CONFIRMATION]
             self._record(TimelineKind.OPTED_OUT, "no further SMS; escalation continues by phone")
+        elif intent in (ReplyIntent.HARDSHIP, ReplyIntent.DISPUTE):
+            # Automated contact stops; a person takes the account, told why (not the text).
+            if state.escalation != Stage.SPECIALIST:
+                state.specialist_reason = f"customer reported {intent}: needs a person"
+            self._record(TimelineKind.HANDED_TO_PERSON, f"{intent} reported; automated contact stops")
         elif (
             intent is ReplyIntent.HELP
             and not state.opted_out
