@@ -136,39 +136,47 @@ class MessageRenderer:
             raise TemplateError(f"template {template!s} for locale {locale} rendered empty")
         return body
 
-    def check_all(self) -> None:
-        """Render every template in every locale with sample data; fail listing every problem.
+    def check_all(self, max_segments: int = 3) -> None:
+        """Render every template in every locale with sample data and check its content.
 
         Each template is rendered with and without a promise date so both branches of a
-        conditional are exercised. Called at worker start-up, before anything is sent.
+        conditional are exercised, and each result must pass ``kindly.content_check.check_message``
+        (required parts, no banned words, no personal data, at most ``max_segments`` SMS
+        segments). Called at worker start-up, before anything is sent; raises
+        ``ConfigurationError`` listing every template, locale and problem.
         """
-        samples = (
-            _SAMPLE_CONTEXT,
-            _SAMPLE_CONTEXT.model_copy(update={"promise_date": dt.date(2026, 12, 20)}),
-        )
+        # Imported here: kindly.content_check builds on this module's formatting and segment count.
+        from kindly.content_check import SampleValues, check_message
+
+        sample = SampleValues(hotline=self._hotline, brand=self._brand, channels=tuple(self._channels))
         failures: list[str] = []
+        failing: set[tuple[str, TemplateName]] = set()
         for locale in SUPPORTED_LOCALES:
             for template in TemplateName:
-                for sample in samples:
+                seen: set[str] = set()
+                for with_promise in (False, True):
                     try:
-                        self.render(template, locale, sample)
+                        body = self.render(template, locale, sample.context(with_promise=with_promise))
                     except TemplateError as err:
                         failures.append(str(err))
+                        failing.add((locale, template))
                         break
+                    for problem in check_message(
+                        body, template, locale, sample=sample, max_segments=max_segments
+                    ):
+                        if problem in seen:
+                            continue
+                        seen.add(problem)
+                        failing.add((locale, template))
+                        when = " (with a promise date)" if with_promise else ""
+                        failures.append(f"template {template!s} for locale {locale}{when}: {problem}")
         if failures:
             listing = "\n  - ".join(failures)
             raise ConfigurationError(
-                f"{len(failures)} message template(s) cannot be rendered:\n  - {listing}"
+                f"{len(failing)} message template(s) cannot be rendered or fail the content check:"
+                f"\n  - {listing}"
             )
 
-
-_SAMPLE_CONTEXT = MessageContext(
-    amount_due=Decimal("1234.50"),
-    currency="CNY",
-    due_date=dt.date(2026, 12, 15),
-    reference_masked="****4321",
-    days_past_due=3,
-)
 
 # GSM 03.38 default alphabet (one septet each) and its extension table (escape + char: two).
 _GSM_BASIC = frozenset(

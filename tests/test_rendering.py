@@ -217,11 +217,11 @@ def test_override_dir_takes_precedence(tmp_path: Path) -> None:
         tmp_path,
         "en-US",
         TemplateName.HELP,
-        "[{{ brand }}] OVERRIDDEN.\n  Call   {{ hotline }}.\n",
+        "[{{ brand }}] OVERRIDDEN.\n  Call   {{ hotline }}.\nReply STOP to opt out.\n",
     )
     renderer = make_renderer(tmp_path)
     assert renderer.render(TemplateName.HELP, "en-US", make_context()) == (
-        f"[{BRAND}] OVERRIDDEN. Call {HOTLINE}."
+        f"[{BRAND}] OVERRIDDEN. Call {HOTLINE}. Reply STOP to opt out."
     )
     # Templates the operator did not override still come from the package.
     packaged = renderer.render(TemplateName.HELP, "zh-CN", make_context())
