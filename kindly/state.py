@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 
 from pydantic import BaseModel, Field
@@ -28,10 +28,17 @@ class AccountState(BaseModel):
     done_touches: list[str] = Field(default_factory=list)
     last_touch_date: date | None = None
     sms_days: list[date] = Field(default_factory=list)
+    """Local dates of reminders sent, oldest first; the workflow keeps the latest 14, which the
+    daily and 7-day caps rely on (neither cap may exceed 14)."""
     sms_sent: int = 0
     unanswered_sms: int = 0
     touchpoints: int = 0
     """Sequence number of touchpoints (SMS, calls, hand-offs): part of every idempotency key."""
+
+    # The customer's own stated window ("not before 10:00"), local time: it only narrows the
+    # policy's preferred window, never widens it.
+    contact_after: time | None = None
+    contact_before: time | None = None
 
     # Holds
     paused: bool = False

@@ -8,23 +8,70 @@ in its state, so a later edit of the file cannot change decisions already record
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kindly.errors import ConfigurationError
 
+Regime = Literal["cn", "us"]
+"""The legal regime whose contact rules bind a policy."""
+
+
+@dataclass(frozen=True)
+class RegimeRules:
+    """What a regime's law fixes: the local hours contact may happen in, and its public holidays."""
+
+    legal_start: time
+    """No contact before this local time."""
+    legal_end: time
+    """No contact at or after this local time."""
+    holiday_calendar: str
+    """The default holiday calendar (a name in ``data/holidays.json``) of a policy in this regime."""
+    source: str
+
+
+REGIMES: Mapping[Regime, RegimeRules] = MappingProxyType(
+    {
+        "cn": RegimeRules(
+            legal_start=time(8, 0),
+            legal_end=time(22, 0),
+            holiday_calendar="cn",
+            source="mainland collection rules: no contact 22:00-08:00 local; statutory holidays",
+        ),
+        "us": RegimeRules(
+            legal_start=time(8, 0),
+            legal_end=time(21, 0),
+            holiday_calendar="us",
+            source="Regulation F (12 CFR 1006.6(b)(1)(i)): not before 08:00 or after 21:00 local",
+        ),
+    }
+)
+
+SMS_HISTORY_DAYS_REQUIRED = 14
+"""The workflow keeps this many of the latest ``sms_days`` (``SMS_DAYS_KEPT``); a cap above it could
+be misjudged once older entries are dropped, so neither SMS cap may exceed it."""
+
+# Fields whose default follows the regime when a policy does not set them.
+_REGIME_DEFAULTED = ("holiday_calendar", "service_window_start", "service_window_end")
+
 
 class ContactPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # Preferred window for reminders, in the customer's own time zone.
+    regime: Regime = "cn"
+    """Whose law applies: fixes the legal window and the default holiday calendar (``REGIMES``)."""
+
+    # Preferred window for reminders, in the customer's own time zone; inside the legal window.
     window_start: time = time(9, 0)
     window_end: time = time(20, 0)
     # The wider window in which replies the customer asked for (HELP, opt-out confirmation) may go:
-    # never outside the legal quiet hours (22:00-08:00).
+    # never outside the regime's legal window, which is also its default.
     service_window_start: time = time(8, 0)
     service_window_end: time = time(22, 0)
 
@@ -32,9 +79,12 @@ class ContactPolicy(BaseModel):
     pre_due_days: list[int] = Field(default_factory=lambda: [7, 0])
     first_overdue_day: int = Field(default=1, ge=1)
     follow_up_interval_days: int = Field(default=7, ge=1)
-    max_sms_per_day: int = Field(default=1, ge=1)
+    max_sms_per_day: int = Field(default=1, ge=1, le=SMS_HISTORY_DAYS_REQUIRED)
+    max_sms_per_7_days: int = Field(default=3, ge=1, le=SMS_HISTORY_DAYS_REQUIRED)
+    """Reminders in any 7 consecutive local days, the one being planned included."""
 
     holiday_calendar: str | None = "cn"
+    """Defaults to the regime's calendar; ``None`` means no holiday calendar."""
     blocked_dates: list[date] = Field(default_factory=list)
     avoid_birthday: bool = True
 
@@ -45,10 +95,42 @@ class ContactPolicy(BaseModel):
     promise_grace_days: int = Field(default=1, ge=0)
     route_straight_to_specialist: bool = False
 
+    @model_validator(mode="before")
+    @classmethod
+    def _regime_defaults(cls, data: Any) -> Any:
+        """Fill the regime-dependent fields a policy leaves out from its regime's defaults."""
+        if isinstance(data, dict):
+            regime = data.get("regime", "cn")
+            by_name = cast(Mapping[str, RegimeRules], REGIMES)
+            rules = by_name.get(regime) if isinstance(regime, str) else None
+            if rules is not None:
+                defaults = {
+                    "holiday_calendar": rules.holiday_calendar,
+                    "service_window_start": rules.legal_start,
+                    "service_window_end": rules.legal_end,
+                }
+                data = {**defaults, **data}
+        return data
+
+    @property
+    def rules(self) -> RegimeRules:
+        return REGIMES[self.regime]
+
     @model_validator(mode="after")
     def _windows(self) -> ContactPolicy:
         if not self.window_start < self.window_end:
             raise ValueError("window_start must be before window_end")
+        legal = self.rules
+        legal_text = f"{legal.legal_start:%H:%M}-{legal.legal_end:%H:%M}"
+        for name, start, end in (
+            ("preferred window", self.window_start, self.window_end),
+            ("service window", self.service_window_start, self.service_window_end),
+        ):
+            if not (legal.legal_start <= start < end <= legal.legal_end):
+                raise ValueError(
+                    f"the {name} {start:%H:%M}-{end:%H:%M} must lie inside the legal window "
+                    f"{legal_text} of regime {self.regime!r}"
+                )
         if not (
             self.service_window_start <= self.window_start and self.window_end <= self.service_window_end
         ):
@@ -66,6 +148,8 @@ BUILT_IN_POLICIES: dict[str, ContactPolicy] = {
     "gentle": ContactPolicy(follow_up_interval_days=10, unanswered_to_escalate=4),
     # Accounts the lender wants in front of a person at once.
     "high_risk": ContactPolicy(route_straight_to_specialist=True),
+    # United States customers: Regulation F hours (08:00-21:00 local) and federal holidays.
+    "us_standard": ContactPolicy(regime="us", holiday_calendar="us"),
 }
 
 
@@ -88,8 +172,13 @@ def load_policies(path: Path | None) -> dict[str, ContactPolicy]:
         base = policies.get(segment, BUILT_IN_POLICIES[DEFAULT_SEGMENT])
         if not isinstance(overrides, dict):
             raise ConfigurationError(f"policy file {path}: segment {segment!r} must be an object")
+        inherited = base.model_dump()
+        if overrides.get("regime", base.regime) != base.regime:
+            # A segment moved to another regime takes that regime's defaults, not the base's.
+            for name in _REGIME_DEFAULTED:
+                inherited.pop(name)
         try:
-            policies[segment] = ContactPolicy.model_validate({**base.model_dump(), **overrides})
+            policies[segment] = ContactPolicy.model_validate({**inherited, **overrides})
         except ValidationError as err:
             raise ConfigurationError(f"policy file {path}: segment {segment!r}: {err}") from err
     return policies

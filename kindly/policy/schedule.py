@@ -32,10 +32,27 @@ class StepKind(StrEnum):
     RESUME = "resume"
 
 
+DEFERRAL_REASONS = frozenset(
+    {"quiet_hours", "holiday", "birthday", "blocked_date", "daily_cap", "weekly_cap"}
+)
+
+
 @dataclass(frozen=True)
 class Deferral:
+    """A local day passed over when looking for the first allowed moment, and why."""
+
     reason: str
-    """quiet_hours, holiday, birthday, blocked_date or daily_cap."""
+    """One of ``DEFERRAL_REASONS``:
+
+    - ``quiet_hours``: the day's window (legal, preferred and the customer's own, intersected) had
+      already closed;
+    - ``holiday``: a public holiday of the policy's holiday calendar;
+    - ``birthday``: the customer's birthday (when the policy avoids it);
+    - ``blocked_date``: one of the policy's ``blocked_dates``;
+    - ``daily_cap``: ``max_sms_per_day`` reminders already went that local day;
+    - ``weekly_cap``: one more reminder would put more than ``max_sms_per_7_days`` in some 7
+      consecutive local days.
+    """
     day: date
 
 
@@ -91,6 +108,40 @@ def blocked_reason(policy: ContactPolicy, birthday: date | None, day: date) -> s
     return None
 
 
+def contact_window(state: AccountState, *, service: bool = False) -> tuple[time, time]:
+    """The local clock window contact may happen in for this account.
+
+    Service replies get the policy's service window; everything else the preferred window narrowed
+    by the customer's stated window (``contact_after``/``contact_before``). A stated window that
+    does not overlap the preferred one is ignored. Either is bounded by the regime's legal window.
+    """
+    policy = state.policy
+    legal = policy.rules
+    if service:
+        start, end = policy.service_window_start, policy.service_window_end
+    else:
+        start, end = policy.window_start, policy.window_end
+        narrowed_start = max(start, state.contact_after or start)
+        narrowed_end = min(end, state.contact_before or end)
+        if narrowed_start < narrowed_end:
+            start, end = narrowed_start, narrowed_end
+    # The policy validator already keeps both windows inside the legal one; this is belt and braces.
+    return max(start, legal.legal_start), min(end, legal.legal_end)
+
+
+def sms_cap_reason(policy: ContactPolicy, sms_days: list[date], day: date) -> str | None:
+    """Why one more reminder on this local day would break a cap, or None when it would not."""
+    if sms_days.count(day) >= policy.max_sms_per_day:
+        return "daily_cap"
+    # Every 7-day window that holds ``day`` must stay within the cap, the new reminder included.
+    near = [sent for sent in sms_days if abs((sent - day).days) < 7]
+    for first in (day - timedelta(days=back) for back in range(7)):
+        last = first + timedelta(days=6)
+        if sum(first <= sent <= last for sent in near) >= policy.max_sms_per_7_days:
+            return "weekly_cap"
+    return None
+
+
 def first_allowed_moment(
     state: AccountState,
     day: date,
@@ -106,11 +157,7 @@ def first_allowed_moment(
     """
     policy = state.policy
     zone = ZoneInfo(state.account.timezone)
-    start_clock, end_clock = (
-        (policy.service_window_start, policy.service_window_end)
-        if service
-        else (policy.window_start, policy.window_end)
-    )
+    start_clock, end_clock = contact_window(state, service=service)
     deferrals: list[Deferral] = []
     for offset in range(SEARCH_HORIZON_DAYS):
         candidate_day = day + timedelta(days=offset)
@@ -120,8 +167,8 @@ def first_allowed_moment(
         # Replies the customer asked for (HELP, opt-out confirmation) are not reminders: only the
         # legal hours bound them, not holidays or birthdays.
         reason = None if service else blocked_reason(policy, state.account.birthday, candidate_day)
-        if reason is None and capped and state.sms_days.count(candidate_day) >= policy.max_sms_per_day:
-            reason = "daily_cap"
+        if reason is None and capped:
+            reason = sms_cap_reason(policy, state.sms_days, candidate_day)
         if reason is not None:
             deferrals.append(Deferral(reason, candidate_day))
             continue
