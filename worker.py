@@ -50,7 +50,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
         hotline=settings.hotline,
         repayment_channels=settings.repayment_channels,
     )
-    renderer.check_all()
+    renderer.check_all(max_segments=settings.max_sms_segments)
     policies = load_policies(settings.policy_file)
     engine = make_engine(settings.database_url)
     store = AuditStore(engine)

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     )
 
     # Operator overrides: a JSON file of segment policies, a folder of extra/overriding templates.
+    # Longest reminder allowed, in SMS segments: the content check refuses longer templates.
+    max_sms_segments: int = Field(default=3, ge=1, le=10)
+
     policy_file: Path | None = None
     template_dir: Path | None = None
 

@@ -25,7 +25,10 @@ T = TypeVar("T")
 
 # Segments the lifecycle tests use: "plain" has no holiday calendar so a test does not depend on
 # the day it runs; "standard" keeps the shipped mainland-China calendar.
-TEST_POLICIES = {"plain": {"holiday_calendar": None}}
+TEST_POLICIES = {
+    "plain": {"holiday_calendar": None},
+    "own_words": {"holiday_calendar": None, "reply_keywords": {"dispute": ["chargeback"]}},
+}
 
 
 @pytest.fixture

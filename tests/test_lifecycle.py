@@ -6,14 +6,17 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.contract import AccountInput, AccountResult, Outcome, Stage
+from kindly.errors import ConfigurationError
 from kindly.settings import Settings
 from tests.conftest import eventually, sms_requests
 from tests.http_recorder import RecordingHttpServer
 from tests.lifecycle_helpers import days, kinds, local_today, make_account, start, status, timeline
+from worker import build_worker
 
 
 async def test_pre_due_reminder_then_paid_in_full(
@@ -261,3 +264,30 @@ async def test_opt_out_is_stored_and_survives_a_new_workflow_for_the_same_number
     await env.sleep(days(2))
     assert len(sms_requests(gateway)) == 2, "the new workflow sends nothing to the opted-out number"
     assert (await status(second)).stage is Stage.PHONE
+
+
+@pytest.mark.parametrize(
+    ("segment", "reply"), [("plain", "This is not my loan"), ("own_words", "I filed a CHARGEBACK")]
+)
+async def test_dispute_reply_hands_the_account_to_a_person(
+    env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    gateway: RecordingHttpServer,
+    segment: str,
+    reply: str,
+) -> None:
+    _, handle = await _overdue_account_with_first_sms(env, client, settings, segment=segment)
+    await handle.signal("customer_reply", {"text": reply})
+    await eventually(lambda: status(handle), lambda s: s.stage is Stage.SPECIALIST)
+    assert "dispute" in gateway.requests_to("/specialist")[0].json()["reason"]
+
+
+async def test_worker_refuses_to_start_when_templates_exceed_the_segment_limit(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
+    strict = settings.model_copy(update={"max_sms_segments": 1})
+    with pytest.raises(ConfigurationError) as refused:
+        async with build_worker(env.client, strict):
+            pass
+    assert "segments" in str(refused.value)

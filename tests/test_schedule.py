@@ -510,3 +510,10 @@ def test_broken_promise_is_chased_the_day_after_grace_not_at_the_next_slot() -> 
     step = plan_next(state, local(DUE + timedelta(days=2), 10))
     assert step.template is TemplateName.BROKEN_PROMISE
     assert local_date(state, step.at or utc(2000, 1, 1)) == promised + timedelta(days=1)
+
+
+def test_hand_off_to_a_person_goes_at_once_even_while_paused() -> None:
+    state = make_state(paused=True, specialist_reason="customer reported hardship: needs a person")
+    now = local(DUE + timedelta(days=3), 23)
+    step = plan_next(state, now)
+    assert step.kind is StepKind.SPECIALIST and step.at == now

@@ -542,7 +542,7 @@ class OverdueAccountWorkflow:
     def _on_reply(self, reply: CustomerReply) -> None:
         state = self.state
         state.unanswered_sms = 0
-        intent = classify_reply(reply.text)
+        intent = classify_reply(reply.text, state.policy.reply_keywords)
         # The reply's text may hold personal data: the timeline keeps only what it meant.
         self._record(TimelineKind.REPLY_RECEIVED, f"reply ({intent}, {len(reply.text)} chars)")
         if intent is ReplyIntent.OPT_OUT and not state.opted_out:

@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kindly.errors import ConfigurationError
+from kindly.policy.replies import ReplyKeywords
 
 Regime = Literal["cn", "us"]
 """The legal regime whose contact rules bind a policy."""
@@ -94,6 +95,8 @@ class ContactPolicy(BaseModel):
     call_outcome_wait_hours: int = Field(default=48, ge=1)
     promise_grace_days: int = Field(default=1, ge=0)
     route_straight_to_specialist: bool = False
+    # What replies mean: opt-out, help, hardship and dispute phrases, per segment.
+    reply_keywords: ReplyKeywords = Field(default_factory=ReplyKeywords)
 
     @model_validator(mode="before")
     @classmethod

@@ -221,6 +221,9 @@ def plan_next(state: AccountState, now: datetime) -> Step:
     today = local_date(state, now)
     if state.outcome is not None:
         return Step(StepKind.IDLE)
+    if state.specialist_reason is not None:
+        # A hand-off to people is not contact with the customer: it goes at once, paused or not.
+        return Step(StepKind.SPECIALIST, at=now, touch_key="specialist")
     # An opt-out is confirmed even during a pause: the customer asked for it.
     confirm_opt_out = TemplateName.OPT_OUT_CONFIRMATION in state.pending_service
     if state.paused and not confirm_opt_out:
@@ -238,8 +241,6 @@ def plan_next(state: AccountState, now: datetime) -> Step:
             not_after=end,
             deferrals=deferrals,
         )
-    if state.specialist_reason is not None:
-        return Step(StepKind.SPECIALIST, at=now, touch_key="specialist")
     if state.escalation == Stage.SPECIALIST:
         return Step(StepKind.IDLE)
     if state.escalation == Stage.PHONE:
