@@ -109,9 +109,8 @@ class OverdueAccountWorkflow:
         state = self._state
         while state.outcome is None:
             if workflow.info().is_continue_as_new_suggested() and workflow.all_handlers_finished():
-                await self._flush_decisions()
                 self._record(TimelineKind.CONTINUED_AS_NEW, "history grew long; state carried over")
-                await self._flush_decisions()
+                await self._persist_changes()
                 workflow.continue_as_new(
                     args=[state.account.model_dump(mode="json"), state.model_dump(mode="json")]
                 )
@@ -120,17 +119,7 @@ class OverdueAccountWorkflow:
             self._publish(step)
             if self._woken:
                 self._woken = False
-                if self._phone_changed:
-                    self._phone_changed = False
-                    await self._index_phone(state.account.account_id, state.account.phone)
-                if self._opt_out_to_store:
-                    self._opt_out_to_store = False
-                    await workflow.execute_local_activity_method(
-                        RecordActivities.record_opt_out,
-                        RecordOptOutInput(account_id=state.account.account_id, phone=state.account.phone),
-                        start_to_close_timeout=timedelta(seconds=30),
-                    )
-                await self._flush_decisions()
+                await self._persist_changes()
             if await self._sleep_until(step):
                 await self._execute(step)
 
@@ -437,6 +426,21 @@ class OverdueAccountWorkflow:
             )
             for i, entry in enumerate(entries)
         ]
+
+    async def _persist_changes(self) -> None:
+        """Write what signals changed beyond the workflow: phone index, opt-out, audit decisions."""
+        state = self.state
+        if self._phone_changed:
+            self._phone_changed = False
+            await self._index_phone(state.account.account_id, state.account.phone)
+        if self._opt_out_to_store:
+            self._opt_out_to_store = False
+            await workflow.execute_local_activity_method(
+                RecordActivities.record_opt_out,
+                RecordOptOutInput(account_id=state.account.account_id, phone=state.account.phone),
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+        await self._flush_decisions()
 
     async def _index_phone(self, account_id: str, phone: str) -> IndexPhoneResult:
         return await workflow.execute_local_activity_method(
