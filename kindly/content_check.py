@@ -46,6 +46,8 @@ REMINDER_TEMPLATES = frozenset(
         TemplateName.FIRST_OVERDUE,
         TemplateName.FOLLOW_UP,
         TemplateName.BROKEN_PROMISE,
+        TemplateName.GENTLE_REMINDER,
+        TemplateName.INSTALMENT_OFFER,
     }
 )
 _NEEDS_OPT_OUT = REMINDER_TEMPLATES | {TemplateName.HELP}

@@ -104,6 +104,8 @@ class TemplateName(StrEnum):
     FIRST_OVERDUE = "first_overdue"
     FOLLOW_UP = "follow_up"
     BROKEN_PROMISE = "broken_promise"
+    GENTLE_REMINDER = "gentle_reminder"
+    INSTALMENT_OFFER = "instalment_offer"
     HELP = "help"
     OPT_OUT_CONFIRMATION = "opt_out_confirmation"
 

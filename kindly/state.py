@@ -46,6 +46,7 @@ class AccountState(BaseModel):
     paused_until: datetime | None = None
     promise_date: date | None = None
     promise_broken: bool = False
+    instalment_offered: bool = False
     opted_out: bool = False
     sms_undeliverable: bool = False
     """The carrier reported the number permanently unreachable by SMS."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.contract import AccountInput, AccountResult, Outcome, Stage
+from kindly.contract import AccountInput, AccountResult, AccountStatus, Outcome, Stage
 from kindly.errors import ConfigurationError
 from kindly.settings import Settings
 from tests.conftest import eventually, sms_requests
@@ -291,3 +292,20 @@ async def test_worker_refuses_to_start_when_templates_exceed_the_segment_limit(
         async with build_worker(env.client, strict):
             pass
     assert "segments" in str(refused.value)
+
+
+async def test_instalment_offer_goes_once_after_the_first_overdue_weeks(
+    env: WorkflowEnvironment, client: Client, settings: Settings, gateway: RecordingHttpServer
+) -> None:
+    _, handle = await _overdue_account_with_first_sms(env, client, settings)
+    for sent in range(2, 6):
+        await env.sleep(days(7))
+        await eventually(lambda: status(handle), sms_count(sent))
+        await handle.signal("customer_reply", {"text": "ok"})  # answered: no phone escalation
+    templates = [m["template"] for m in sms_requests(gateway)]
+    assert templates == ["first_overdue", "follow_up", "follow_up", "instalment_offer", "follow_up"]
+
+
+def sms_count(expected: int) -> Callable[[AccountStatus], bool]:
+    """A predicate bound to ``expected`` now, not to a loop variable later."""
+    return lambda current: current.sms_sent == expected

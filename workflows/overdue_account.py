@@ -69,6 +69,7 @@ with workflow.unsafe.imports_passed_through():
         plan_next,
         zone_date,
     )
+    from kindly.policy.tones import choose_template
     from kindly.search_attributes import ALL_KEYS, SearchSnapshot
     from kindly.state import TIMELINE_LIMIT, AccountState, current_stage
     from kindly.summaries import describe_position
@@ -251,6 +252,13 @@ class OverdueAccountWorkflow:
         assert step.template is not None
         now = workflow.now()
         template = step.template
+        if step.kind is StepKind.SMS:
+            template = choose_template(
+                template,
+                state.policy,
+                days_past_due=max((local_date(state, now) - state.account.due_date).days, 0),
+                instalment_offered=state.instalment_offered,
+            )
         if step.kind is StepKind.SMS and state.promise_date is not None:
             self._record(
                 TimelineKind.PROMISE_BROKEN,
@@ -307,6 +315,8 @@ class OverdueAccountWorkflow:
             state.sms_days = [*state.sms_days, today][-SMS_DAYS_KEPT:]
             if template is TemplateName.BROKEN_PROMISE:
                 state.promise_broken = False
+            if template is TemplateName.INSTALMENT_OFFER:
+                state.instalment_offered = True
             if step.counts_for_escalation:
                 state.unanswered_sms += 1
         self._record(

@@ -24,6 +24,11 @@ Regime = Literal["cn", "us"]
 """The legal regime whose contact rules bind a policy."""
 
 
+CALL_HISTORY_KEPT = 14
+"""The workflow keeps this many of the latest ``call_attempt_days`` and ``conversation_days``; a call
+cap above it could be misjudged once older entries are dropped."""
+
+
 @dataclass(frozen=True)
 class RegimeRules:
     """What a regime's law fixes: the local hours contact may happen in, and its public holidays."""
@@ -35,6 +40,26 @@ class RegimeRules:
     holiday_calendar: str
     """The default holiday calendar (a name in ``data/holidays.json``) of a policy in this regime."""
     source: str
+    # Phone-contact limits per debtor (``None``: the regime sets no such limit). Each call task is
+    # one attempt; a call outcome other than ``no_answer`` is a conversation (a connected call).
+    max_call_attempts_per_day: int | None = None
+    """Call attempts in one local day, the one being planned included."""
+    max_conversations_per_day: int | None = None
+    """Connected calls in one local day: no further attempt once this many connected that day."""
+    max_call_attempts_per_7_days: int | None = None
+    """Call attempts in any 7 consecutive local days, the one being planned included."""
+    no_call_days_after_conversation: int | None = None
+    """No call attempt on the local day of a conversation or the ``n - 1`` days after it."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_call_attempts_per_day",
+            "max_conversations_per_day",
+            "max_call_attempts_per_7_days",
+        ):
+            cap = getattr(self, name)
+            if cap is not None and not 1 <= cap <= CALL_HISTORY_KEPT:
+                raise ValueError(f"{name} must be between 1 and {CALL_HISTORY_KEPT}")
 
 
 REGIMES: Mapping[Regime, RegimeRules] = MappingProxyType(
@@ -43,13 +68,24 @@ REGIMES: Mapping[Regime, RegimeRules] = MappingProxyType(
             legal_start=time(8, 0),
             legal_end=time(22, 0),
             holiday_calendar="cn",
-            source="mainland collection rules: no contact 22:00-08:00 local; statutory holidays",
+            source=(
+                "mainland collection rules: no contact 22:00-08:00 local; statutory holidays; "
+                "at most 3 connected calls and 6 call attempts per local day per debtor"
+            ),
+            max_call_attempts_per_day=6,
+            max_conversations_per_day=3,
         ),
         "us": RegimeRules(
             legal_start=time(8, 0),
             legal_end=time(21, 0),
             holiday_calendar="us",
-            source="Regulation F (12 CFR 1006.6(b)(1)(i)): not before 08:00 or after 21:00 local",
+            source=(
+                "Regulation F (12 CFR 1006.6(b)(1)(i)): not before 08:00 or after 21:00 local; "
+                "(12 CFR 1006.14(b)(2)): at most 7 call attempts in 7 consecutive days, and no call "
+                "within 7 days after a telephone conversation (its day being the first of the 7)"
+            ),
+            max_call_attempts_per_7_days=7,
+            no_call_days_after_conversation=7,
         ),
     }
 )
@@ -97,6 +133,10 @@ class ContactPolicy(BaseModel):
     route_straight_to_specialist: bool = False
     # What replies mean: opt-out, help, hardship and dispute phrases, per segment.
     reply_keywords: ReplyKeywords = Field(default_factory=ReplyKeywords)
+    # Wording: "gentle" for good-history segments; an instalment-plan offer once this many days
+    # overdue (None: never).
+    tone: Literal["gentle", "standard"] = "standard"
+    instalment_offer_after_days: int | None = Field(default=21, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -148,7 +188,7 @@ DEFAULT_SEGMENT = "standard"
 BUILT_IN_POLICIES: dict[str, ContactPolicy] = {
     DEFAULT_SEGMENT: ContactPolicy(),
     # Customers with a good history: fewer follow-ups, a later first phone call.
-    "gentle": ContactPolicy(follow_up_interval_days=10, unanswered_to_escalate=4),
+    "gentle": ContactPolicy(tone="gentle", follow_up_interval_days=10, unanswered_to_escalate=4),
     # Accounts the lender wants in front of a person at once.
     "high_risk": ContactPolicy(route_straight_to_specialist=True),
     # United States customers: Regulation F hours (08:00-21:00 local) and federal holidays.
