@@ -57,6 +57,12 @@ class AccountState(BaseModel):
     """``phone`` or ``specialist`` once the account has left the SMS cadence."""
     phone_attempt: int = 0
     phone_requested_at: datetime | None = None
+    call_attempt_days: list[date] = Field(default_factory=list)
+    """Local dates of call tasks created (one attempt each), oldest first; the workflow keeps the
+    latest ``CALL_HISTORY_KEPT`` (14), which the regimes' call caps rely on."""
+    conversation_days: list[date] = Field(default_factory=list)
+    """Local dates of call outcomes other than ``no_answer`` (connected calls), oldest first; the
+    workflow keeps the latest ``CALL_HISTORY_KEPT`` (14)."""
     specialist_reason: str | None = None
     """Set when the specialist hand-off is owed but not yet made."""
 

@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         UpdateContact,
     )
     from kindly.masking import mask_reference
+    from kindly.policy.model import CALL_HISTORY_KEPT
     from kindly.policy.replies import ReplyIntent, classify_reply
     from kindly.policy.schedule import (
         Step,
@@ -359,6 +360,8 @@ class OverdueAccountWorkflow:
         state.escalation = Stage.PHONE
         state.phone_attempt = step.attempt
         state.phone_requested_at = workflow.now()
+        today = local_date(state, state.phone_requested_at)
+        state.call_attempt_days = [*state.call_attempt_days, today][-CALL_HISTORY_KEPT:]
         self._record(
             TimelineKind.ESCALATED_PHONE,
             f"call task attempt {step.attempt} ({reason}): {result.status}",
@@ -591,6 +594,9 @@ class OverdueAccountWorkflow:
         if call.outcome is CallOutcomeKind.PROMISE_TO_PAY and call.promise_date is None:
             raise SignalRejected("promise_date: required when outcome is promise_to_pay")
         self._record(TimelineKind.CALL_OUTCOME, f"{call.outcome} (attempt {state.phone_attempt})")
+        if call.outcome is not CallOutcomeKind.NO_ANSWER:
+            # A connected call: the regimes' limits on conversations and calls after one count it.
+            state.conversation_days = [*state.conversation_days, today][-CALL_HISTORY_KEPT:]
         if call.outcome is CallOutcomeKind.REACHED:
             state.unanswered_sms = 0
             state.last_touch_date = today

@@ -31,7 +31,8 @@ cap above it could be misjudged once older entries are dropped."""
 
 @dataclass(frozen=True)
 class RegimeRules:
-    """What a regime's law fixes: the local hours contact may happen in, and its public holidays."""
+    """What a regime's law fixes: the local hours contact may happen in, its public holidays and
+    its limits on phone contact."""
 
     legal_start: time
     """No contact before this local time."""

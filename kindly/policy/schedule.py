@@ -33,7 +33,16 @@ class StepKind(StrEnum):
 
 
 DEFERRAL_REASONS = frozenset(
-    {"quiet_hours", "holiday", "birthday", "blocked_date", "daily_cap", "weekly_cap"}
+    {
+        "quiet_hours",
+        "holiday",
+        "birthday",
+        "blocked_date",
+        "daily_cap",
+        "weekly_cap",
+        "call_cap",
+        "after_conversation",
+    }
 )
 
 
@@ -51,7 +60,11 @@ class Deferral:
     - ``blocked_date``: one of the policy's ``blocked_dates``;
     - ``daily_cap``: ``max_sms_per_day`` reminders already went that local day;
     - ``weekly_cap``: one more reminder would put more than ``max_sms_per_7_days`` in some 7
-      consecutive local days.
+      consecutive local days;
+    - ``call_cap``: one more call attempt on that local day would break a phone limit of the
+      policy's regime (attempts per day or per 7 consecutive days, connected calls per day);
+    - ``after_conversation``: too soon after a telephone conversation with the customer for the
+      regime (Regulation F: not on its day or the 6 days after).
     """
     day: date
 
@@ -142,6 +155,33 @@ def sms_cap_reason(policy: ContactPolicy, sms_days: list[date], day: date) -> st
     return None
 
 
+def call_limit_reason(state: AccountState, day: date) -> str | None:
+    """Why one more call attempt on this local day would break a phone limit of the policy's
+    regime (``REGIMES``), or None when it would not."""
+    rules = state.policy.rules
+    attempts, conversations = state.call_attempt_days, state.conversation_days
+    if rules.no_call_days_after_conversation is not None and any(
+        0 <= (day - talked).days < rules.no_call_days_after_conversation for talked in conversations
+    ):
+        return "after_conversation"
+    if rules.max_conversations_per_day is not None and (
+        conversations.count(day) >= rules.max_conversations_per_day
+    ):
+        return "call_cap"
+    if rules.max_call_attempts_per_day is not None and (
+        attempts.count(day) >= rules.max_call_attempts_per_day
+    ):
+        return "call_cap"
+    if rules.max_call_attempts_per_7_days is not None:
+        # Every 7-day window that holds ``day`` must stay within the cap, this attempt included.
+        near = [tried for tried in attempts if abs((tried - day).days) < 7]
+        for first in (day - timedelta(days=back) for back in range(7)):
+            last = first + timedelta(days=6)
+            if sum(first <= tried <= last for tried in near) >= rules.max_call_attempts_per_7_days:
+                return "call_cap"
+    return None
+
+
 def first_allowed_moment(
     state: AccountState,
     day: date,
@@ -149,9 +189,11 @@ def first_allowed_moment(
     *,
     service: bool = False,
     capped: bool = True,
+    call: bool = False,
 ) -> tuple[datetime, datetime, tuple[Deferral, ...]]:
     """The first instant on or after ``day`` (local) and ``earliest`` when contact is allowed.
 
+    ``capped`` applies the SMS caps; ``call`` the regime's phone limits (for a call task).
     Returns the instant, the end of its window (a send must not start after it) and every day that
     was passed over with its reason.
     """
@@ -169,6 +211,8 @@ def first_allowed_moment(
         reason = None if service else blocked_reason(policy, state.account.birthday, candidate_day)
         if reason is None and capped:
             reason = sms_cap_reason(policy, state.sms_days, candidate_day)
+        if reason is None and call:
+            reason = call_limit_reason(state, candidate_day)
         if reason is not None:
             deferrals.append(Deferral(reason, candidate_day))
             continue
@@ -255,7 +299,9 @@ def _next_phone_step(state: AccountState, now: datetime, today: date) -> Step:
         earliest = max(now, state.phone_requested_at + timedelta(hours=policy.call_outcome_wait_hours))
     if state.phone_attempt >= policy.phone_attempts:
         return Step(StepKind.SPECIALIST, at=earliest, touch_key="specialist")
-    at, end, deferrals = first_allowed_moment(state, local_date(state, earliest), earliest, capped=False)
+    at, end, deferrals = first_allowed_moment(
+        state, local_date(state, earliest), earliest, capped=False, call=True
+    )
     return Step(
         StepKind.CALL,
         at=at,
@@ -285,7 +331,8 @@ def _next_cadence_step(state: AccountState, now: datetime, today: date) -> Step:
             superseded.append((candidate.key, why))
             continue
         escalate = candidate.overdue and (no_sms or state.unanswered_sms >= policy.unanswered_to_escalate)
-        at, end, deferrals = first_allowed_moment(state, candidate.day, now, capped=not escalate)
+        call = escalate and not policy.route_straight_to_specialist
+        at, end, deferrals = first_allowed_moment(state, candidate.day, now, capped=not escalate, call=call)
         if candidate.last_valid is not None and local_date(state, at) > candidate.last_valid:
             # The last valid day was either blocked (its deferral says why) or its window had
             # already closed when planning, which leaves no deferral behind.
