@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -159,6 +159,9 @@ class AccountInput(_Message):
     due_date: date
     segment: str = Field(default="standard", min_length=1, max_length=64)
     birthday: date | None = None
+    # The customer's own stated window ("not before 10:00"), local time; it only ever narrows.
+    contact_after: time | None = None
+    contact_before: time | None = None
 
     @field_validator("account_id")
     @classmethod
@@ -243,6 +246,8 @@ class UpdateContact(_Message):
     phone: str | None = None
     timezone: str | None = None
     locale: Locale | None = None
+    contact_after: time | None = None
+    contact_before: time | None = None
 
     @field_validator("phone")
     @classmethod

@@ -221,3 +221,27 @@ async def test_malformed_signals_are_rejected_and_the_workflow_carries_on(
     await eventually(lambda: status(handle), lambda s: s.sms_sent == 2)
     last = sms_requests(gateway)[-1]
     assert last["to"] == "+8613900139000" and "Dear customer" in last["body"]
+
+
+async def test_customers_stated_window_narrows_contact(
+    env: WorkflowEnvironment, client: Client, settings: Settings
+) -> None:
+    today = await local_today(env)
+    handle = await start(
+        client,
+        settings.task_queue,
+        make_account(today + timedelta(days=8), contact_after="15:00", contact_before="17:00"),
+    )
+    await env.sleep(days(10))
+    changed_at = await env.get_current_time()
+    await handle.signal("update_contact", {"contact_after": "11:00", "contact_before": "12:00"})
+    await env.sleep(days(10))
+    sent = [e for e in await timeline(handle) if e.kind == "sms_sent"]
+    assert len(sent) >= 3
+    for entry in sent:
+        local = local_clock(entry).time()
+        if local_clock(entry) < changed_at:
+            assert time(15) <= local < time(17), entry
+        else:
+            assert time(11) <= local < time(12), entry
+    assert any(local_clock(e) >= changed_at for e in sent), "a reminder after the change was checked"

@@ -150,6 +150,8 @@ class OverdueAccountWorkflow:
             policy=policy,
             started_on=zone_date(parsed.timezone, now),
             amount_due=parsed.amount_due,
+            contact_after=parsed.contact_after,
+            contact_before=parsed.contact_before,
         )
         self._state = state
         self._record(
@@ -534,6 +536,8 @@ class OverdueAccountWorkflow:
             if not changes:
                 raise SignalRejected("give at least one of phone, timezone, locale")
             state.account = state.account.model_copy(update=changes)
+            state.contact_after = state.account.contact_after
+            state.contact_before = state.account.contact_before
             self._phone_changed = "phone" in changes
             if self._phone_changed and state.sms_undeliverable:
                 state.sms_undeliverable = False  # a new number may well receive SMS
