@@ -2,55 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from kindly.contract import AccountInput, Stage
+from kindly.contract import Stage
 from kindly.policy.model import REGIMES, ContactPolicy, RegimeRules
 from kindly.policy.schedule import DEFERRAL_REASONS, Deferral, StepKind, call_limit_reason, plan_next
 from kindly.state import AccountState
+from tests.test_schedule import NEW_YORK, OVERDUE_DONE, SHANGHAI, local, make_state
 
-SHANGHAI = "Asia/Shanghai"
-NEW_YORK = "America/New_York"
-DUE = date(2026, 11, 20)
-OVERDUE_DONE = ["D-7", "D-0", "D+1"]
 TODAY = date(2026, 11, 30)  # a Monday: no cn or us holiday from here to mid-December
 US = ContactPolicy(regime="us")
-
-
-def make_state(
-    *,
-    due: date = DUE,
-    timezone: str = SHANGHAI,
-    started_on: date | None = None,
-    birthday: date | None = None,
-    policy: ContactPolicy | None = None,
-    **fields: Any,
-) -> AccountState:
-    account = AccountInput(
-        account_id="ACC-1",
-        customer_name="Li Lei",
-        phone="+8613800138000",
-        timezone=timezone,
-        locale="zh-CN",
-        amount_due="1200.00",
-        due_date=due,
-        birthday=birthday,
-    )
-    return AccountState(
-        account=account,
-        policy=policy or ContactPolicy(),
-        started_on=started_on or due - timedelta(days=30),
-        amount_due=account.amount_due,
-        **fields,
-    )
-
-
-def local(day: date, hour: int, minute: int = 0, zone: str = SHANGHAI) -> datetime:
-    return datetime.combine(day, time(hour, minute), tzinfo=ZoneInfo(zone)).astimezone(UTC)
 
 
 def days(*offsets: int) -> list[date]:
