@@ -245,3 +245,17 @@ async def test_customers_stated_window_narrows_contact(
         else:
             assert time(11) <= local < time(12), entry
     assert any(local_clock(e) >= changed_at for e in sent), "a reminder after the change was checked"
+
+
+async def test_decisions_reach_the_audit_log_without_waiting_for_the_next_send(
+    env: WorkflowEnvironment, client: Client, settings: Settings, store: AuditStore
+) -> None:
+    today = await local_today(env)
+    account = make_account(today + timedelta(days=20))  # first reminder in about two weeks
+    handle = await start(client, settings.task_queue, account)
+    await eventually(lambda: status(handle), lambda s: s.next_touchpoint_at is not None)
+
+    async def audited() -> list[str]:
+        return [row.kind for row in store.audit_for(account.account_id)]
+
+    assert "started" in await eventually(audited, lambda kinds_: "started" in kinds_)

@@ -84,6 +84,8 @@ SEND_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
 )
 SMS_DAYS_KEPT = 14
+AUDIT_PIGGYBACK_WINDOW = timedelta(minutes=5)
+"""Pending decisions ride on an activity this close; otherwise a local activity writes them now."""
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -122,6 +124,8 @@ class OverdueAccountWorkflow:
             if self._woken:
                 self._woken = False
                 await self._persist_changes()
+            elif self._audit_would_lag(step):
+                await self._flush_decisions()
             if await self._sleep_until(step):
                 await self._execute(step)
 
@@ -311,7 +315,9 @@ class OverdueAccountWorkflow:
                 state.done_touches.append(step.touch_key)
             state.last_touch_date = today
         if result.status == "rejected":
-            self._record(TimelineKind.SMS_FAILED, f"{template} touchpoint {touchpoint}: {result.detail}")
+            self._record(
+                TimelineKind.SMS_FAILED, f"{template} touchpoint {touchpoint}: {result.detail}", audited=True
+            )
             return
         state.sms_sent += 1
         if step.kind is StepKind.SMS:
@@ -441,6 +447,13 @@ class OverdueAccountWorkflow:
             )
             for i, entry in enumerate(entries)
         ]
+
+    def _audit_would_lag(self, step: Step) -> bool:
+        """Decisions wait for the next activity only when it is minutes away, never for days."""
+        state = self.state
+        if state.events_recorded == state.events_audited:
+            return False
+        return step.at is None or step.at - workflow.now() > AUDIT_PIGGYBACK_WINDOW
 
     async def _persist_changes(self) -> None:
         """Write what signals changed beyond the workflow: phone index, opt-out, audit decisions."""
