@@ -1,0 +1,97 @@
+"""Capture workflow histories of the current code into tests/histories/ for the replay test.
+
+Run ``.venv/bin/python -m tests.capture_histories`` after a release, commit the new files, and keep
+the old ones: the replay test then fails the build whenever a change would break accounts in flight.
+The scenarios run on the time-skipping server with fake customers only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from kindly.dev_server import bundled_binary
+from kindly.search_attributes import ensure_search_attributes
+from kindly.settings import Settings
+from tests.http_recorder import RecordingHttpServer
+from tests.lifecycle_helpers import local_today, make_account, start
+from worker import build_worker
+
+HISTORIES = Path(__file__).parent / "histories"
+VERSION = "v1"
+
+
+async def _escalation(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    handle = await start(client, queue, make_account((await local_today(env)) - timedelta(days=1)))
+    await env.sleep(timedelta(days=1))
+    await handle.signal("customer_reply", {"text": "HELP"})
+    await env.sleep(timedelta(days=22))
+    await handle.signal("call_outcome", {"outcome": "no_answer"})
+    await env.sleep(timedelta(days=3))
+    await handle.signal("repayment", {"amount": "-1", "reference": "bad"})
+    await handle.signal("settle", {"amount": "900", "reference": "S-1"})
+    await handle.result()
+    return handle
+
+
+async def _promise_pause_paid(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    today = await local_today(env)
+    handle = await start(client, queue, make_account(today + timedelta(days=10)))
+    await env.sleep(timedelta(days=11))
+    await handle.signal("promise_to_pay", {"date": (today + timedelta(days=14)).isoformat()})
+    await env.sleep(timedelta(days=6))
+    await handle.signal("pause", {"reason": "review"})
+    await env.sleep(timedelta(days=2))
+    await handle.signal("resume", {})
+    await handle.signal("repayment", {"amount": "500", "reference": "P-1"})
+    await env.sleep(timedelta(days=8))
+    await handle.signal("repayment", {"amount": "1000", "reference": "P-2"})
+    await handle.result()
+    return handle
+
+
+async def main() -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=bundled_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        await ensure_search_attributes(env.client, env.client.namespace)
+        with RecordingHttpServer() as gateway, tempfile.TemporaryDirectory() as folder:
+            policies = Path(folder) / "policies.json"
+            policies.write_text(json.dumps({"plain": {"holiday_calendar": None}}))
+            settings = Settings(
+                _env_file=None,
+                task_queue=f"capture-{uuid.uuid4().hex[:8]}",
+                database_url=f"sqlite:///{folder}/kindly.db",
+                sms_provider="webhook",
+                sms_webhook_url=f"{gateway.url}/sms",
+                phone_webhook_url=f"{gateway.url}/phone",
+                specialist_webhook_url=f"{gateway.url}/specialist",
+                policy_file=policies,
+            )
+            async with build_worker(env.client, settings) as worker, worker:
+                for name, scenario in (
+                    ("escalation", _escalation),
+                    ("promise_pause_paid", _promise_pause_paid),
+                ):
+                    handle = await scenario(env, env.client, settings.task_queue)
+                    history = await handle.fetch_history()
+                    path = HISTORIES / f"{VERSION}-{name}.json"
+                    path.write_text(history.to_json(), encoding="utf-8")
+                    print(f"captured {path} ({len(history.events)} events)")
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
