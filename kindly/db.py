@@ -60,7 +60,7 @@ def make_engine(database_url: str) -> Engine:
     if database_url.startswith("sqlite"):
         connect_args["check_same_thread"] = False
         path = database_url.removeprefix("sqlite:///")
-        if path and path != ":memory:" and not database_url.startswith("sqlite:///:memory:"):
+        if path and ":memory:" not in database_url:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(database_url, connect_args=connect_args)
     if database_url.startswith("sqlite") and ":memory:" not in database_url:

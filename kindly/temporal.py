@@ -9,7 +9,6 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
 
 from kindly.contract import WORKFLOW_TYPE, AccountInput, AccountResult, workflow_id_for
 from kindly.settings import Settings
@@ -61,6 +60,3 @@ async def start_account(
             first_execution_run_id=err.first_run_id,
             result_type=AccountResult,
         )
-
-
-__all__ = ["RPCError", "connect", "start_account"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import uuid
@@ -100,8 +101,6 @@ async def eventually(
     probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], *, attempts: int = 400
 ) -> T:
     """Poll ``probe`` until ``check`` holds: waits on a condition, never on a fixed delay."""
-    import asyncio
-
     value = await probe()
     for _ in range(attempts):
         if check(value):
