@@ -21,6 +21,10 @@
             5xx, timeout or connection failure: Temporal retries the activity with backoff, sending the
             same idempotency key each time.
 
+``DecryptionError``
+    Encrypted data (a Temporal payload, a phone number in the database) that no configured key opens:
+    an unknown key id (a retired key still in use), tampering, or a wrong key.
+
 Activities convert these into ``temporalio.exceptions.ApplicationError`` at the Temporal boundary
 (non-retryable where a retry cannot help), so workflows never see bare exceptions.
 """
@@ -54,3 +58,7 @@ class PermanentDeliveryError(DeliveryError):
 
 class TransientDeliveryError(DeliveryError):
     """5xx, timeout or connection failure: worth retrying with the same idempotency key."""
+
+
+class DecryptionError(KindlyError):
+    """Encrypted data that no configured key opens: unknown key id, tampering, or a wrong key."""

@@ -23,6 +23,23 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     task_queue: str = "collections"
+    # Remote cluster or Temporal Cloud: an API key, or mTLS client certificate files (PEM). Setting
+    # any of them turns TLS on; ``temporal_tls`` turns it on with the system's CA roots alone.
+    temporal_api_key: SecretStr | None = None
+    temporal_tls: bool = False
+    temporal_tls_client_cert: Path | None = None
+    temporal_tls_client_key: Path | None = None
+    temporal_tls_server_ca: Path | None = None
+    temporal_tls_server_name: str | None = None
+    # SMS sends run on their own task queue (``<task_queue>-sms``) so that Temporal's task-queue rate
+    # limit caps them at the gateway's accepted rate (messages per second, across all workers)
+    # without slowing anything else.
+    sms_rate_limit_per_second: float = Field(default=50.0, gt=0)
+    # Continue-as-new once a run's history has this many events (or when Temporal suggests it).
+    continue_as_new_after_events: int = Field(default=2000, ge=100)
+    # Prometheus endpoint of the worker's metrics (Temporal SDK metrics and Kindly's own counters);
+    # unset disables it.
+    metrics_bind_address: str | None = None
 
     # Application database (audit log, send outbox)
     database_url: str = f"sqlite:///{DATA_DIR / 'kindly.db'}"
@@ -54,6 +71,15 @@ class Settings(BaseSettings):
 
     policy_file: Path | None = None
     template_dir: Path | None = None
+
+    # Encryption of personal data at rest: Temporal payloads (AES-GCM codec) and phone numbers in
+    # the database. ``encryption_keys`` is JSON ``{"key-id": "<base64 32 bytes>"}``; the current key
+    # encrypts, all of them decrypt (rotation). ``lookup_hash_key`` (base64) keys the phone-number
+    # hash used for lookups. Unset: a development key ring is created in ``dev_keys_file``.
+    encryption_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    encryption_key_id: str | None = None
+    lookup_hash_key: SecretStr | None = None
+    dev_keys_file: Path = DATA_DIR / "keys.json"
 
     # Embedded dev server (`python worker.py --dev`, `make run`).
     dev_server_db: Path = DATA_DIR / "temporal.db"

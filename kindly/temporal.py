@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, TLSConfig, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from kindly.contract import WORKFLOW_TYPE, AccountInput, AccountResult, workflow_id_for
+from kindly.errors import ConfigurationError
 from kindly.settings import Settings
 
 
@@ -23,11 +24,35 @@ async def connect(settings: Settings, *, wait: timedelta = timedelta(seconds=0))
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=pydantic_data_converter,
+                api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
+                tls=tls_config(settings),
             )
         except RuntimeError:
             if asyncio.get_running_loop().time() >= deadline:
                 raise
             await asyncio.sleep(0.5)
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """TLS for a remote cluster or Temporal Cloud: client certificates (mTLS) and a private CA when
+    configured; the system's roots alone with an API key or ``temporal_tls``; plain for the dev server."""
+    files = (settings.temporal_tls_client_cert, settings.temporal_tls_client_key)
+    if any(files) and not all(files):
+        raise ConfigurationError("temporal_tls_client_cert and temporal_tls_client_key go together")
+    if not (any(files) or settings.temporal_tls_server_ca or settings.temporal_tls):
+        return settings.temporal_api_key is not None
+    return TLSConfig(
+        client_cert=settings.temporal_tls_client_cert.read_bytes()
+        if settings.temporal_tls_client_cert
+        else None,
+        client_private_key=(
+            settings.temporal_tls_client_key.read_bytes() if settings.temporal_tls_client_key else None
+        ),
+        server_root_ca_cert=(
+            settings.temporal_tls_server_ca.read_bytes() if settings.temporal_tls_server_ca else None
+        ),
+        domain=settings.temporal_tls_server_name,
+    )
 
 
 async def start_account(
