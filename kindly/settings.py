@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # limit caps them at the gateway's accepted rate (messages per second, across all workers)
     # without slowing anything else.
     sms_rate_limit_per_second: float = Field(default=50.0, gt=0)
+    # Workflows a worker keeps in memory between tasks (the sticky cache): bounds its memory however
+    # many accounts are open; an evicted workflow is rebuilt from its history when it next wakes.
+    max_cached_workflows: int = Field(default=1000, ge=0)
     # Continue-as-new once a run's history has this many events (or when Temporal suggests it).
     continue_as_new_after_events: int = Field(default=2000, ge=100)
     # Prometheus endpoint of the worker's metrics (Temporal SDK metrics and Kindly's own counters);
