@@ -13,13 +13,14 @@ import logging
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import uvicorn
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -36,14 +37,38 @@ from kindly.policy.model import load_policies
 from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
 from kindly.temporal import connect
-from workflows.overdue_account import OverdueAccountWorkflow
+from workflows.overdue_account import SMS_TASK_QUEUE_SUFFIX, OverdueAccountWorkflow
 
 logger = logging.getLogger("kindly.worker")
 
 
+class KindlyWorkers:
+    """The account worker and the SMS worker, started and stopped together (``async with``).
+
+    SMS sends poll their own task queue, ``<task_queue>-sms``, whose Temporal rate limit
+    (``sms_rate_limit_per_second``) the server enforces across every worker: the gateway's accepted
+    rate holds however many workers run, and nothing else waits behind a queue of reminders. The
+    account worker also runs ``send_sms`` for workflows that started before the SMS queue existed.
+    """
+
+    def __init__(self, *workers: Worker) -> None:
+        self.workers = workers
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> KindlyWorkers:
+        async with AsyncExitStack() as stack:
+            for worker in self.workers:
+                await stack.enter_async_context(worker)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stack.aclose()
+
+
 @asynccontextmanager
-async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
-    """A worker with every activity built from settings; checks templates before anything runs."""
+async def build_worker(client: Client, settings: Settings) -> AsyncIterator[KindlyWorkers]:
+    """The workers with every activity built from settings; checks templates before anything runs."""
     renderer = MessageRenderer(
         build_template_environment(settings.template_dir),
         brand=settings.brand_name,
@@ -51,7 +76,9 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
         repayment_channels=settings.repayment_channels,
     )
     renderer.check_all(max_segments=settings.max_sms_segments)
-    policies = load_policies(settings.policy_file)
+    policies = load_policies(
+        settings.policy_file, continue_as_new_after_events=settings.continue_as_new_after_events
+    )
     engine = make_engine(settings.database_url)
     store = AuditStore(engine)
     async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
@@ -63,9 +90,10 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
             specialist_url=settings.specialist_webhook_url,
         )
         records = RecordActivities(store, PhoneIndex(engine), policies)
-        yield Worker(
+        accounts = Worker(
             client,
             task_queue=settings.task_queue,
+            max_cached_workflows=settings.max_cached_workflows,
             workflows=[OverdueAccountWorkflow],
             activities=[
                 messaging.send_sms,
@@ -77,6 +105,22 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
                 records.record_opt_out,
             ],
         )
+        sms = Worker(
+            client,
+            task_queue=settings.task_queue + SMS_TASK_QUEUE_SUFFIX,
+            activities=[messaging.send_sms],
+            max_task_queue_activities_per_second=settings.sms_rate_limit_per_second,
+        )
+        yield KindlyWorkers(accounts, sms)
+
+
+def telemetry_runtime(settings: Settings) -> Runtime | None:
+    """A runtime serving the SDK's and Kindly's metrics to Prometheus, when an address is set."""
+    if settings.metrics_bind_address is None:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.metrics_bind_address))
+    )
 
 
 async def _connect_unless_stopped(
@@ -95,7 +139,7 @@ async def _connect_unless_stopped(
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
 
-    connecting = asyncio.create_task(connect(settings, wait=wait))
+    connecting = asyncio.create_task(connect(settings, wait=wait, runtime=telemetry_runtime(settings)))
     watching = asyncio.create_task(stopped_or_server_gone())
     try:
         await asyncio.wait({connecting, watching}, return_when=asyncio.FIRST_COMPLETED)
@@ -177,7 +221,12 @@ async def serve(
             return
         await _register_search_attributes(client, settings)
         async with build_worker(client, settings) as worker, worker, serving(apps(client) if apps else []):
-            logger.info("worker polling task queue %r", settings.task_queue)
+            logger.info(
+                "worker polling task queues %r and %r (SMS at most %s/s)",
+                settings.task_queue,
+                settings.task_queue + SMS_TASK_QUEUE_SUFFIX,
+                settings.sms_rate_limit_per_second,
+            )
             if demo:
                 ids = await start_demo_portfolio(client, settings.task_queue)
                 logger.info("demo accounts: %s", ", ".join(ids))

@@ -9,14 +9,20 @@ from temporalio.client import Client, TLSConfig, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.runtime import Runtime
 
 from kindly.contract import WORKFLOW_TYPE, AccountInput, AccountResult, workflow_id_for
 from kindly.errors import ConfigurationError
 from kindly.settings import Settings
 
 
-async def connect(settings: Settings, *, wait: timedelta = timedelta(seconds=0)) -> Client:
-    """A client with Kindly's data converter; retries for ``wait`` while a server starts."""
+async def connect(
+    settings: Settings, *, wait: timedelta = timedelta(seconds=0), runtime: Runtime | None = None
+) -> Client:
+    """A client with Kindly's data converter; retries for ``wait`` while a server starts.
+
+    ``runtime`` carries telemetry (the worker's Prometheus endpoint); other callers use the default.
+    """
     deadline = asyncio.get_running_loop().time() + wait.total_seconds()
     while True:
         try:
@@ -26,6 +32,7 @@ async def connect(settings: Settings, *, wait: timedelta = timedelta(seconds=0))
                 data_converter=pydantic_data_converter,
                 api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
                 tls=tls_config(settings),
+                runtime=runtime,
             )
         except RuntimeError:
             if asyncio.get_running_loop().time() >= deadline:

@@ -16,6 +16,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
+from workflows.metrics import WorkflowMetrics
+
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
@@ -84,6 +86,11 @@ SEND_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
 )
 SMS_DAYS_KEPT = 14
+SPREAD_SENDS_PATCH = "spread-sends"
+"""Reminders go at the account's moment of the window (``spread_offset``), not all at its opening."""
+SMS_TASK_QUEUE_PATCH = "sms-task-queue"
+"""SMS sends run on ``<task queue>-sms``, whose Temporal rate limit is the gateway's accepted rate."""
+SMS_TASK_QUEUE_SUFFIX = "-sms"
 AUDIT_PIGGYBACK_WINDOW = timedelta(minutes=5)
 """Pending decisions ride on an activity this close; otherwise a local activity writes them now."""
 
@@ -97,6 +104,7 @@ class OverdueAccountWorkflow:
         self._published: SearchSnapshot | None = None
         self._phone_changed = False
         self._opt_out_to_store = False
+        self._metrics = WorkflowMetrics()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -112,13 +120,13 @@ class OverdueAccountWorkflow:
 
         state = self._state
         while state.outcome is None:
-            if workflow.info().is_continue_as_new_suggested() and workflow.all_handlers_finished():
+            if self._history_is_long() and workflow.all_handlers_finished():
                 self._record(TimelineKind.CONTINUED_AS_NEW, "history grew long; state carried over")
                 await self._persist_changes()
                 workflow.continue_as_new(
                     args=[state.account.model_dump(mode="json"), state.model_dump(mode="json")]
                 )
-            step = plan_next(state, workflow.now())
+            step = plan_next(state, workflow.now(), spread=workflow.patched(SPREAD_SENDS_PATCH))
             self._note_plan(step)
             self._publish(step)
             if self._woken:
@@ -167,6 +175,14 @@ class OverdueAccountWorkflow:
             self._record(TimelineKind.OPTED_OUT, "number opted out earlier: no SMS, contact by phone")
         return state
 
+    def _history_is_long(self) -> bool:
+        """Temporal suggests continue-as-new, or the run reached the configured event count."""
+        info = workflow.info()
+        limit = self.state.policy.continue_as_new_after_events
+        return info.is_continue_as_new_suggested() or (
+            limit is not None and info.get_current_history_length() >= limit
+        )
+
     async def _sleep_until(self, step: Step) -> bool:
         """Wait for the step's moment; False when a signal (or the end) came first."""
         state = self.state
@@ -205,6 +221,8 @@ class OverdueAccountWorkflow:
                 state.done_touches.append(key)
             self._record(TimelineKind.SKIPPED, f"touch {key} skipped: {reason}")
         if step.deferrals and step.at is not None:
+            for deferral in step.deferrals:
+                self._metrics.deferral(deferral.reason)
             reasons = ", ".join(f"{d.day.isoformat()} {d.reason}" for d in step.deferrals)
             moved_to = local_iso(state.account.timezone, step.at)
             self._record(
@@ -250,6 +268,14 @@ class OverdueAccountWorkflow:
             self.state.paused_until = None
             self._record(TimelineKind.RESUMED, "pause ended at its 'until' time; cadence restarts")
 
+    @staticmethod
+    def _sms_task_queue() -> str | None:
+        """The rate-limited SMS queue beside the workflow's own (None: the workflow's queue, for runs
+        that started before it existed)."""
+        if not workflow.patched(SMS_TASK_QUEUE_PATCH):
+            return None
+        return workflow.info().task_queue + SMS_TASK_QUEUE_SUFFIX
+
     def _idempotency_key(self, touchpoint: int) -> str:
         info = workflow.info()
         return f"{info.workflow_id}/{info.first_execution_run_id}/tp-{touchpoint}"
@@ -290,6 +316,7 @@ class OverdueAccountWorkflow:
                     not_after=step.not_after,
                     decisions=decisions,
                 ),
+                task_queue=self._sms_task_queue(),
                 start_to_close_timeout=timedelta(seconds=60),
                 schedule_to_close_timeout=max(window_left, timedelta(minutes=1)),
                 retry_policy=SEND_RETRY,
@@ -297,12 +324,14 @@ class OverdueAccountWorkflow:
             )
         except ActivityError as err:
             # The gateway did not take the message before the window closed: plan it again.
+            self._metrics.sms(template, "not_accepted")
             self._record(
                 TimelineKind.DEFERRED,
                 f"{template} not accepted before the window closed ({err.cause}); next window",
             )
             return
         state.events_audited += len(decisions)
+        self._metrics.sms(template, result.status)
         if result.status == "window_closed":
             self._record(TimelineKind.DEFERRED, f"{template}: window closed before sending; moved")
             return
@@ -370,6 +399,7 @@ class OverdueAccountWorkflow:
         state.phone_requested_at = workflow.now()
         today = local_date(state, state.phone_requested_at)
         state.call_attempt_days = [*state.call_attempt_days, today][-CALL_HISTORY_KEPT:]
+        self._metrics.escalation("phone")
         self._record(
             TimelineKind.ESCALATED_PHONE,
             f"call task attempt {step.attempt} ({reason}): {result.status}",
@@ -405,6 +435,7 @@ class OverdueAccountWorkflow:
         state.touchpoints = touchpoint
         state.escalation = Stage.SPECIALIST
         state.specialist_reason = None
+        self._metrics.escalation("specialist")
         self._record(TimelineKind.ESCALATED_SPECIALIST, f"{reason}: {result.status}", audited=True)
 
     def _message_context(self, now: datetime) -> MessageContext:
@@ -588,6 +619,7 @@ class OverdueAccountWorkflow:
             # Automated contact stops; a person takes the account, told why (not the text).
             if state.escalation != Stage.SPECIALIST:
                 state.specialist_reason = f"customer reported {intent}: needs a person"
+            self._metrics.escalation("person")
             self._record(TimelineKind.HANDED_TO_PERSON, f"{intent} reported; automated contact stops")
         elif (
             intent is ReplyIntent.HELP

@@ -138,6 +138,13 @@ class ContactPolicy(BaseModel):
     # overdue (None: never).
     tone: Literal["gentle", "standard"] = "standard"
     instalment_offer_after_days: int | None = Field(default=21, ge=1)
+    # The window-open herd: reminders start at a per-account moment within the first this many
+    # minutes of the window (at most half of it), the same for an account every day, so that 09:00
+    # does not bring every due account's SMS at once. 0 sends at the window's opening.
+    send_spread_minutes: int = Field(default=180, ge=0, le=24 * 60)
+    # Set by the worker from ``COLLECTIONS_CONTINUE_AS_NEW_AFTER_EVENTS``, not by policy files:
+    # recorded with the policy so that the threshold a run started with holds on replay.
+    continue_as_new_after_events: int | None = Field(default=None, ge=100)
 
     @model_validator(mode="before")
     @classmethod
@@ -197,12 +204,23 @@ BUILT_IN_POLICIES: dict[str, ContactPolicy] = {
 }
 
 
-def load_policies(path: Path | None) -> dict[str, ContactPolicy]:
+def load_policies(
+    path: Path | None, *, continue_as_new_after_events: int | None = None
+) -> dict[str, ContactPolicy]:
     """Built-in segment policies, overridden and extended by an operator's JSON file.
 
     The file maps segment names to partial policies, each applied on top of the built-in policy of
     that segment (or of ``standard`` for a new segment): ``{"vip": {"follow_up_interval_days": 14}}``.
+    ``continue_as_new_after_events`` (a worker setting) is stamped on every policy.
     """
+    policies = _load_policy_file(path)
+    if continue_as_new_after_events is None:
+        return policies
+    stamp = {"continue_as_new_after_events": continue_as_new_after_events}
+    return {segment: policy.model_copy(update=stamp) for segment, policy in policies.items()}
+
+
+def _load_policy_file(path: Path | None) -> dict[str, ContactPolicy]:
     policies = dict(BUILT_IN_POLICIES)
     if path is None:
         return policies

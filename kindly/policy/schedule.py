@@ -7,6 +7,7 @@ tests call it with any instant. All time-zone arithmetic lives here, outside the
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -182,6 +183,18 @@ def call_limit_reason(state: AccountState, day: date) -> str | None:
     return None
 
 
+def spread_offset(account_id: str, window: timedelta, spread_minutes: int) -> timedelta:
+    """This account's place in the window-open herd: a stable offset in
+    ``[0, min(spread_minutes, window / 2))``, the same on every day and every worker (a hash of the
+    account id, never ``hash()``, which changes between processes)."""
+    spread = min(timedelta(minutes=spread_minutes), window / 2)
+    seconds = int(spread.total_seconds())
+    if seconds <= 0:
+        return timedelta(0)
+    digest = hashlib.sha256(account_id.encode()).digest()
+    return timedelta(seconds=int.from_bytes(digest[:8], "big") % seconds)
+
+
 def first_allowed_moment(
     state: AccountState,
     day: date,
@@ -190,10 +203,12 @@ def first_allowed_moment(
     service: bool = False,
     capped: bool = True,
     call: bool = False,
+    spread: bool = False,
 ) -> tuple[datetime, datetime, tuple[Deferral, ...]]:
     """The first instant on or after ``day`` (local) and ``earliest`` when contact is allowed.
 
-    ``capped`` applies the SMS caps; ``call`` the regime's phone limits (for a call task).
+    ``capped`` applies the SMS caps; ``call`` the regime's phone limits (for a call task);
+    ``spread`` starts the window at the account's ``spread_offset`` instead of its opening.
     Returns the instant, the end of its window (a send must not start after it) and every day that
     was passed over with its reason.
     """
@@ -216,7 +231,12 @@ def first_allowed_moment(
         if reason is not None:
             deferrals.append(Deferral(reason, candidate_day))
             continue
-        moment = max(_at(candidate_day, start_clock, zone), earliest)
+        window_start = _at(candidate_day, start_clock, zone)
+        if spread:
+            window_start += spread_offset(
+                state.account.account_id, window_end - window_start, policy.send_spread_minutes
+            )
+        moment = max(window_start, earliest)
         if moment >= window_end:
             deferrals.append(Deferral("quiet_hours", candidate_day))
             continue
@@ -260,8 +280,12 @@ def _cadence_candidates(state: AccountState, floor: date) -> Iterator[_Candidate
     yield _Candidate("follow_up", max(nominal, floor), None, TemplateName.FOLLOW_UP, True)
 
 
-def plan_next(state: AccountState, now: datetime) -> Step:
-    """The next thing to do for this account and when: the whole contact policy in one call."""
+def plan_next(state: AccountState, now: datetime, *, spread: bool = False) -> Step:
+    """The next thing to do for this account and when: the whole contact policy in one call.
+
+    ``spread`` places reminders at the account's moment of the window (``spread_offset``) rather
+    than its opening; workflows that started before spreading existed pass False (a patch).
+    """
     today = local_date(state, now)
     if state.outcome is not None:
         return Step(StepKind.IDLE)
@@ -289,7 +313,7 @@ def plan_next(state: AccountState, now: datetime) -> Step:
         return Step(StepKind.IDLE)
     if state.escalation == Stage.PHONE:
         return _next_phone_step(state, now, today)
-    return _next_cadence_step(state, now, today)
+    return _next_cadence_step(state, now, today, spread=spread)
 
 
 def _next_phone_step(state: AccountState, now: datetime, today: date) -> Step:
@@ -312,7 +336,7 @@ def _next_phone_step(state: AccountState, now: datetime, today: date) -> Step:
     )
 
 
-def _next_cadence_step(state: AccountState, now: datetime, today: date) -> Step:
+def _next_cadence_step(state: AccountState, now: datetime, today: date, *, spread: bool) -> Step:
     policy = state.policy
     floor = today
     if state.promise_date is not None:
@@ -332,7 +356,9 @@ def _next_cadence_step(state: AccountState, now: datetime, today: date) -> Step:
             continue
         escalate = candidate.overdue and (no_sms or state.unanswered_sms >= policy.unanswered_to_escalate)
         call = escalate and not policy.route_straight_to_specialist
-        at, end, deferrals = first_allowed_moment(state, candidate.day, now, capped=not escalate, call=call)
+        at, end, deferrals = first_allowed_moment(
+            state, candidate.day, now, capped=not escalate, call=call, spread=spread and not escalate
+        )
         if candidate.last_valid is not None and local_date(state, at) > candidate.last_valid:
             # The last valid day was either blocked (its deferral says why) or its window had
             # already closed when planning, which leaves no deferral behind.

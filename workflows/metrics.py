@@ -1,0 +1,50 @@
+"""Kindly's own counters, emitted through the Temporal SDK's metric meter.
+
+Workflow metrics are replay-safe (the SDK drops them while replaying), so a counter moves once per
+decision however often a workflow is rebuilt from history. They reach the worker's Prometheus
+endpoint (``COLLECTIONS_METRICS_BIND_ADDRESS``) beside the SDK's own metrics. Attribute values are
+template names, outcomes and reasons only: never an account id, name or phone number.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.common import MetricCounter
+
+SMS_SENT = "kindly_sms"
+DEFERRALS = "kindly_deferrals"
+ESCALATIONS = "kindly_escalations"
+
+
+class WorkflowMetrics:
+    """Counters of one workflow run, created on first use (the meter exists only inside a workflow)."""
+
+    def __init__(self) -> None:
+        self._sms: MetricCounter | None = None
+        self._deferrals: MetricCounter | None = None
+        self._escalations: MetricCounter | None = None
+
+    def sms(self, template: str, outcome: str) -> None:
+        """One SMS touchpoint's outcome: sent, rejected (by the gateway), not_accepted (window closed
+        while retrying) or window_closed (found closed when the activity started)."""
+        if self._sms is None:
+            self._sms = workflow.metric_meter().create_counter(
+                SMS_SENT, "SMS touchpoints by template and outcome", "messages"
+            )
+        self._sms.add(1, {"template": template, "outcome": outcome})
+
+    def deferral(self, reason: str) -> None:
+        """A contact day passed over, by reason (``DEFERRAL_REASONS``)."""
+        if self._deferrals is None:
+            self._deferrals = workflow.metric_meter().create_counter(
+                DEFERRALS, "Contact days passed over, by reason", "days"
+            )
+        self._deferrals.add(1, {"reason": reason})
+
+    def escalation(self, to: str) -> None:
+        """An account handed to people: ``phone`` (call task), ``specialist`` or ``person`` (reply)."""
+        if self._escalations is None:
+            self._escalations = workflow.metric_meter().create_counter(
+                ESCALATIONS, "Escalations to the phone team and specialists", "accounts"
+            )
+        self._escalations.add(1, {"to": to})
