@@ -33,6 +33,7 @@ from kindly.contacts import PhoneIndex
 from kindly.db import AuditStore, make_engine
 from kindly.demo import start_demo_portfolio
 from kindly.dev_server import start_dev_server
+from kindly.keyring import load_keyring
 from kindly.policy.model import load_policies
 from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
@@ -89,7 +90,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
             phone_url=settings.phone_webhook_url,
             specialist_url=settings.specialist_webhook_url,
         )
-        records = RecordActivities(store, PhoneIndex(engine), policies)
+        records = RecordActivities(store, PhoneIndex(engine, load_keyring(settings)), policies)
         accounts = Worker(
             client,
             task_queue=settings.task_queue,

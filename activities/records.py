@@ -20,6 +20,9 @@ from kindly.policy.model import ContactPolicy, policy_for
 
 
 class RecordActivities:
+    """``phones`` holds the key ring: numbers are indexed and looked up by their keyed hash, and an
+    opt-out keeps the number encrypted (``kindly.contacts``); none is written in clear."""
+
     def __init__(self, store: AuditStore, phones: PhoneIndex, policies: dict[str, ContactPolicy]) -> None:
         self._store = store
         self._phones = phones

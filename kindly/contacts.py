@@ -1,75 +1,157 @@
-"""The API's tables: which accounts a phone number belongs to, every inbound SMS, every payment
-notification; and a small synchronous store over them (handlers call it from a thread).
+"""The API's tables: which accounts a phone number belongs to, opt-outs, every inbound SMS, every
+payment notification, each sent message's delivery status and the webhook signatures already used;
+and a small synchronous store over them (handlers call it from a thread).
 
-Inbound messages and payment notifications are keyed by the provider's id, which makes webhooks
-idempotent: a replay finds its row already routed and signals nothing. A row is written *before*
-signalling and marked routed after, so a message is never lost even when Temporal is down; a
-delivery retried after a partial failure skips the accounts already signalled.
+**Phone numbers are never stored in clear.** Every table that holds one stores ``phone_hash``, the
+keyed hash ``KeyRing.lookup_hash(normalise_phone(phone))`` (HMAC-SHA256 with the lookup key, indexed,
+used for every lookup), and, only where somebody needs to read the number back, ``phone_encrypted``,
+``KeyRing.seal_text(phone)`` (AES-256-GCM under the current key, with the key id). Per table:
+
+* ``phone_lookup`` (phone → accounts): the hash only. Routing a reply needs equality, nothing else,
+  and the number itself lives in the account's workflow, which re-indexes it when it starts and when
+  the contact changes.
+* ``sms_opt_out``: hash and encrypted number. The opt-out is the one record of a customer's wish that
+  outlives every workflow: compliance must be able to say which number opted out, and a new lookup
+  key needs the numbers to hash them again.
+* ``inbound_sms`` (the sender of each inbound SMS): hash and encrypted number. A message from an
+  unknown number is kept for an operator, who needs the number to follow it up.
+
+A lookup key that differs from the one the rows were written with finds nothing, and a wrong
+encryption key cannot open ``phone_encrypted`` (``DecryptionError``).
+
+**Idempotency.** Inbound messages and payment notifications are keyed by the provider's id / the
+payment reference (unique constraints, so a concurrent duplicate's insert fails instead of racing a
+check). A row is written *before* signalling, so nothing is lost when Temporal is down; the request
+that signals first *claims* the row (a conditional update with a short lease), so two concurrent
+deliveries of the same message or payment signal once; a failure releases the claim for the
+sender's retry, a crashed process's claim lapses after ``CLAIM_SECONDS``.
+
+**Older databases.** Before phone numbers were protected these tables were ``phone_index``,
+``opt_out``, ``inbound_message`` and ``payment_notification``. This version uses new table names, so a
+development database from an older version keeps working (its old rows are not read) instead of
+failing on a missing column; ``create_tables`` logs a warning naming the old tables, which hold numbers
+in clear and should be dropped.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, Column, Engine, UniqueConstraint
+from sqlalchemy import JSON, Column, Engine, UniqueConstraint, delete, inspect, or_, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from kindly.keyring import KeyRing
+
+log = logging.getLogger(__name__)
+
+# How long a request that is signalling a message or payment holds it against concurrent duplicates.
+CLAIM_SECONDS = 60
+
+LEGACY_TABLES = ("phone_index", "opt_out", "inbound_message", "payment_notification")
+
+_SEPARATORS = re.compile(r"[\s\-().]")
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class PhoneIndexEntry(SQLModel, table=True):
-    """One phone number → one account; a phone may belong to several accounts."""
+def normalise_phone(phone: str) -> str:
+    """The form a number is hashed in: no spaces, dashes, dots or brackets; ``00`` prefix as ``+``."""
+    compact = _SEPARATORS.sub("", phone)
+    if compact.startswith("00"):
+        compact = "+" + compact[2:]
+    return compact
 
-    __tablename__ = "phone_index"
-    __table_args__ = (UniqueConstraint("phone", "account_id"),)
+
+class PhoneIndexEntry(SQLModel, table=True):
+    """One phone number (its keyed hash) → one account; a number may belong to several accounts."""
+
+    __tablename__ = "phone_lookup"
+    __table_args__ = (UniqueConstraint("phone_hash", "account_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    phone: str = Field(index=True)
+    phone_hash: str = Field(index=True, max_length=64)
     account_id: str = Field(index=True)
     registered_at: datetime = Field(default_factory=_utcnow)
 
 
 class InboundMessage(SQLModel, table=True):
-    """Every inbound SMS, matched or not: never lost."""
+    """Every inbound SMS, matched or not: never lost. The sender's number is hashed and encrypted."""
 
-    __tablename__ = "inbound_message"
+    __tablename__ = "inbound_sms"
     __table_args__ = (UniqueConstraint("provider", "provider_message_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     provider: str
     provider_message_id: str = Field(index=True)
-    from_phone: str = Field(index=True)
+    phone_hash: str = Field(index=True, max_length=64)
+    phone_encrypted: str
     body: str
     received_at: datetime = Field(default_factory=_utcnow)
     matched_account_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     signalled_account_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Unix seconds until which one request holds the message to signal it (see ``CLAIM_SECONDS``).
+    claimed_until: int | None = None
     routed_at: datetime | None = None
 
 
 class PaymentNotification(SQLModel, table=True):
     """One payment notification per reference: a replay answers "duplicate" without signalling."""
 
-    __tablename__ = "payment_notification"
+    __tablename__ = "payment_notice"
 
     reference: str = Field(primary_key=True)
     account_id: str = Field(index=True)
     amount: Decimal = Field(max_digits=18, decimal_places=2)
     received_at: datetime = Field(default_factory=_utcnow)
+    claimed_until: int | None = None
     signalled_at: datetime | None = None
 
 
 class OptOut(SQLModel, table=True):
     """A number that asked for no more SMS: kept beyond any one workflow, for every account on it."""
 
-    __tablename__ = "opt_out"
+    __tablename__ = "sms_opt_out"
 
-    phone: str = Field(primary_key=True)
+    phone_hash: str = Field(primary_key=True, max_length=64)
+    phone_encrypted: str
     account_id: str
     opted_out_at: datetime = Field(default_factory=_utcnow)
+
+
+# Delivery states in the order a message passes through them; the last three are final.
+DELIVERY_RANKS = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "undelivered": 3, "failed": 3}
+FAILED_STATES = frozenset({"undelivered", "failed"})
+
+
+class DeliveryStatus(SQLModel, table=True):
+    """A sent message's delivery status as the carrier reported it: it only ever moves forward."""
+
+    __tablename__ = "sms_delivery"
+
+    provider_message_id: str = Field(primary_key=True)
+    account_id: str = Field(index=True)
+    status: str
+    rank: int
+    permanent: bool = False
+    updated_at: datetime = Field(default_factory=_utcnow)
+    undeliverable_signalled_at: datetime | None = None
+
+
+class SeenSignature(SQLModel, table=True):
+    """A webhook signature already accepted, kept until a replay of it would fail anyway."""
+
+    __tablename__ = "webhook_signature"
+
+    digest: str = Field(primary_key=True, max_length=64)
+    expires_at: int = Field(index=True)  # unix seconds
 
 
 API_TABLES = [
@@ -77,68 +159,123 @@ API_TABLES = [
     InboundMessage.__table__,  # type: ignore[attr-defined]
     PaymentNotification.__table__,  # type: ignore[attr-defined]
     OptOut.__table__,  # type: ignore[attr-defined]
+    DeliveryStatus.__table__,  # type: ignore[attr-defined]
+    SeenSignature.__table__,  # type: ignore[attr-defined]
 ]
 
 
 def create_tables(engine: Engine) -> None:
+    """Create the API's tables; warn about tables of older versions that hold numbers in clear."""
     SQLModel.metadata.create_all(engine, tables=API_TABLES)
+    legacy = sorted(set(LEGACY_TABLES) & set(inspect(engine).get_table_names()))
+    if legacy:
+        log.warning(
+            "database %s has tables from an older Kindly that are no longer used: %s. They may hold "
+            "phone numbers in clear, and opt-outs in them are not carried over. Drop them (or delete a "
+            "development database); this version stores numbers as a keyed hash and encrypted.",
+            engine.url.render_as_string(hide_password=True),
+            ", ".join(legacy),
+        )
+
+
+@dataclass(frozen=True)
+class DeliveryUpdate:
+    """The outcome of a receipt: whether it moved the status, and the status now."""
+
+    advanced: bool
+    current: DeliveryStatus
 
 
 class PhoneIndex:
-    """Synchronous access to the API's tables."""
+    """Synchronous access to the API's tables; phone numbers go in and out through the key ring."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, keyring: KeyRing) -> None:
         self._engine = engine
+        self._keyring = keyring
+
+    # --- phone numbers ----------------------------------------------------------------------------
+
+    def phone_hash(self, phone: str) -> str:
+        """The keyed hash every table stores and looks a number up by."""
+        return self._keyring.lookup_hash(normalise_phone(phone))
+
+    def open_phone(self, sealed: str) -> str:
+        """The number in a ``phone_encrypted`` column (``DecryptionError`` with a wrong key)."""
+        return self._keyring.open_text(sealed)
+
+    def _seal(self, phone: str) -> str:
+        return self._keyring.seal_text(normalise_phone(phone))
 
     # --- phone index ------------------------------------------------------------------------------
 
     def register(self, phone: str, account_id: str) -> None:
         """Map ``phone`` to ``account_id``; registering the same pair again is harmless."""
         with Session(self._engine) as session:
-            exists = session.exec(
-                select(PhoneIndexEntry.id).where(
-                    PhoneIndexEntry.phone == phone, PhoneIndexEntry.account_id == account_id
-                )
-            ).first()
-            if exists is not None:
-                return
-            session.add(PhoneIndexEntry(phone=phone, account_id=account_id))
-            try:
-                session.commit()
-            except IntegrityError:  # registered concurrently
-                session.rollback()
+            self._add_entry(session, self.phone_hash(phone), account_id)
+            self._commit_unless_duplicate(session)
 
     def replace(self, account_id: str, phone: str) -> None:
-        """The account's number changed: it is reached at ``phone`` only."""
+        """The account's number changed: it is reached at ``phone`` only (in one transaction)."""
+        digest = self.phone_hash(phone)
         with Session(self._engine) as session:
             for row in session.exec(
-                select(PhoneIndexEntry).where(PhoneIndexEntry.account_id == account_id)
+                select(PhoneIndexEntry).where(
+                    PhoneIndexEntry.account_id == account_id, PhoneIndexEntry.phone_hash != digest
+                )
             ).all():
                 session.delete(row)
+            self._add_entry(session, digest, account_id)
+            self._commit_unless_duplicate(session)
+
+    @staticmethod
+    def _add_entry(session: Session, digest: str, account_id: str) -> None:
+        exists = session.exec(
+            select(PhoneIndexEntry.id).where(
+                PhoneIndexEntry.phone_hash == digest, PhoneIndexEntry.account_id == account_id
+            )
+        ).first()
+        if exists is None:
+            session.add(PhoneIndexEntry(phone_hash=digest, account_id=account_id))
+
+    @staticmethod
+    def _commit_unless_duplicate(session: Session) -> None:
+        try:
             session.commit()
-        self.register(phone, account_id)
-
-    def record_opt_out(self, phone: str, account_id: str) -> None:
-        with Session(self._engine) as session:
-            if session.get(OptOut, phone) is None:
-                session.add(OptOut(phone=phone, account_id=account_id))
-                try:
-                    session.commit()
-                except IntegrityError:
-                    session.rollback()
-
-    def is_opted_out(self, phone: str) -> bool:
-        with Session(self._engine) as session:
-            return session.get(OptOut, phone) is not None
+        except IntegrityError:  # the same row written concurrently: it is there, which is the point
+            session.rollback()
 
     def accounts_for(self, phone: str) -> list[str]:
         with Session(self._engine) as session:
-            rows = session.exec(
-                select(PhoneIndexEntry.account_id)
-                .where(PhoneIndexEntry.phone == phone)
-                .order_by(PhoneIndexEntry.id)  # type: ignore[arg-type]
-            ).all()
-            return list(rows)
+            return self._accounts_for(session, self.phone_hash(phone))
+
+    @staticmethod
+    def _accounts_for(session: Session, digest: str) -> list[str]:
+        rows = session.exec(
+            select(PhoneIndexEntry.account_id)
+            .where(PhoneIndexEntry.phone_hash == digest)
+            .order_by(col(PhoneIndexEntry.id))
+        ).all()
+        return list(rows)
+
+    # --- opt-outs ---------------------------------------------------------------------------------
+
+    def record_opt_out(self, phone: str, account_id: str) -> None:
+        digest = self.phone_hash(phone)
+        with Session(self._engine) as session:
+            if session.get(OptOut, digest) is None:
+                session.add(
+                    OptOut(phone_hash=digest, phone_encrypted=self._seal(phone), account_id=account_id)
+                )
+                self._commit_unless_duplicate(session)
+
+    def is_opted_out(self, phone: str) -> bool:
+        with Session(self._engine) as session:
+            return session.get(OptOut, self.phone_hash(phone)) is not None
+
+    def opt_outs(self) -> list[OptOut]:
+        """Every opt-out (``open_phone(row.phone_encrypted)`` reads a number, for compliance)."""
+        with Session(self._engine) as session:
+            return list(session.exec(select(OptOut).order_by(col(OptOut.opted_out_at))).all())
 
     # --- inbound messages -------------------------------------------------------------------------
 
@@ -146,6 +283,7 @@ class PhoneIndex:
         self, provider: str, provider_message_id: str, from_phone: str, body: str
     ) -> InboundMessage:
         """The stored message for this provider id, storing it (with its matches) when new."""
+        digest = self.phone_hash(from_phone)
         with Session(self._engine) as session:
             row = self._inbound(session, provider, provider_message_id)
             if row is None:
@@ -153,18 +291,38 @@ class PhoneIndex:
                     InboundMessage(
                         provider=provider,
                         provider_message_id=provider_message_id,
-                        from_phone=from_phone,
+                        phone_hash=digest,
+                        phone_encrypted=self._seal(from_phone),
                         body=body,
-                        matched_account_ids=self.accounts_for(from_phone),
+                        matched_account_ids=self._accounts_for(session, digest),
                     )
                 )
-                try:
-                    session.commit()
-                except IntegrityError:  # the same message stored concurrently
-                    session.rollback()
+                self._commit_unless_duplicate(session)
                 row = self._inbound(session, provider, provider_message_id)
                 assert row is not None
             return row
+
+    def claim_inbound(self, message_id: int) -> bool:
+        """Take the message for routing; False when it is routed or another request holds it."""
+        now = int(time.time())
+        statement = (
+            update(InboundMessage)
+            .where(
+                col(InboundMessage.id) == message_id,
+                col(InboundMessage.routed_at).is_(None),
+                or_(col(InboundMessage.claimed_until).is_(None), col(InboundMessage.claimed_until) < now),
+            )
+            .values(claimed_until=now + CLAIM_SECONDS)
+        )
+        with self._engine.begin() as connection:
+            return connection.execute(statement).rowcount == 1
+
+    def release_inbound(self, message_id: int) -> None:
+        """Routing failed: let the sender's retry take the message again."""
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(InboundMessage).where(col(InboundMessage.id) == message_id).values(claimed_until=None)
+            )
 
     def mark_signalled(self, message_id: int, account_id: str) -> None:
         with Session(self._engine) as session:
@@ -179,14 +337,15 @@ class PhoneIndex:
             row = session.get(InboundMessage, message_id)
             if row is not None:
                 row.routed_at = _utcnow()
+                row.claimed_until = None
                 session.add(row)
                 session.commit()
 
     def inbound_messages(self, from_phone: str | None = None) -> list[InboundMessage]:
         with Session(self._engine) as session:
-            query = select(InboundMessage).order_by(InboundMessage.id)  # type: ignore[arg-type]
+            query = select(InboundMessage).order_by(col(InboundMessage.id))
             if from_phone is not None:
-                query = query.where(InboundMessage.from_phone == from_phone)
+                query = query.where(InboundMessage.phone_hash == self.phone_hash(from_phone))
             return list(session.exec(query).all())
 
     @staticmethod
@@ -201,23 +360,125 @@ class PhoneIndex:
     # --- payment notifications --------------------------------------------------------------------
 
     def record_payment(self, reference: str, account_id: str, amount: Decimal) -> PaymentNotification:
-        """The stored notification for this reference, storing it when new."""
+        """The stored notification for this reference, storing it when new.
+
+        The reference is the primary key: of two concurrent first deliveries one insert fails and
+        that request reads the other's row.
+        """
         with Session(self._engine) as session:
             row = session.get(PaymentNotification, reference)
             if row is None:
                 session.add(PaymentNotification(reference=reference, account_id=account_id, amount=amount))
-                try:
-                    session.commit()
-                except IntegrityError:
-                    session.rollback()
+                self._commit_unless_duplicate(session)
                 row = session.get(PaymentNotification, reference)
                 assert row is not None
             return row
+
+    def claim_payment(self, reference: str) -> bool:
+        """Take the notification for signalling; False when it is signalled or held by another request."""
+        now = int(time.time())
+        statement = (
+            update(PaymentNotification)
+            .where(
+                col(PaymentNotification.reference) == reference,
+                col(PaymentNotification.signalled_at).is_(None),
+                or_(
+                    col(PaymentNotification.claimed_until).is_(None),
+                    col(PaymentNotification.claimed_until) < now,
+                ),
+            )
+            .values(claimed_until=now + CLAIM_SECONDS)
+        )
+        with self._engine.begin() as connection:
+            return connection.execute(statement).rowcount == 1
+
+    def release_payment(self, reference: str) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(PaymentNotification)
+                .where(col(PaymentNotification.reference) == reference)
+                .values(claimed_until=None)
+            )
 
     def mark_payment_signalled(self, reference: str) -> None:
         with Session(self._engine) as session:
             row = session.get(PaymentNotification, reference)
             if row is not None:
                 row.signalled_at = _utcnow()
+                row.claimed_until = None
                 session.add(row)
                 session.commit()
+
+    # --- delivery status --------------------------------------------------------------------------
+
+    def advance_delivery(
+        self, provider_message_id: str, account_id: str, status: str, *, permanent: bool = False
+    ) -> DeliveryUpdate:
+        """Move the message to ``status`` unless it is already there or further on.
+
+        A late ``sent`` after ``delivered`` changes nothing; of two final states the first stays.
+        The move is one conditional update (or the first insert), so concurrent receipts cannot
+        move the status backwards either.
+        """
+        rank = DELIVERY_RANKS[status]
+        now = _utcnow()
+        try:
+            with Session(self._engine) as session:
+                session.add(
+                    DeliveryStatus(
+                        provider_message_id=provider_message_id,
+                        account_id=account_id,
+                        status=status,
+                        rank=rank,
+                        permanent=permanent,
+                        updated_at=now,
+                    )
+                )
+                session.commit()
+            advanced = True
+        except IntegrityError:
+            statement = (
+                update(DeliveryStatus)
+                .where(
+                    col(DeliveryStatus.provider_message_id) == provider_message_id,
+                    col(DeliveryStatus.rank) < rank,
+                )
+                .values(status=status, rank=rank, permanent=permanent, updated_at=now)
+            )
+            with self._engine.begin() as connection:
+                advanced = connection.execute(statement).rowcount == 1
+        with Session(self._engine) as session:
+            current = session.get(DeliveryStatus, provider_message_id)
+            assert current is not None
+            return DeliveryUpdate(advanced=advanced, current=current)
+
+    def mark_undeliverable_signalled(self, provider_message_id: str) -> None:
+        with Session(self._engine) as session:
+            row = session.get(DeliveryStatus, provider_message_id)
+            if row is not None:
+                row.undeliverable_signalled_at = _utcnow()
+                session.add(row)
+                session.commit()
+
+    # --- webhook signatures -----------------------------------------------------------------------
+
+    def claim_signature(self, digest: str, expires_at: int) -> bool:
+        """Record a signature as used; False when it was used before (a replay).
+
+        The digest is the primary key, so of two concurrent uses exactly one insert succeeds, on any
+        number of API replicas sharing the database. Expired entries are deleted on the way.
+        """
+        with self._engine.begin() as connection:
+            connection.execute(delete(SeenSignature).where(col(SeenSignature.expires_at) < int(time.time())))
+        try:
+            with Session(self._engine) as session:
+                session.add(SeenSignature(digest=digest, expires_at=expires_at))
+                session.commit()
+        except IntegrityError:
+            return False
+        return True
+
+    def release_signature(self, digest: str) -> None:
+        """The request failed: its sender may retry it with the same signature."""
+        with self._engine.begin() as connection:
+            connection.execute(delete(SeenSignature).where(col(SeenSignature.digest) == digest))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import itertools
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,14 +20,16 @@ import httpx
 import pytest
 import uvicorn
 from sqlalchemy import Engine
-from sqlmodel import create_engine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.api import ApiSettings, create_app
-from kindly.api.security import kindly_signature, twilio_signature
+from kindly.api.security import kindly_headers, twilio_signature
 from kindly.contacts import PhoneIndex
 from kindly.contract import AccountResult
+from kindly.db import make_engine
+from kindly.errors import DecryptionError
+from kindly.keyring import KeyRing, generate_key, load_keyring
 from kindly.settings import Settings
 from tests.conftest import eventually
 from tests.lifecycle_helpers import STARTED, local_today
@@ -42,26 +47,26 @@ class Api:
     engine: Engine
     client: Client
     today: Any
+    phones: PhoneIndex
+    database: Path
 
-    @property
-    def phones(self) -> PhoneIndex:
-        return PhoneIndex(self.engine)
+
+def api_settings(**overrides: Any) -> ApiSettings:
+    values: dict[str, Any] = {
+        "api_key": API_KEY,
+        "webhook_secret": WEBHOOK_SECRET,
+        "twilio_auth_token": TWILIO_TOKEN,
+        "public_base_url": PUBLIC_BASE,
+        "max_body_bytes": MAX_BODY,
+    }
+    return ApiSettings(_env_file=None, **{**values, **overrides})
 
 
 @pytest.fixture
-async def api(
-    env: WorkflowEnvironment, client: Client, settings: Settings, tmp_path: Path
-) -> AsyncIterator[Api]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'api.db'}", connect_args={"check_same_thread": False})
-    api_settings = ApiSettings(
-        _env_file=None,
-        api_key=API_KEY,
-        webhook_secret=WEBHOOK_SECRET,
-        twilio_auth_token=TWILIO_TOKEN,
-        public_base_url=PUBLIC_BASE,
-        max_body_bytes=MAX_BODY,
-    )
-    app = create_app(client, settings, api_settings, engine)
+async def api(env: WorkflowEnvironment, client: Client, settings: Settings) -> AsyncIterator[Api]:
+    """The API on a real server, sharing the worker's database (as deployments do)."""
+    engine = make_engine(settings.database_url)
+    app = create_app(client, settings, api_settings(), engine)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     task = asyncio.create_task(server.serve())
     for _ in range(400):
@@ -72,7 +77,14 @@ async def api(
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            yield Api(http=http, engine=engine, client=client, today=await local_today(env))
+            yield Api(
+                http=http,
+                engine=engine,
+                client=client,
+                today=await local_today(env),
+                phones=PhoneIndex(engine, load_keyring(settings)),
+                database=Path(settings.database_url.removeprefix("sqlite:///")),
+            )
     finally:
         server.should_exit = True
         await task
@@ -139,15 +151,26 @@ async def post_twilio(api: Api, form: dict[str, str], *, signature: str | None =
     )
 
 
+# Each signed request gets a timestamp of its own within the tolerance, as a sender re-signs every
+# delivery: a deliberate re-send of the same body is then a new request, never a replay.
+_stamp_offsets = itertools.count()
+
+
+def fresh_timestamp() -> int:
+    return int(time.time()) - next(_stamp_offsets) % 200
+
+
 async def post_signed(
-    api: Api, path: str, payload: dict[str, Any], *, secret: str = WEBHOOK_SECRET
+    api: Api,
+    path: str,
+    payload: dict[str, Any],
+    *,
+    secret: str = WEBHOOK_SECRET,
+    timestamp: int | None = None,
 ) -> httpx.Response:
     raw = json.dumps(payload).encode()
-    return await api.http.post(
-        path,
-        content=raw,
-        headers={"Content-Type": "application/json", "X-Kindly-Signature": kindly_signature(secret, raw)},
-    )
+    headers = kindly_headers(secret, raw, fresh_timestamp() if timestamp is None else timestamp)
+    return await api.http.post(path, content=raw, headers={"Content-Type": "application/json", **headers})
 
 
 # --- operations -----------------------------------------------------------------------------------
@@ -242,9 +265,12 @@ async def test_twilio_reply_reaches_every_account_of_the_number_once(api: Api) -
     for account_id in (first, second):
         await eventually(partial(timeline_kinds, api, account_id), lambda k: "reply_received" in k)
 
-    replay = await post_twilio(api, form)
-    assert replay.status_code == 200 and "<Response/>" in replay.text
-    # A later, new message: once it has arrived, a signal from the replay would have arrived too.
+    replay = await post_twilio(api, form)  # the very same request: refused as a replay
+    assert replay.status_code == 403 and "already used" in replay.text
+    # The same message, differently signed (Twilio added a field): deduplicated by MessageSid.
+    again = await post_twilio(api, {**form, "NumSegments": "1"})
+    assert again.status_code == 200 and "<Response/>" in again.text
+    # A later, new message: once it has arrived, a signal from the re-sends would have arrived too.
     await post_twilio(api, {**form, "MessageSid": "SM0002", "Body": "paid now"})
     kinds = await eventually(lambda: timeline_kinds(api, first), lambda k: k.count("reply_received") >= 2)
     assert kinds.count("reply_received") == 2
@@ -295,8 +321,8 @@ async def test_json_inbound_sms_with_valid_and_invalid_signature(api: Api) -> No
     good = await post_signed(api, "/webhooks/sms", payload)
     assert good.status_code == 200 and good.json() == {"status": "accepted", "matched_accounts": 1}
     await eventually(lambda: timeline_kinds(api, account_id), lambda k: "reply_received" in k)
-    replay = await post_signed(api, "/webhooks/sms", payload)
-    assert replay.json()["status"] == "duplicate"
+    again = await post_signed(api, "/webhooks/sms", payload)  # the same message, signed afresh
+    assert again.json()["status"] == "duplicate"
 
     invalid = await post_signed(api, "/webhooks/sms", {"from": phone, "text": "x"})
     assert ("body", "message_id") in field_errors(invalid)
@@ -345,3 +371,68 @@ async def test_oversized_body_is_413(api: Api) -> None:
     )
     assert response.status_code == 413
     assert api.phones.inbound_messages("+8613800000005") == []
+
+
+# --- phone numbers at rest ------------------------------------------------------------------------
+
+
+def assert_no_phone_in(database: Path, phones: list[str]) -> None:
+    """No number, with or without its ``+``, in the SQLite file or its WAL and shared-memory files."""
+    files = sorted(database.parent.glob(database.name + "*"))
+    assert database in files
+    for path in files:
+        content = path.read_bytes()
+        for phone in phones:
+            for form in (phone, phone.lstrip("+")):
+                assert form.encode() not in content, f"{form} in clear in {path.name}"
+
+
+async def test_phone_numbers_are_stored_only_hashed_and_encrypted(api: Api) -> None:
+    first, moved, stranger, stopper = "+8613800000011", "+8613800000012", "+8613800000013", "+8613800000014"
+    account_id = await start_account(api, phone=first)
+    response = await post_twilio(api, {"From": first, "Body": "next week", "MessageSid": "SM1100"})
+    assert response.status_code == 200
+    await eventually(partial(timeline_kinds, api, account_id), lambda k: "reply_received" in k)
+
+    # A new number moves the account in the index: replies from it are routed, by its hash.
+    response = await api.http.post(f"/accounts/{account_id}/contact", json={"phone": moved}, headers=AUTH)
+    assert response.status_code == 202
+    assert api.phones.accounts_for(moved) == [account_id] and api.phones.accounts_for(first) == []
+    answer = await post_signed(api, "/webhooks/sms", {"from": moved, "text": "ok", "message_id": "M-1100"})
+    assert answer.json() == {"status": "accepted", "matched_accounts": 1}
+    await eventually(partial(timeline_kinds, api, account_id), lambda k: k.count("reply_received") == 2)
+
+    # An unknown sender is kept for an operator, who can read the number with the key ring.
+    await post_signed(api, "/webhooks/sms", {"from": stranger, "text": "who?", "message_id": "M-1101"})
+    [unknown] = api.phones.inbound_messages(stranger)
+    assert unknown.matched_account_ids == [] and api.phones.open_phone(unknown.phone_encrypted) == stranger
+
+    # STOP: the worker stores the opt-out by hash; a later account on that number starts opted out.
+    stopping = await start_account(api, phone=stopper)
+    await post_signed(api, "/webhooks/sms", {"from": stopper, "text": "STOP", "message_id": "M-1102"})
+    await eventually(partial(timeline_kinds, api, stopping), lambda k: "opted_out" in k)
+    await eventually(lambda: asyncio.to_thread(api.phones.is_opted_out, stopper), bool)
+    later = await start_account(api, phone=stopper)
+    await eventually(partial(timeline_kinds, api, later), lambda k: "opted_out" in k)
+    [opt_out] = api.phones.opt_outs()
+    assert api.phones.open_phone(opt_out.phone_encrypted) == stopper
+
+    assert_no_phone_in(api.database, [first, moved, stranger, stopper])
+
+
+async def test_a_wrong_key_neither_finds_nor_opens_a_number(api: Api, settings: Settings) -> None:
+    phone = "+8613800000021"
+    await post_signed(api, "/webhooks/sms", {"from": phone, "text": "hello", "message_id": "M-2100"})
+    [stored] = api.phones.inbound_messages(phone)
+    assert stored.phone_hash == api.phones.phone_hash(phone) != phone
+
+    right = load_keyring(settings)
+    wrong_keys = {key_id: base64.b64decode(generate_key()) for key_id in right.keys}
+    wrong = PhoneIndex(
+        api.engine,
+        KeyRing(keys=wrong_keys, current_id=right.current_id, hash_key=base64.b64decode(generate_key())),
+    )
+    with pytest.raises(DecryptionError):
+        wrong.open_phone(stored.phone_encrypted)
+    assert wrong.inbound_messages(phone) == []
+    assert api.phones.open_phone(stored.phone_encrypted) == phone

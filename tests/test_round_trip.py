@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.api.app import create_app
-from kindly.api.security import kindly_signature, twilio_signature
+from kindly.api.security import kindly_headers, twilio_signature
 from kindly.api.settings import ApiSettings
 from kindly.db import AuditStore, make_engine
 from kindly.sandbox import SandboxSettings, create_sandbox_app
@@ -24,6 +25,7 @@ from kindly.settings import Settings
 from tests.asgi_server import serving
 from tests.conftest import eventually
 from tests.lifecycle_helpers import STARTED, kinds, local_today, make_account, start, status, timeline
+from tests.test_api import assert_no_phone_in
 from worker import build_worker
 
 SECRET = "round-trip-secret"
@@ -38,8 +40,11 @@ class Stack:
 
 
 @asynccontextmanager
-async def stack(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Stack]:
-    """API, sandbox (as gateway, replying and sending receipts to the API) and a worker."""
+async def stack(
+    env: WorkflowEnvironment, settings: Settings, *, receipts: bool = True
+) -> AsyncIterator[Stack]:
+    """API, sandbox (as gateway, replying and, unless ``receipts`` is False, sending receipts to the
+    API) and a worker."""
     api_settings = ApiSettings(
         api_key=SecretStr("k"), webhook_secret=SecretStr(SECRET), twilio_auth_token=SecretStr(SECRET)
     )
@@ -48,7 +53,7 @@ async def stack(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[S
     async with serving(create_app(env.client, settings, api_settings, engine)) as api_url:
         sandbox_settings = SandboxSettings(
             inbound_url=f"{api_url}/webhooks/sms",
-            receipts_url=f"{api_url}/webhooks/receipts",
+            receipts_url=f"{api_url}/webhooks/receipts" if receipts else None,
             webhook_secret=SecretStr(SECRET),
         )
         async with serving(create_sandbox_app(sandbox_settings)) as sandbox_url:
@@ -87,6 +92,8 @@ async def test_reply_typed_in_the_sandbox_reaches_the_workflow(
         ]
         receipts = await eventually(lambda: _receipts(parts, account.account_id), lambda rows: len(rows) == 2)
         assert {row.outcome for row in receipts} == {"delivered"}
+        # Sent, replied to, receipts in: the database (outbox, audit log, index) has no number in clear.
+        assert_no_phone_in(Path(settings.database_url.removeprefix("sqlite:///")), [account.phone])
         await handle.terminate("test over")
         STARTED.remove(handle)
 
@@ -112,25 +119,25 @@ async def test_undeliverable_number_stops_sms_and_escalates_by_phone(
         sent = parts.audit.outbox_for(account.account_id)[0]
         receipt = json.dumps({"message_id": sent.provider_message_id, "status": "failed", "permanent": True})
         async with httpx.AsyncClient(base_url=parts.api_url) as http:
-            signed = {"X-Kindly-Signature": kindly_signature(SECRET, receipt.encode())}
+            signed = kindly_headers(SECRET, receipt.encode())
             again = await http.post("/webhooks/receipts", content=receipt, headers=signed)
             assert again.json()["status"] == "duplicate"
+            replayed = await http.post("/webhooks/receipts", content=receipt, headers=signed)
+            assert replayed.status_code == 403 and "already used" in replayed.text
             forged = await http.post(
-                "/webhooks/receipts", content=receipt, headers={"X-Kindly-Signature": "sha256=00"}
+                "/webhooks/receipts",
+                content=receipt,
+                headers={**signed, "X-Kindly-Signature": "sha256=00"},
             )
             assert forged.status_code == 403
             unknown = json.dumps({"message_id": "nope", "status": "delivered"})
             answer = await http.post(
-                "/webhooks/receipts",
-                content=unknown,
-                headers={"X-Kindly-Signature": kindly_signature(SECRET, unknown.encode())},
+                "/webhooks/receipts", content=unknown, headers=kindly_headers(SECRET, unknown.encode())
             )
             assert answer.json()["status"] == "unmatched"
             bad = json.dumps({"message_id": "x", "status": "lost"})
             answer = await http.post(
-                "/webhooks/receipts",
-                content=bad,
-                headers={"X-Kindly-Signature": kindly_signature(SECRET, bad.encode())},
+                "/webhooks/receipts", content=bad, headers=kindly_headers(SECRET, bad.encode())
             )
             assert answer.status_code == 422 and "status" in answer.text
         assert kinds(await timeline(handle)).count("sms_undeliverable") == 1
@@ -141,7 +148,8 @@ async def test_undeliverable_number_stops_sms_and_escalates_by_phone(
 async def test_twilio_status_callback_for_a_dead_number_stops_sms(
     env: WorkflowEnvironment, settings: Settings
 ) -> None:
-    async with stack(env, settings) as parts:
+    # Twilio's callback is the only receipt here: a sandbox "delivered" first would be final.
+    async with stack(env, settings, receipts=False) as parts:
         account = make_account((await local_today(env)) - timedelta(days=1), phone="+8613800130001")
         handle = await start(env.client, parts.task_queue, account)
         await env.sleep(timedelta(days=1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 
 import httpx
 from pydantic import SecretStr
@@ -61,7 +62,10 @@ async def test_inbox_page_escapes_and_a_reply_is_posted_signed() -> None:
         posted = inbound.requests_to("/webhooks/sms")
     assert len(posted) == 1
     assert posted[0].json()["from"] == "+8613800138000" and posted[0].json()["text"] == "STOP"
-    expected = "sha256=" + hmac.new(b"s3cret", posted[0].body, hashlib.sha256).hexdigest()
+    timestamp = posted[0].headers["x-kindly-timestamp"]
+    assert timestamp.isdigit() and abs(int(timestamp) - time.time()) < 300
+    signed = timestamp.encode() + b"." + posted[0].body
+    expected = "sha256=" + hmac.new(b"s3cret", signed, hashlib.sha256).hexdigest()
     assert posted[0].headers["x-kindly-signature"] == expected
 
 

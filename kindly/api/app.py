@@ -18,6 +18,7 @@ from kindly.api.deps import ApiContext
 from kindly.api.settings import ApiSettings
 from kindly.contacts import PhoneIndex, create_tables
 from kindly.db import AuditStore
+from kindly.keyring import load_keyring
 from kindly.operations import AccountNotFoundError
 from kindly.settings import Settings
 
@@ -39,7 +40,7 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
         client=client,
         settings=settings,
         api_settings=api_settings,
-        phones=PhoneIndex(engine),
+        phones=PhoneIndex(engine, load_keyring(settings)),
         audit=AuditStore(engine),
     )
     app.include_router(ops.router)

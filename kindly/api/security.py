@@ -2,6 +2,24 @@
 
 Every comparison is constant-time (``hmac.compare_digest``) so a caller cannot guess a key or a
 signature byte by byte from response times.
+
+Kindly's JSON webhooks are signed Stripe-style: ``X-Kindly-Timestamp`` holds the unix time (seconds)
+of the request, ``X-Kindly-Signature`` is ``sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">``
+with the webhook secret. A request whose timestamp is more than ``webhook_tolerance_seconds`` away
+from the API's clock is refused, and so is a signature already used: an eavesdropped request cannot
+be sent again, neither later (timestamp) nor at once (the used signature is stored until its
+timestamp leaves the tolerance).
+
+Twilio's scheme has no timestamp: its signature covers the URL and the form only, so a captured
+request would verify for ever. Its signatures are remembered for ``twilio_replay_window_seconds``
+and a second use within that window is refused as well. Twilio itself re-sends a request when our
+answer timed out, with the same signature: that re-send is refused (403) when the first delivery
+succeeded, which is harmless because the message or status was processed then (and a re-send
+after the window is deduplicated by ``MessageSid``). A delivery that *failed* releases its signature
+(``single_use``), so Twilio's retry after a 5xx is processed normally.
+
+Signatures are recorded in the database (``webhook_signature``), not in memory, so the check holds
+across API replicas; concurrent uses of one signature are settled by its primary key.
 """
 
 from __future__ import annotations
@@ -9,17 +27,26 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterable
+import re
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, cast
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
 
 from kindly.api.settings import ApiSettings
+from kindly.contacts import PhoneIndex
 
 API_KEY_HEADER = "X-API-Key"
 TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
 KINDLY_SIGNATURE_HEADER = "X-Kindly-Signature"
+KINDLY_TIMESTAMP_HEADER = "X-Kindly-Timestamp"
+
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 
 _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
@@ -64,31 +91,109 @@ def public_url(request: Request, public_base_url: str | None) -> str:
     return url
 
 
-def verify_twilio(request: Request, params: list[tuple[str, str]], auth_token: str | None) -> None:
+def verify_twilio(request: Request, params: list[tuple[str, str]], auth_token: str | None) -> SignatureUse:
+    """403 unless ``X-Twilio-Signature`` matches; the use to record against replays."""
     if auth_token is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Twilio webhook is not configured")
     given = request.headers.get(TWILIO_SIGNATURE_HEADER)
     if not given:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"missing {TWILIO_SIGNATURE_HEADER} header")
-    url = public_url(request, api_settings_of(request).public_base_url)
+        raise _forbidden(f"missing {TWILIO_SIGNATURE_HEADER} header")
+    settings = api_settings_of(request)
+    url = public_url(request, settings.public_base_url)
     if not secrets_equal(given, twilio_signature(auth_token, url, params)):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"invalid {TWILIO_SIGNATURE_HEADER}")
+        raise _forbidden(f"invalid {TWILIO_SIGNATURE_HEADER}")
+    return SignatureUse(
+        digest=_digest("twilio", given),
+        expires_at=int(time.time()) + settings.twilio_replay_window_seconds,
+        header=TWILIO_SIGNATURE_HEADER,
+    )
 
 
 # --- Kindly's JSON webhooks -----------------------------------------------------------------------
 
 
-def kindly_signature(secret: str, body: bytes) -> str:
-    """``sha256=<hex HMAC-SHA256 of the raw body>``: the value of ``X-Kindly-Signature``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def kindly_signature(secret: str, body: bytes, timestamp: int) -> str:
+    """``sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">``: the value of ``X-Kindly-Signature``."""
+    signed = str(timestamp).encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
-def verify_kindly(request: Request, body: bytes) -> None:
-    secret = api_settings_of(request).webhook_secret
+def kindly_headers(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """Both headers a sender of a JSON webhook sets, signed now unless ``timestamp`` is given."""
+    when = int(time.time()) if timestamp is None else timestamp
+    return {
+        KINDLY_TIMESTAMP_HEADER: str(when),
+        KINDLY_SIGNATURE_HEADER: kindly_signature(secret, body, when),
+    }
+
+
+def verify_kindly(request: Request, body: bytes) -> SignatureUse:
+    """403, naming the reason, unless the signature matches and its timestamp is within tolerance.
+
+    The signature is checked before the timestamp, so an unsigned caller learns nothing about the
+    clock; whether it was used before is ``single_use``'s part.
+    """
+    settings = api_settings_of(request)
+    secret = settings.webhook_secret
     if secret is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "JSON webhooks are not configured")
     given = request.headers.get(KINDLY_SIGNATURE_HEADER)
     if not given:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"missing {KINDLY_SIGNATURE_HEADER} header")
-    if not secrets_equal(given, kindly_signature(secret.get_secret_value(), body)):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"invalid {KINDLY_SIGNATURE_HEADER}")
+        raise _forbidden(f"missing {KINDLY_SIGNATURE_HEADER} header")
+    stamp = request.headers.get(KINDLY_TIMESTAMP_HEADER)
+    if not stamp:
+        raise _forbidden(f"missing {KINDLY_TIMESTAMP_HEADER} header")
+    if not _UNIX_SECONDS.fullmatch(stamp):
+        raise _forbidden(f"invalid {KINDLY_TIMESTAMP_HEADER}: unix seconds expected")
+    timestamp = int(stamp)
+    if not secrets_equal(given, kindly_signature(secret.get_secret_value(), body, timestamp)):
+        raise _forbidden(f"invalid {KINDLY_SIGNATURE_HEADER}")
+    tolerance = settings.webhook_tolerance_seconds
+    skew = int(time.time()) - timestamp
+    if skew > tolerance:
+        raise _forbidden(f"{KINDLY_TIMESTAMP_HEADER} is {skew} s old, outside the {tolerance} s tolerance")
+    if -skew > tolerance:
+        raise _forbidden(
+            f"{KINDLY_TIMESTAMP_HEADER} is {-skew} s in the future, outside the {tolerance} s tolerance"
+        )
+    # Past this instant the timestamp check refuses the request anyway: no need to remember it longer.
+    return SignatureUse(
+        digest=_digest("kindly", given), expires_at=timestamp + tolerance, header=KINDLY_SIGNATURE_HEADER
+    )
+
+
+# --- replays --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignatureUse:
+    """A verified signature, as stored against replays: a digest and until when it matters."""
+
+    digest: str
+    expires_at: int  # unix seconds
+    header: str
+
+
+def _digest(scheme: str, signature: str) -> str:
+    return hashlib.sha256(f"{scheme}:{signature}".encode()).hexdigest()
+
+
+def _forbidden(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_403_FORBIDDEN, detail)
+
+
+@asynccontextmanager
+async def single_use(phones: PhoneIndex, use: SignatureUse) -> AsyncIterator[None]:
+    """Run the request's work once per signature: 403 for a replay.
+
+    The signature is recorded before the work, so a concurrent replay is refused too; when the work
+    fails (any exception: Temporal unavailable, a bad body) the record is removed again, so that the
+    sender's retry of the same request is not mistaken for a replay.
+    """
+    if not await run_in_threadpool(phones.claim_signature, use.digest, use.expires_at):
+        raise _forbidden(f"{use.header} was already used: replayed request refused")
+    try:
+        yield
+    except BaseException:
+        await run_in_threadpool(phones.release_signature, use.digest)
+        raise

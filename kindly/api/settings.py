@@ -13,8 +13,14 @@ class ApiSettings(BaseSettings):
 
     # Required by every operations endpoint in the ``X-API-Key`` header.
     api_key: SecretStr
-    # HMAC-SHA256 secret of the JSON webhooks (``X-Kindly-Signature``); unset disables them.
+    # HMAC-SHA256 secret of the JSON webhooks (``X-Kindly-Timestamp`` + ``X-Kindly-Signature``); unset
+    # disables them.
     webhook_secret: SecretStr | None = None
+    # How far a JSON webhook's ``X-Kindly-Timestamp`` may be from the API's clock, either way; a used
+    # signature is refused as a replay for as long as its timestamp is within it.
+    webhook_tolerance_seconds: int = Field(default=300, gt=0)
+    # How long a used ``X-Twilio-Signature`` is remembered and refused again (Twilio signs no time).
+    twilio_replay_window_seconds: int = Field(default=24 * 3600, gt=0)
     # Verifies ``X-Twilio-Signature`` on the Twilio inbound-SMS webhook; unset disables it.
     twilio_auth_token: SecretStr | None = None
     # The externally visible base URL (``https://api.example.com``) when behind a proxy: Twilio signs

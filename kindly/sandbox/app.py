@@ -3,7 +3,9 @@
 It speaks the webhook provider's JSON (``POST /sms``) and the shape of Twilio's Messages API, honours
 the idempotency key (the same key twice is one message, as a real gateway's deduplication would be),
 shows an inbox per phone number at ``/``, and posts a typed reply to Kindly's inbound webhook signed
-like any other caller must sign it.
+like any other caller must sign it: ``X-Kindly-Timestamp`` (unix seconds) and ``X-Kindly-Signature``
+(``sha256=`` and the hex HMAC-SHA256 of ``"<timestamp>.<body>"``), fresh for every request. This is
+an implementation of its own, not Kindly's, so the tests check the documented scheme.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hmac
 import html
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -31,7 +34,7 @@ class SandboxSettings(BaseSettings):
     inbound_url: str | None = None
     """Kindly's JSON inbound-SMS webhook that typed replies are posted to."""
     webhook_secret: SecretStr | None = None
-    """Shared secret for the ``X-Kindly-Signature`` HMAC-SHA256 of the reply body."""
+    """Shared secret of the ``X-Kindly-Signature`` HMAC-SHA256 over ``"<timestamp>.<body>"``."""
     receipts_url: str | None = None
     """Kindly's JSON delivery-receipt webhook; each accepted send gets a receipt there."""
     undeliverable_suffix: str = "0000"
@@ -106,9 +109,20 @@ class Mailbox:
             return sorted({m.phone for m in self.messages})
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The ``X-Kindly-Signature`` header value for a body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """The ``X-Kindly-Signature`` header value for a body sent at ``timestamp`` (unix seconds)."""
+    signed = f"{timestamp}.".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def signed_headers(settings: SandboxSettings, body: bytes) -> dict[str, str]:
+    """JSON content type and, with a secret, the timestamp and signature headers, signed now."""
+    headers = {"Content-Type": "application/json"}
+    if settings.webhook_secret is not None:
+        now = int(time.time())
+        headers["X-Kindly-Timestamp"] = str(now)
+        headers["X-Kindly-Signature"] = sign(settings.webhook_secret.get_secret_value(), body, now)
+    return headers
 
 
 def create_sandbox_app(settings: SandboxSettings, mailbox: Mailbox | None = None) -> FastAPI:
@@ -209,14 +223,14 @@ async def _post_receipt(settings: SandboxSettings, message: StoredMessage) -> No
         "error_code": "30005" if dead else None,
         "permanent": dead,
     }
-    body = json.dumps(receipt).encode()
-    headers = {"Content-Type": "application/json"}
-    if settings.webhook_secret is not None:
-        headers["X-Kindly-Signature"] = sign(settings.webhook_secret.get_secret_value(), body)
     # Kindly records the provider's id when the send returns: until then the receipt is
-    # "unmatched", and a carrier would simply send it again a little later.
+    # "unmatched", and a carrier would simply send it again a little later. Each attempt is signed
+    # afresh and numbered, so no two attempts carry the same signature (which Kindly would refuse
+    # as a replay).
     async with httpx.AsyncClient(timeout=10) as client:
         for attempt in range(20):
+            body = json.dumps({**receipt, "attempt": attempt + 1}).encode()
+            headers = signed_headers(settings, body)
             try:
                 answer = await client.post(settings.receipts_url, content=body, headers=headers)
                 if answer.status_code < 300 and answer.json().get("status") != "unmatched":
@@ -230,11 +244,10 @@ async def _post_reply(settings: SandboxSettings, phone: str, text: str, message_
     if settings.inbound_url is None:
         return
     body = json.dumps({"from": phone, "text": text, "message_id": message_id}).encode()
-    headers = {"Content-Type": "application/json"}
-    if settings.webhook_secret is not None:
-        headers["X-Kindly-Signature"] = sign(settings.webhook_secret.get_secret_value(), body)
     async with httpx.AsyncClient(timeout=10) as client:
-        response = await client.post(settings.inbound_url, content=body, headers=headers)
+        response = await client.post(
+            settings.inbound_url, content=body, headers=signed_headers(settings, body)
+        )
     if response.status_code >= 400:
         raise HTTPException(502, f"Kindly's inbound webhook answered {response.status_code}")
 
