@@ -7,29 +7,32 @@ from datetime import timedelta
 
 from temporalio.client import Client, TLSConfig, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 
+from kindly.codec import data_converter
 from kindly.contract import WORKFLOW_TYPE, AccountInput, AccountResult, workflow_id_for
 from kindly.errors import ConfigurationError
+from kindly.keyring import load_keyring
 from kindly.settings import Settings
 
 
 async def connect(
     settings: Settings, *, wait: timedelta = timedelta(seconds=0), runtime: Runtime | None = None
 ) -> Client:
-    """A client with Kindly's data converter; retries for ``wait`` while a server starts.
+    """A client with Kindly's data converter (every payload encrypted with the settings' key ring,
+    ``kindly.codec``); retries for ``wait`` while a server starts.
 
     ``runtime`` carries telemetry (the worker's Prometheus endpoint); other callers use the default.
     """
+    converter = data_converter(load_keyring(settings))
     deadline = asyncio.get_running_loop().time() + wait.total_seconds()
     while True:
         try:
             return await Client.connect(
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
-                data_converter=pydantic_data_converter,
+                data_converter=converter,
                 api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
                 tls=tls_config(settings),
                 runtime=runtime,

@@ -3,6 +3,14 @@
 Run ``.venv/bin/python -m tests.capture_histories`` after a release, commit the new files, and keep
 the old ones: the replay test then fails the build whenever a change would break accounts in flight.
 The scenarios run on the time-skipping server with fake customers only.
+
+Payloads are encrypted like production's (``kindly.codec``), with the fixed, public test keys of
+``tests/histories/keys.json``, so the stored histories exercise the codec on replay and stay readable
+whatever keys the other tests use. Never change or drop a key in that file: add a new one and make it
+current. Histories from before encryption (``v1-*``) hold plain payloads, which the codec passes
+through. A history of a real account fetched with ``temporal workflow show --output json`` (test data
+only) holds the payloads as the server has them, encrypted with the deployment's keys: fetch it with
+``--codec-endpoint`` so it is decrypted (README), then it replays whatever the keys.
 """
 
 from __future__ import annotations
@@ -13,12 +21,15 @@ import tempfile
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
+from kindly.codec import data_converter
 from kindly.dev_server import bundled_binary
+from kindly.keyring import load_keyring
 from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
 from tests.http_recorder import RecordingHttpServer
@@ -26,7 +37,19 @@ from tests.lifecycle_helpers import local_today, make_account, start
 from worker import build_worker
 
 HISTORIES = Path(__file__).parent / "histories"
+KEYS_FILE = HISTORIES / "keys.json"
 VERSION = "v1"
+
+
+def history_encryption_settings() -> dict[str, Any]:
+    """The ``Settings`` fields of the histories' key ring (``encryption_keys`` and so on)."""
+    fields: dict[str, Any] = json.loads(KEYS_FILE.read_text(encoding="utf-8"))
+    return fields
+
+
+def history_converter() -> DataConverter:
+    """The worker's data converter with the histories' keys: what captures and what replays."""
+    return data_converter(load_keyring(Settings(_env_file=None, **history_encryption_settings())))
 
 
 async def _escalation(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
@@ -62,7 +85,7 @@ async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=bundled_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=history_converter(),
     )
     try:
         await ensure_search_attributes(env.client, env.client.namespace)
@@ -78,6 +101,7 @@ async def main() -> None:
                 phone_webhook_url=f"{gateway.url}/phone",
                 specialist_webhook_url=f"{gateway.url}/specialist",
                 policy_file=policies,
+                **history_encryption_settings(),
             )
             async with build_worker(env.client, settings) as worker, worker:
                 for name, scenario in (

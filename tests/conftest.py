@@ -12,11 +12,13 @@ from typing import Any, TypeVar
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
+from kindly.codec import data_converter
 from kindly.db import AuditStore, make_engine
 from kindly.dev_server import bundled_binary
+from kindly.keyring import load_keyring
 from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
 from tests.http_recorder import RecordingHttpServer
@@ -31,13 +33,33 @@ TEST_POLICIES = {
     "own_words": {"holiday_calendar": None, "reply_keywords": {"dispute": ["chargeback"]}},
 }
 
+# Fixed, obviously fake keys (base64 of readable 32-byte strings): every test encrypts Temporal
+# payloads like production does, and none creates a development key ring in ``.data/keys.json``.
+ENCRYPTION_SETTINGS: dict[str, Any] = {
+    "encryption_keys": {"test-1": "a2luZGx5LXRlc3Qta2V5LTEtbm90LWEtc2VjcmV0ISE="},
+    "encryption_key_id": "test-1",
+    "lookup_hash_key": "a2luZGx5LXRlc3QtaGFzaC1rZXktbm90LXNlY3JldCE=",
+}
+ENCRYPTION_ENV = {
+    "COLLECTIONS_ENCRYPTION_KEYS": json.dumps(ENCRYPTION_SETTINGS["encryption_keys"]),
+    "COLLECTIONS_ENCRYPTION_KEY_ID": ENCRYPTION_SETTINGS["encryption_key_id"],
+    "COLLECTIONS_LOOKUP_HASH_KEY": ENCRYPTION_SETTINGS["lookup_hash_key"],
+}
+"""The same keys as environment variables, for the CLI and worker subprocesses under test."""
+
+
+def encrypting_converter() -> DataConverter:
+    """The worker's data converter with the test keys: for clients that tests build themselves."""
+    return data_converter(load_keyring(Settings(_env_file=None, **ENCRYPTION_SETTINGS)))
+
 
 @pytest.fixture
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    """A fresh time-skipping server per test: each starts at today's date, not years ahead."""
+async def env(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
+    """A fresh time-skipping server per test: each starts at today's date, not years ahead. Its
+    client encrypts with the test settings' key ring, as ``kindly.temporal.connect`` does."""
     environment = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=bundled_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(load_keyring(settings)),
     )
     try:
         yield environment
@@ -65,6 +87,7 @@ def settings(tmp_path: Path, gateway: RecordingHttpServer) -> Settings:
         phone_webhook_url=f"{gateway.url}/phone",
         specialist_webhook_url=f"{gateway.url}/specialist",
         policy_file=policy_file,
+        **ENCRYPTION_SETTINGS,
     )
 
 
@@ -119,7 +142,7 @@ async def dev_env(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
     """A real dev server (full visibility: list, count, search attributes) with a Kindly worker."""
     environment = await WorkflowEnvironment.start_local(
         dev_server_existing_path=bundled_binary("temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(load_keyring(settings)),
         ui=False,
     )
     try:

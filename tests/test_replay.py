@@ -2,6 +2,10 @@
 
 Histories are captured by ``python -m tests.capture_histories`` and never edited. When a change must
 alter what running accounts do, put it behind ``workflow.patched`` so these still replay.
+
+The replayer uses the worker's data converter, codec included (with the histories' test keys in
+``tests/histories/keys.json``): a history must decode exactly as a worker would decode it. The ``v1``
+histories predate encryption and replay through the codec's pass-through of plain payloads.
 """
 
 from __future__ import annotations
@@ -10,12 +14,12 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.capture_histories import KEYS_FILE, history_converter
 from workflows.overdue_account import OverdueAccountWorkflow
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORIES = sorted(path for path in KEYS_FILE.parent.glob("*.json") if path != KEYS_FILE)
 
 
 def test_histories_are_stored() -> None:
@@ -24,7 +28,7 @@ def test_histories_are_stored() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_stored_history_replays_with_current_code(path: Path) -> None:
-    replayer = Replayer(workflows=[OverdueAccountWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[OverdueAccountWorkflow], data_converter=history_converter())
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"

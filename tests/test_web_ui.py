@@ -13,14 +13,13 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.dev_server import bundled_binary
 from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
 from kindly.temporal import start_account
-from tests.conftest import eventually
+from tests.conftest import encrypting_converter, eventually
 from tests.lifecycle_helpers import make_account
 from worker import build_worker
 
@@ -43,7 +42,7 @@ async def ui_env(settings: Settings) -> AsyncIterator[tuple[WorkflowEnvironment,
     ui_port = _free_port()
     environment = await WorkflowEnvironment.start_local(
         dev_server_existing_path=bundled_binary("temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=encrypting_converter(),
         ui=True,
         ui_port=ui_port,
     )
