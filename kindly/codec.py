@@ -85,9 +85,9 @@ def data_converter(keyring: KeyRing) -> DataConverter:
     The worker, every client (CLI, API, demo, tests) and the replay test use it, so what one writes
     the others read. ``DefaultFailureConverterWithEncodedAttributes`` moves an error's message and
     stack trace into an encoded attribute (the codec encrypts it): an exception's text is whatever
-    the raising code or library put there (some quote the value they refused) and a stack trace
-    shows source lines and their values' names, so neither goes to the server in clear. Without the
-    codec server the Web UI and the CLI show such an error as ``Encoded failure``.
+    the raising code or library put there (some quote the value they refused), and a stack trace
+    quotes source lines; neither goes to the server in clear. Without the codec server the Web UI
+    and the CLI show such an error as ``Encoded failure``.
     """
     return dataclasses.replace(
         pydantic_data_converter,

@@ -1,8 +1,9 @@
-"""The FastAPI application: operations (API key) and webhooks (signatures). OpenAPI at ``/docs``."""
+"""The FastAPI application: operations (API key), webhooks (signatures) and the codec server (API key
+or UI token). OpenAPI at ``/docs``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
@@ -13,9 +14,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from kindly.api import ops, receipts, webhooks
+from kindly.api import codec_server, ops, receipts, webhooks
 from kindly.api.deps import ApiContext
 from kindly.api.settings import ApiSettings
+from kindly.codec import EncryptionCodec
 from kindly.contacts import PhoneIndex, create_tables
 from kindly.db import AuditStore
 from kindly.keyring import load_keyring
@@ -35,20 +37,29 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
         version="0.1.0",
         lifespan=lifespan,
     )
+    keyring = load_keyring(settings)
     app.state.api_settings = api_settings
+    app.state.codec = EncryptionCodec(keyring)
     app.state.context = ApiContext(
         client=client,
         settings=settings,
         api_settings=api_settings,
-        phones=PhoneIndex(engine, load_keyring(settings)),
+        phones=PhoneIndex(engine, keyring),
         audit=AuditStore(engine),
     )
     app.include_router(ops.router)
     app.include_router(webhooks.router)
     app.include_router(receipts.router)
+    app.include_router(codec_server.router)
     app.add_exception_handler(AccountNotFoundError, _account_not_found)
     app.add_exception_handler(RPCError, _temporal_unavailable)
-    app.add_middleware(BodySizeLimit, max_body_bytes=api_settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_body_bytes=api_settings.max_body_bytes,
+        path_limits={codec_server.CODEC_PREFIX + "/": api_settings.codec_max_body_bytes},
+    )
+    # Outermost: CORS preflights for the codec paths are answered before anything else runs.
+    app.add_middleware(codec_server.CodecCors, allow_origins=api_settings.codec_cors_origins)
     return app
 
 
@@ -68,26 +79,34 @@ class BodySizeLimit:
     """Answers 413 to a body over ``max_body_bytes``, declared (Content-Length) or streamed.
 
     The body is read here, at most ``max_body_bytes`` of it, and replayed to the application.
+    ``path_limits`` sets other limits by path prefix (the codec server takes whole histories).
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, path_limits: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = next(
+            (size for prefix, size in self.path_limits.items() if scope["path"].startswith(prefix)),
+            self.max_body_bytes,
+        )
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
         if declared is not None:
             try:
-                too_big = int(declared) > self.max_body_bytes
+                too_big = int(declared) > limit
             except ValueError:
                 await _reply(send, status.HTTP_400_BAD_REQUEST, "invalid Content-Length")
                 return
             if too_big:
-                await _reply(send, status.HTTP_413_CONTENT_TOO_LARGE, self._too_large())
+                await _reply(send, status.HTTP_413_CONTENT_TOO_LARGE, _too_large(limit))
                 return
 
         chunks: list[bytes] = []
@@ -98,8 +117,8 @@ class BodySizeLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
-                await _reply(send, status.HTTP_413_CONTENT_TOO_LARGE, self._too_large())
+            if size > limit:
+                await _reply(send, status.HTTP_413_CONTENT_TOO_LARGE, _too_large(limit))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -116,8 +135,9 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
-    def _too_large(self) -> str:
-        return f"request body exceeds {self.max_body_bytes} bytes"
+
+def _too_large(limit: int) -> str:
+    return f"request body exceeds {limit} bytes"
 
 
 async def _reply(send: Send, status_code: int, detail: str) -> None:

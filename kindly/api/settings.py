@@ -28,5 +28,17 @@ class ApiSettings(BaseSettings):
     public_base_url: str | None = None
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
 
+    # Codec server (``/codec``, kindly.api.codec_server): it decrypts Temporal payloads for the Web UI
+    # and the CLI with the API key. Browsers on these origins (the Web UI) may call it (CORS).
+    codec_cors_origins: list[str] = Field(
+        default_factory=lambda: ["http://localhost:8233", "http://127.0.0.1:8233"]
+    )
+    # For a Web UI that cannot send the API key (the dev server's UI sends no credentials): a random
+    # secret path segment, the UI's codec endpoint being ``<api>/codec/ui/<token>``. Unset: disabled.
+    # ``make run`` sets a new one at each start.
+    codec_ui_token: SecretStr | None = Field(default=None, min_length=24)
+    # Codec requests carry whole histories' payloads (a continue-as-new input holds the timeline).
+    codec_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
