@@ -374,6 +374,10 @@ class PhoneIndex:
                 assert row is not None
             return row
 
+    def payment(self, reference: str) -> PaymentNotification | None:
+        with Session(self._engine) as session:
+            return session.get(PaymentNotification, reference)
+
     def claim_payment(self, reference: str) -> bool:
         """Take the notification for signalling; False when it is signalled or held by another request."""
         now = int(time.time())
@@ -451,6 +455,10 @@ class PhoneIndex:
             current = session.get(DeliveryStatus, provider_message_id)
             assert current is not None
             return DeliveryUpdate(advanced=advanced, current=current)
+
+    def delivery(self, provider_message_id: str) -> DeliveryStatus | None:
+        with Session(self._engine) as session:
+            return session.get(DeliveryStatus, provider_message_id)
 
     def mark_undeliverable_signalled(self, provider_message_id: str) -> None:
         with Session(self._engine) as session:
