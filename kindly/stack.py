@@ -2,7 +2,9 @@
 
 The Temporal dev server (SQLite under ``.data/``, Web UI), the worker with its search attributes, the
 HTTP API, the SMS sandbox as the gateway, and a demo portfolio. Replies typed in the sandbox reach
-the workflows through the API's signed inbound webhook. Ctrl-C stops it all.
+the workflows through the API's signed inbound webhook. The Web UI decrypts payloads through the API's
+codec server, at a path holding a secret made anew at each start (the dev UI cannot send the API
+key; ``kindly.api.codec_server``). Ctrl-C stops it all.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 
 from pydantic import SecretStr
 from temporalio.client import Client
@@ -17,6 +20,7 @@ from temporalio.client import Client
 from kindly.api.app import create_app
 from kindly.api.settings import ApiSettings
 from kindly.db import make_engine
+from kindly.dev_server import UI_CODEC_ENDPOINT_ENV
 from kindly.sandbox import SandboxSettings, create_sandbox_app
 from kindly.settings import Settings
 from worker import ServedApp, serve
@@ -29,16 +33,23 @@ DEV_WEBHOOK_SECRET = "dev-webhook-secret"
 
 def stack_settings() -> tuple[Settings, ApiSettings, SandboxSettings]:
     """Environment settings, with the sandbox as gateway and dev secrets where none are set."""
+    settings = Settings()
     api_settings = ApiSettings(
         api_key=SecretStr(os.environ.get("COLLECTIONS_API_KEY", DEV_API_KEY)),
         webhook_secret=SecretStr(os.environ.get("COLLECTIONS_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET)),
+    )
+    ui_origins = [f"http://{host}:{settings.dev_server_ui_port}" for host in ("localhost", "127.0.0.1")]
+    api_settings = api_settings.model_copy(
+        update={
+            "codec_ui_token": api_settings.codec_ui_token or SecretStr(secrets.token_urlsafe(32)),
+            "codec_cors_origins": list(dict.fromkeys([*api_settings.codec_cors_origins, *ui_origins])),
+        }
     )
     sandbox = SandboxSettings(
         inbound_url=f"http://127.0.0.1:{api_settings.api_port}/webhooks/sms",
         receipts_url=f"http://127.0.0.1:{api_settings.api_port}/webhooks/receipts",
         webhook_secret=api_settings.webhook_secret,
     )
-    settings = Settings()
     if "COLLECTIONS_SMS_PROVIDER" not in os.environ:
         settings = settings.model_copy(
             update={
@@ -49,9 +60,19 @@ def stack_settings() -> tuple[Settings, ApiSettings, SandboxSettings]:
     return settings, api_settings, sandbox
 
 
+def ui_codec_endpoint(api_settings: ApiSettings) -> str:
+    """The codec endpoint the dev server's Web UI calls from the browser: the API's token path."""
+    if api_settings.codec_ui_token is None:
+        raise ValueError("the stack sets codec_ui_token")
+    host = "127.0.0.1" if api_settings.api_host in ("0.0.0.0", "::") else api_settings.api_host
+    token = api_settings.codec_ui_token.get_secret_value()
+    return f"http://{host}:{api_settings.api_port}/codec/ui/{token}"
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings, api_settings, sandbox = stack_settings()
+    os.environ[UI_CODEC_ENDPOINT_ENV] = ui_codec_endpoint(api_settings)
 
     def apps(client: Client) -> list[ServedApp]:
         api = create_app(client, settings, api_settings, make_engine(settings.database_url))
@@ -65,7 +86,9 @@ def main() -> None:
         f"  Temporal Web UI   http://localhost:{settings.dev_server_ui_port}\n"
         f"  SMS sandbox inbox http://{sandbox.host}:{sandbox.port}/\n"
         f"  HTTP API docs     http://{api_settings.api_host}:{api_settings.api_port}/docs"
-        f"  (X-API-Key: {api_settings.api_key.get_secret_value()})\n",
+        f"  (X-API-Key: {api_settings.api_key.get_secret_value()})\n"
+        f"  Codec server      http://{api_settings.api_host}:{api_settings.api_port}/codec"
+        "  (temporal CLI: --codec-endpoint <it> --codec-auth 'Bearer <API key>')\n",
         flush=True,
     )
     asyncio.run(serve(settings, dev=True, demo=True, apps=apps))

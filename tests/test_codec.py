@@ -12,9 +12,11 @@ import asyncio
 import base64
 import json
 import os
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,11 +35,13 @@ from kindly.api import create_app
 from kindly.api.settings import ApiSettings
 from kindly.codec import ENCRYPTED_ENCODING, KEY_ID_KEY, EncryptionCodec, data_converter
 from kindly.db import make_engine
-from kindly.dev_server import bundled_binary
+from kindly.dev_server import bundled_binary, start_dev_server
 from kindly.errors import DecryptionError
 from kindly.keyring import KeyRing, load_keyring
 from kindly.settings import Settings
+from kindly.stack import stack_settings, ui_codec_endpoint
 from tests.asgi_server import serving
+from tests.conftest import eventually
 from tests.lifecycle_helpers import days, local_today, make_account, start
 from workflows.overdue_account import OverdueAccountWorkflow
 
@@ -408,3 +412,53 @@ async def test_an_encrypted_history_replays_only_with_the_codec(
 
     without = Replayer(workflows=[OverdueAccountWorkflow], data_converter=pydantic_data_converter)
     assert (await without.replay_workflow(history, raise_on_replay_failure=False)).replay_failure is not None
+
+
+# --- make run ---------------------------------------------------------------------------------------
+
+
+async def test_make_run_gives_the_dev_web_ui_the_codec_token_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stack's API gets a fresh UI token and the dev server's Web UI is told to call it there."""
+    monkeypatch.chdir(tmp_path)  # no developer's .env
+    for name in [name for name in os.environ if name.startswith("COLLECTIONS_")]:
+        monkeypatch.delenv(name)
+    ui_port = _free_port()
+    monkeypatch.setenv("COLLECTIONS_DEV_SERVER_UI_PORT", str(ui_port))
+
+    _, api_settings, _ = stack_settings()
+    _, again, _ = stack_settings()
+    endpoint = ui_codec_endpoint(api_settings)
+
+    assert api_settings.codec_ui_token is not None and again.codec_ui_token is not None
+    assert api_settings.codec_ui_token != again.codec_ui_token, "a new secret at each start"
+    assert endpoint == f"http://127.0.0.1:8000/codec/ui/{api_settings.codec_ui_token.get_secret_value()}"
+    assert f"http://localhost:{ui_port}" in api_settings.codec_cors_origins
+
+    server = start_dev_server(
+        tmp_path / "temporal.db", port=_free_port(), ui_port=ui_port, ui_codec_endpoint=endpoint
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ui_port}") as http:
+
+            async def ui_settings() -> dict[str, Any] | None:
+                try:
+                    answer = await http.get("/api/v1/settings")
+                except httpx.TransportError:
+                    return None
+                settings: dict[str, Any] = answer.json()
+                return settings
+
+            shown = await eventually(ui_settings, lambda found: found is not None, attempts=2400)
+        assert shown is not None and shown["Codec"]["Endpoint"] == endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
