@@ -28,7 +28,7 @@ from rich.table import Table
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from kindly.contract import Close, Pause, Repayment, Resume, Settle, SignalName
+from kindly.contract import Close, Pause, RefreshPolicy, Repayment, Resume, Settle, SignalName
 from kindly.operations import (
     AccountNotFoundError,
     account_query,
@@ -373,6 +373,24 @@ def bulk_resume(
 ) -> None:
     """Resume every paused open account the filters select."""
     _bulk(_query(stage, segment, None, True, query), SignalName.RESUME, _payload(Resume), dry_run, yes)
+
+
+@app.command("bulk-refresh-policy")
+def bulk_refresh_policy(
+    reason: Annotated[str | None, typer.Option(help="Why the policy changed (in each timeline).")] = None,
+    stage: StageOption = None,
+    segment: SegmentOption = None,
+    query: QueryOption = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+) -> None:
+    """Roll a changed policy file out to open accounts: each reloads its segment's policy.
+
+    Deploy the workers with the new file first; accounts keep the policy they started with until
+    they get this signal (new accounts take the new file at once).
+    """
+    payload = _payload(RefreshPolicy, reason=reason)
+    _bulk(_query(stage, segment, None, None, query), SignalName.REFRESH_POLICY, payload, dry_run, yes)
 
 
 if __name__ == "__main__":  # pragma: no cover

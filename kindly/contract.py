@@ -42,6 +42,7 @@ class SignalName(StrEnum):
     CALL_OUTCOME = "call_outcome"
     UPDATE_CONTACT = "update_contact"
     SMS_UNDELIVERABLE = "sms_undeliverable"
+    REFRESH_POLICY = "refresh_policy"
 
 
 class QueryName(StrEnum):
@@ -94,6 +95,7 @@ class TimelineKind(StrEnum):
     HANDED_TO_PERSON = "handed_to_person"
     SIGNAL_REJECTED = "signal_rejected"
     CONTINUED_AS_NEW = "continued_as_new"
+    POLICY_REFRESHED = "policy_refreshed"
 
 
 class TemplateName(StrEnum):
@@ -216,6 +218,13 @@ class Resume(_Message):
     pass
 
 
+class RefreshPolicy(_Message):
+    """Take the segment's policy as the workers' policy file now says (an account keeps the policy it
+    started with until told): how a policy change rolls out to accounts in flight."""
+
+    reason: str | None = Field(default=None, max_length=500)
+
+
 class Settle(_Message):
     amount: Money = Field(ge=0)
     reference: str = Field(min_length=1, max_length=128)
@@ -277,6 +286,7 @@ SIGNAL_MODELS: dict[SignalName, type[_Message]] = {
     SignalName.CALL_OUTCOME: CallOutcome,
     SignalName.UPDATE_CONTACT: UpdateContact,
     SignalName.SMS_UNDELIVERABLE: SmsUndeliverable,
+    SignalName.REFRESH_POLICY: RefreshPolicy,
 }
 
 

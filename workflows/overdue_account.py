@@ -8,12 +8,13 @@ query and, through the next activity (or one local activity after signals), in t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.metrics import WorkflowMetrics
@@ -50,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         Pause,
         PromiseToPay,
         QueryName,
+        RefreshPolicy,
         Repayment,
         Resume,
         Settle,
@@ -105,6 +107,7 @@ class OverdueAccountWorkflow:
         self._phone_changed = False
         self._opt_out_to_store = False
         self._metrics = WorkflowMetrics()
+        self._policy_refresh: RefreshPolicy | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -120,6 +123,8 @@ class OverdueAccountWorkflow:
 
         state = self._state
         while state.outcome is None:
+            if self._policy_refresh is not None:
+                await self._refresh_policy(self._policy_refresh)
             if self._history_is_long() and workflow.all_handlers_finished():
                 self._record(TimelineKind.CONTINUED_AS_NEW, "history grew long; state carried over")
                 await self._persist_changes()
@@ -174,6 +179,24 @@ class OverdueAccountWorkflow:
             state.opted_out = True
             self._record(TimelineKind.OPTED_OUT, "number opted out earlier: no SMS, contact by phone")
         return state
+
+    async def _refresh_policy(self, request: RefreshPolicy) -> None:
+        """Re-resolve the segment's policy (a local activity, so replay sees the same answer)."""
+        self._policy_refresh = None
+        state = self.state
+        policy = await workflow.execute_local_activity_method(
+            RecordActivities.resolve_policy,
+            ResolvePolicyInput(segment=state.account.segment),
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        old, new = state.policy.model_dump(), policy.model_dump()
+        changed = sorted(name for name in new if new[name] != old.get(name))
+        state.policy = policy
+        why = f" ({request.reason})" if request.reason else ""
+        what = ", ".join(changed) if changed else "nothing changed"
+        self._record(
+            TimelineKind.POLICY_REFRESHED, f"segment {state.account.segment} policy reloaded{why}: {what}"
+        )
 
     def _history_is_long(self) -> bool:
         """Temporal suggests continue-as-new, or the run reached the configured event count."""
@@ -568,6 +591,8 @@ class OverdueAccountWorkflow:
             self._promise(message.date, today, via="customer")
         elif isinstance(message, CallOutcome):
             self._on_call_outcome(message, today)
+        elif isinstance(message, RefreshPolicy):
+            self._policy_refresh = message
         elif isinstance(message, SmsUndeliverable):
             if not state.sms_undeliverable:
                 state.sms_undeliverable = True
@@ -700,6 +725,19 @@ class OverdueAccountWorkflow:
     @workflow.signal(name=SignalName.UPDATE_CONTACT)
     def update_contact(self, payload: Any = None) -> None:
         self._receive(SignalName.UPDATE_CONTACT, payload)
+
+    @workflow.signal(name=SignalName.REFRESH_POLICY)
+    def refresh_policy(self, payload: Any = None) -> None:
+        self._receive(SignalName.REFRESH_POLICY, payload)
+
+    @workflow.signal(dynamic=True)
+    def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """A misspelt signal name (``temporal workflow signal --name pasue``) is recorded as rejected
+        instead of being buffered unseen forever."""
+        if self._state is None or self.state.outcome is not None:
+            return
+        known = ", ".join(SignalName)
+        self._record(TimelineKind.SIGNAL_REJECTED, f"unknown signal {name[:64]!r}; known: {known}")
 
     # --- queries -----------------------------------------------------------------------------
 
