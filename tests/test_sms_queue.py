@@ -1,0 +1,44 @@
+"""SMS sends run on their own task queue, rate-limited by Temporal at the gateway's accepted rate."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from kindly.settings import Settings
+from tests.conftest import eventually
+from tests.lifecycle_helpers import local_today, make_account, start, status
+from worker import build_worker
+
+
+async def test_send_sms_is_scheduled_on_the_sms_queue(
+    env: WorkflowEnvironment, client: Client, settings: Settings
+) -> None:
+    today = await local_today(env)
+    handle = await start(client, settings.task_queue, make_account(today - timedelta(days=1)))
+    await env.sleep(timedelta(days=1))
+    await eventually(lambda: status(handle), lambda s: s.sms_sent == 1)
+    queues = {
+        event.activity_task_scheduled_event_attributes.activity_type.name: (
+            event.activity_task_scheduled_event_attributes.task_queue.name
+        )
+        async for event in handle.fetch_history_events()
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    assert queues["send_sms"] == settings.task_queue + "-sms"
+
+
+async def test_the_sms_worker_carries_the_rate_limit_setting(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
+    limited = settings.model_copy(update={"sms_rate_limit_per_second": 7.5})
+    async with build_worker(env.client, limited) as group:
+        accounts, sms = group.workers
+        assert accounts.config()["task_queue"] == limited.task_queue
+        assert accounts.config().get("max_task_queue_activities_per_second") is None, "only SMS are limited"
+        assert sms.config()["task_queue"] == limited.task_queue + "-sms"
+        assert sms.config()["max_task_queue_activities_per_second"] == 7.5
+        assert sms.config()["workflows"] == [], "the SMS queue runs sends only"
