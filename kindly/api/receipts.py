@@ -89,13 +89,16 @@ async def _record(ctx: ApiContext, receipt: DeliveryReceipt) -> ReceiptResult:
     )
     current = update.current
     code = f" (error {receipt.error_code})" if receipt.error_code else ""
-    late = "" if update.advanced else f"; arrived late, status stays {current.status}"
+    # A receipt for a status the message has passed (or for another final state) is late; one for
+    # the status it is in is this receipt's first delivery (advanced) or a duplicate.
+    late = current.status != receipt.status
+    note = f"; arrived late, status stays {current.status}" if late else ""
     entry = AuditEntry(
         event_key=f"receipt/{receipt.message_id}/{receipt.status}",
         account_id=sent.account_id,
         at=_now(),
         kind="delivery_receipt",
-        detail=f"{sent.template} touchpoint {sent.touchpoint}: {receipt.status}{code}{late}",
+        detail=f"{sent.template} touchpoint {sent.touchpoint}: {receipt.status}{code}{note}",
         touchpoint=sent.touchpoint,
         template=sent.template,
         provider_message_id=receipt.message_id,
@@ -110,9 +113,9 @@ async def _record(ctx: ApiContext, receipt: DeliveryReceipt) -> ReceiptResult:
         except AccountNotFoundError:
             log.info("undeliverable receipt for finished account %s", sent.account_id)
         await run_in_threadpool(ctx.phones.mark_undeliverable_signalled, receipt.message_id)
-    if not new:
-        return ReceiptResult(status="duplicate", account_id=sent.account_id)
-    return ReceiptResult(status="recorded" if update.advanced else "stale", account_id=sent.account_id)
+    if update.advanced:
+        return ReceiptResult(status="recorded", account_id=sent.account_id)
+    return ReceiptResult(status="stale" if late and new else "duplicate", account_id=sent.account_id)
 
 
 def _append_once(ctx: ApiContext, entry: AuditEntry) -> bool:
