@@ -109,7 +109,9 @@ class PaymentNotification(SQLModel, table=True):
 
     reference: str = Field(primary_key=True)
     account_id: str = Field(index=True)
-    amount: Decimal = Field(max_digits=18, decimal_places=2)
+    # The exact decimal as text: SQLite passes a Numeric through float, which rounds large amounts
+    # (and a repeated notification would then look like one for another amount).
+    amount: str
     received_at: datetime = Field(default_factory=_utcnow)
     claimed_until: int | None = None
     signalled_at: datetime | None = None
@@ -368,7 +370,9 @@ class PhoneIndex:
         with Session(self._engine) as session:
             row = session.get(PaymentNotification, reference)
             if row is None:
-                session.add(PaymentNotification(reference=reference, account_id=account_id, amount=amount))
+                session.add(
+                    PaymentNotification(reference=reference, account_id=account_id, amount=str(amount))
+                )
                 self._commit_unless_duplicate(session)
                 row = session.get(PaymentNotification, reference)
                 assert row is not None

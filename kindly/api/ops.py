@@ -27,6 +27,7 @@ from kindly.contract import (
     Resume,
     Settle,
     SignalName,
+    Stage,
     TimelineEntry,
     UpdateContact,
 )
@@ -41,6 +42,10 @@ from kindly.operations import (
 from kindly.temporal import start_account
 
 router = APIRouter(prefix="/accounts", tags=["operations"], dependencies=[Depends(require_api_key)])
+
+# What a filter value may hold: it goes into a visibility query, where a quote could break out of
+# the string (some visibility stores fail on an apostrophe with an internal error).
+SEGMENT_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 
 _Responses = dict[int | str, dict[str, Any]]
 _NOT_FOUND: _Responses = {status.HTTP_404_NOT_FOUND: {"description": "No workflow exists for this account"}}
@@ -148,8 +153,10 @@ async def update_contact(account_id: str, body: UpdateContact, ctx: Context) -> 
 @router.get("", response_model=list[AccountRow], responses=_UNAUTHORIZED)
 async def list_accounts(
     ctx: Context,
-    stage: Annotated[str | None, Query(description="CollectionStage, e.g. overdue")] = None,
-    segment: Annotated[str | None, Query()] = None,
+    stage: Annotated[Stage | None, Query(description="CollectionStage, e.g. overdue")] = None,
+    segment: Annotated[
+        str | None, Query(pattern=SEGMENT_PATTERN, description="letters, digits, '.', '_', '-'")
+    ] = None,
     min_days_past_due: Annotated[int | None, Query(ge=0)] = None,
     paused: Annotated[bool | None, Query()] = None,
     next_touchpoint_before: Annotated[datetime | None, Query(description="ISO-8601 with offset")] = None,
@@ -158,7 +165,7 @@ async def list_accounts(
     """Open accounts through Temporal visibility, filtered by their search attributes."""
     try:
         query = account_query(
-            stage=stage,
+            stage=None if stage is None else stage.value,
             segment=segment,
             min_days_past_due=min_days_past_due,
             paused=paused,
@@ -166,4 +173,6 @@ async def list_accounts(
         )
     except ValueError as err:
         raise HTTPException(422, str(err)) from err
+    except OverflowError as err:  # an instant at the edge of the calendar, e.g. 9999-12-31T23:59-01:00
+        raise HTTPException(422, "next_touchpoint_before is out of range") from err
     return await find_accounts(ctx.client, query, limit=limit)

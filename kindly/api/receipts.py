@@ -29,6 +29,7 @@ from kindly.api.webhooks import (
     kindly_webhook,
     parse_form,
     signed_json_body,
+    twilio_form_body,
     twilio_webhook,
 )
 from kindly.contacts import FAILED_STATES
@@ -143,7 +144,12 @@ async def json_receipt(request: Request, ctx: Context) -> ReceiptResult:
 
 
 @router.post(
-    "/receipts/twilio", response_model=ReceiptResult, responses={403: {"description": SIGNATURE_REFUSED}}
+    "/receipts/twilio",
+    response_model=ReceiptResult,
+    responses={403: {"description": SIGNATURE_REFUSED}},
+    openapi_extra=twilio_form_body(
+        "MessageSid", "MessageStatus", "ErrorCode", required=("MessageSid", "MessageStatus")
+    ),
 )
 async def twilio_receipt(request: Request, ctx: Context) -> ReceiptResult:
     """Twilio's status callback (``MessageSid``, ``MessageStatus``, ``ErrorCode``), signature-verified."""

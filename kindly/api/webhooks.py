@@ -104,6 +104,33 @@ def signed_json_body(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
+def twilio_form_body(*fields: str, required: tuple[str, ...]) -> dict[str, Any]:
+    """OpenAPI of a Twilio webhook: a form of string ``fields`` and the signature header."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "required": list(required),
+                        "properties": {name: {"type": "string"} for name in fields},
+                    }
+                }
+            },
+        },
+        "parameters": [
+            {
+                "name": TWILIO_SIGNATURE_HEADER,
+                "in": "header",
+                "required": True,
+                "description": "Twilio's signature of the URL and the form; each is good for one request",
+                "schema": {"type": "string"},
+            }
+        ],
+    }
+
+
 SIGNATURE_REFUSED = "Missing, invalid, stale or replayed signature"
 IN_PROGRESS = "Another request is still processing this message or payment: retry later"
 RETRY_AFTER_SECONDS = 5
@@ -224,24 +251,7 @@ async def kindly_webhook(request: Request, ctx: ApiContext, model: type[M]) -> A
         403: {"description": f"{SIGNATURE_REFUSED} ({TWILIO_SIGNATURE_HEADER})"},
         409: {"description": IN_PROGRESS},
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["From", "Body", "MessageSid"],
-                        "properties": {
-                            "From": {"type": "string"},
-                            "Body": {"type": "string"},
-                            "MessageSid": {"type": "string"},
-                        },
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=twilio_form_body("From", "Body", "MessageSid", required=("From", "Body", "MessageSid")),
 )
 async def twilio_inbound(request: Request, ctx: Context) -> Response:
     """Twilio's inbound-SMS webhook, verified with ``X-Twilio-Signature``; answers empty TwiML."""
