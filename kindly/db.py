@@ -6,11 +6,13 @@ that write them may be retried: an audit row by its event key, an outbox row by 
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, event, make_url, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 
@@ -55,18 +57,54 @@ class OutboxEntry(SQLModel, table=True):
 
 
 def make_engine(database_url: str) -> Engine:
-    """An engine with the tables created; SQLite files get their folder and WAL journaling."""
-    connect_args: dict[str, object] = {}
-    if database_url.startswith("sqlite"):
-        connect_args["check_same_thread"] = False
-        path = database_url.removeprefix("sqlite:///")
-        if path and ":memory:" not in database_url:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(database_url, connect_args=connect_args)
-    if database_url.startswith("sqlite") and ":memory:" not in database_url:
-        with engine.connect() as connection:
-            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
-    SQLModel.metadata.create_all(engine)
+    """An engine with the tables created, for SQLite or PostgreSQL (or any SQLAlchemy URL).
+
+    SQLite files get their folder and WAL journaling, and may be shared between threads. PostgreSQL
+    URLs use psycopg 3 (``postgresql://`` too, which would otherwise mean psycopg2), check pooled
+    connections before use (a restarted or failed-over server), and set each session's time zone to
+    UTC, so that timestamps (aware UTC, stored without a zone) read back as written, as on SQLite.
+    Several processes may call this at once on an empty database (scaled workers): creating the
+    tables is serialised by a lock (an advisory lock on PostgreSQL, a write lock on SQLite).
+    """
+    url = make_url(database_url)
+    if url.drivername in ("postgres", "postgresql"):
+        url = url.set(drivername="postgresql+psycopg")
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        in_memory = url.database in (None, "", ":memory:")
+        if not in_memory and url.database:
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        for attempt in range(0 if in_memory else 50):
+            # Switching to WAL answers "locked" at once (no busy wait) while another process
+            # switches or creates the tables; WAL is kept in the file, so a retry soon succeeds.
+            try:
+                with engine.connect() as connection:
+                    connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+                break
+            except OperationalError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    if backend == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def session_in_utc(dbapi_connection: Any, _: object) -> None:
+            autocommit = dbapi_connection.autocommit
+            dbapi_connection.autocommit = True
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SET TIME ZONE 'UTC'")
+            dbapi_connection.autocommit = autocommit
+
+    with engine.begin() as connection:
+        if backend == "postgresql":
+            # Any constant key ("kindly"): one process at a time creates the tables.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": 0x6B696E646C79})
+        elif backend == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        SQLModel.metadata.create_all(connection)
     return engine
 
 

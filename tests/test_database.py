@@ -1,0 +1,256 @@
+"""The application database on both backends it supports: SQLite and PostgreSQL.
+
+Every test here runs once per backend with a fresh schema (a new SQLite file, a new PostgreSQL
+database) and checks the behaviour the workflow's idempotency rests on: audit rows once per event
+key, one outbox row per touchpoint claimed from many threads at once, duplicates answered rather
+than raised, timestamps read back as written whatever the server's time zone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import Engine, create_engine, inspect, make_url, text
+
+from kindly.db import AuditEntry, AuditStore, OutboxEntry, make_engine
+from tests.postgres import postgres_url  # noqa: F401  (the session's PostgreSQL cluster, a fixture)
+
+T = TypeVar("T")
+
+BACKENDS = ["sqlite", "postgresql"]
+AT = datetime(2026, 3, 2, 9, 30, 15, 123000, tzinfo=UTC)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL to an empty database: a new SQLite file, or a new database on the session's cluster."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'kindly.db'}"
+        return
+    server: str = request.getfixturevalue("postgres_url")
+    with fresh_postgres_database(server) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_database_url(postgres_url: str) -> Iterator[str]:  # noqa: F811
+    """A new, empty PostgreSQL database (for tests of PostgreSQL-only behaviour)."""
+    with fresh_postgres_database(postgres_url) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(server_url: str) -> Iterator[str]:
+    """A new database on the cluster for the block, dropped after it (with its connections)."""
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    name = f"kindly_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(engine: Engine) -> AuditStore:
+    return AuditStore(engine)
+
+
+def at_once(count: int, action: Callable[[], T]) -> list[T]:
+    """Run ``action`` in ``count`` threads released together by a barrier; their results in order."""
+    barrier = threading.Barrier(count)
+
+    def run() -> T:
+        barrier.wait(timeout=30)
+        return action()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        futures = [pool.submit(run) for _ in range(count)]
+        return [future.result(timeout=60) for future in futures]
+
+
+def as_utc(value: datetime) -> datetime:
+    """Stored timestamps come back naive (UTC) from both backends."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def audit(key: str, account_id: str = "LN-1", kind: str = "deferred", **fields: Any) -> AuditEntry:
+    return AuditEntry(
+        event_key=key, account_id=account_id, at=AT, kind=kind, detail=f"{kind} {key}", **fields
+    )
+
+
+def outbox(key: str, account_id: str = "LN-1", touchpoint: int = 1, **fields: Any) -> OutboxEntry:
+    return OutboxEntry(
+        idempotency_key=key, account_id=account_id, touchpoint=touchpoint, channel="sms", **fields
+    )
+
+
+# --- the engine ----------------------------------------------------------------------------------
+
+
+def test_make_engine_creates_every_table(engine: Engine) -> None:
+    tables = set(inspect(engine).get_table_names())
+    assert {"audit_log", "outbox"} <= tables
+
+
+def test_make_engine_is_safe_to_call_again_and_from_many_processes_at_once(database_url: str) -> None:
+    """Scaled workers start together against an empty database: creating the tables must not race."""
+    engines = at_once(6, lambda: make_engine(database_url))
+    try:
+        assert {"audit_log", "outbox"} <= set(inspect(engines[0]).get_table_names())
+        again = make_engine(database_url)
+        AuditStore(again).append([audit("ev-1")])
+        assert len(AuditStore(engines[-1]).audit_for("LN-1")) == 1
+        again.dispose()
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def test_postgresql_url_without_driver_uses_psycopg(postgres_database_url: str) -> None:
+    """``postgresql://`` would mean psycopg2, which Kindly does not install; psycopg 3 is used."""
+    plain = make_url(postgres_database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    engine = make_engine(plain)
+    try:
+        assert engine.dialect.driver == "psycopg"
+        assert AuditStore(engine).append([audit("ev-1")]) == 1
+    finally:
+        engine.dispose()
+
+
+def test_postgresql_connections_dropped_by_the_server_are_replaced(postgres_database_url: str) -> None:
+    """A database restart or failover closes pooled connections; the next use must reconnect."""
+    engine = make_engine(postgres_database_url)
+    store = AuditStore(engine)
+    try:
+        store.append([audit("ev-1")])
+        admin = create_engine(postgres_database_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            killed = connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        admin.dispose()
+        assert killed >= 1
+        assert store.append([audit("ev-2")]) == 1
+        assert [row.event_key for row in store.audit_for("LN-1")] == ["ev-1", "ev-2"]
+    finally:
+        engine.dispose()
+
+
+# --- the audit log -------------------------------------------------------------------------------
+
+
+def test_audit_rows_are_written_once_per_event_key(store: AuditStore) -> None:
+    assert store.append([audit("ev-1"), audit("ev-2")]) == 2
+    assert store.append([audit("ev-2"), audit("ev-3")]) == 1
+    assert store.append([audit("ev-1"), audit("ev-3")]) == 0
+    assert [row.event_key for row in store.audit_for("LN-1")] == ["ev-1", "ev-2", "ev-3"]
+
+
+def test_audit_duplicate_keys_within_one_batch_count_once(store: AuditStore) -> None:
+    assert store.append([audit("ev-1"), audit("ev-1"), audit("ev-2")]) == 2
+    assert len(store.audit_for("LN-1")) == 2
+
+
+def test_audit_rows_are_per_account_and_keep_every_field(store: AuditStore) -> None:
+    store.append(
+        [
+            audit("a/ev-1", account_id="LN-A", touchpoint=3, template="follow_up"),
+            audit("b/ev-1", account_id="LN-B", kind="sms_sent", provider="webhook", outcome="sent"),
+        ]
+    )
+    [row] = store.audit_for("LN-B")
+    assert (row.kind, row.provider, row.outcome, row.touchpoint) == ("sms_sent", "webhook", "sent", None)
+    [row] = store.audit_for("LN-A")
+    assert (row.touchpoint, row.template, row.detail) == (3, "follow_up", "deferred a/ev-1")
+    assert store.audit_for("LN-C") == []
+
+
+def test_timestamps_read_back_as_written_whatever_the_server_time_zone(store: AuditStore) -> None:
+    """The test cluster runs in Asia/Shanghai: a UTC instant must not come back shifted by 8 hours."""
+    store.append([audit("ev-1")])
+    [row] = store.audit_for("LN-1")
+    assert as_utc(row.at) == AT
+    assert abs(as_utc(row.recorded_at) - datetime.now(UTC)) < timedelta(minutes=1)
+
+    store.claim(outbox("tp-1"))
+    store.complete("tp-1", "sent", "SM-1", audit("tp-1/sms_sent", kind="sms_sent"))
+    sent = store.outbox_by_provider_id("SM-1")
+    assert sent is not None and sent.completed_at is not None
+    assert abs(as_utc(sent.completed_at) - datetime.now(UTC)) < timedelta(minutes=1)
+    assert abs(as_utc(sent.created_at) - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+# --- the outbox ----------------------------------------------------------------------------------
+
+
+def test_claim_creates_a_pending_row_and_counts_attempts(store: AuditStore) -> None:
+    first = store.claim(outbox("tp-1", template="first_overdue"))
+    assert (first.status, first.attempts, first.template) == ("pending", 1, "first_overdue")
+    # A retry of the activity claims the same row; what it passes for a new row is ignored.
+    again = store.claim(outbox("tp-1", template="something_else", touchpoint=9))
+    assert (again.status, again.attempts, again.template, again.touchpoint) == (
+        "pending",
+        2,
+        "first_overdue",
+        1,
+    )
+    assert [row.idempotency_key for row in store.outbox_for("LN-1")] == ["tp-1"]
+
+
+def test_claim_from_many_threads_at_once_makes_one_row(store: AuditStore) -> None:
+    """Concurrent claims of one key race on the primary key: the loser's IntegrityError is absorbed."""
+    rows = at_once(8, lambda: store.claim(outbox("tp-race")))
+    assert {row.idempotency_key for row in rows} == {"tp-race"}
+    [stored] = store.outbox_for("LN-1")
+    assert stored.status == "pending"
+    assert 1 <= stored.attempts <= 8
+
+
+def test_complete_marks_the_row_and_audits_once(store: AuditStore) -> None:
+    store.claim(outbox("tp-1"))
+    store.complete("tp-1", "sent", "SM-1", audit("tp-1/sms_sent", kind="sms_sent", outcome="sent"))
+    # A retried activity that completes again changes nothing and writes no second audit row.
+    store.complete("tp-1", "sent", "SM-1", audit("tp-1/sms_sent", kind="sms_sent", outcome="sent"))
+    claimed = store.claim(outbox("tp-1"))
+    assert (claimed.status, claimed.provider_message_id) == ("sent", "SM-1")
+    assert [row.event_key for row in store.audit_for("LN-1")] == ["tp-1/sms_sent"]
+    found = store.outbox_by_provider_id("SM-1")
+    assert found is not None and found.idempotency_key == "tp-1"
+    assert store.outbox_by_provider_id("SM-unknown") is None
+
+
+def test_complete_without_a_claimed_row_still_audits(store: AuditStore) -> None:
+    store.complete("tp-none", "rejected", None, audit("tp-none/sms_failed", kind="sms_failed"))
+    assert store.outbox_for("LN-1") == []
+    assert [row.kind for row in store.audit_for("LN-1")] == ["sms_failed"]
+
+
+def test_outbox_rows_are_per_account(store: AuditStore) -> None:
+    store.claim(outbox("a/tp-1", account_id="LN-A"))
+    store.claim(outbox("a/tp-2", account_id="LN-A", touchpoint=2))
+    store.claim(outbox("b/tp-1", account_id="LN-B"))
+    assert sorted(row.idempotency_key for row in store.outbox_for("LN-A")) == ["a/tp-1", "a/tp-2"]
+    assert [row.idempotency_key for row in store.outbox_for("LN-B")] == ["b/tp-1"]
