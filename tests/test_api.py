@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from kindly.api import ApiSettings, create_app
 from kindly.api.security import kindly_headers, twilio_signature
-from kindly.contacts import PhoneIndex
+from kindly.contacts import PhoneIndex, create_tables
 from kindly.contract import AccountResult
 from kindly.db import make_engine
 from kindly.errors import DecryptionError
@@ -458,3 +460,34 @@ async def test_a_wrong_key_neither_finds_nor_opens_a_number(api: Api, settings: 
         wrong.open_phone(stored.phone_encrypted)
     assert wrong.inbound_messages(phone) == []
     assert api.phones.open_phone(stored.phone_encrypted) == phone
+
+
+def test_a_database_of_the_older_version_keeps_working_and_names_its_old_tables(
+    tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before numbers were protected the tables were phone_index, opt_out, inbound_message and
+    payment_notification, with numbers in clear: they are left alone, named in a warning."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "old.db")) as connection, connection:
+        for statement in (
+            "CREATE TABLE phone_index (id INTEGER PRIMARY KEY, phone VARCHAR NOT NULL, account_id VARCHAR"
+            " NOT NULL, registered_at DATETIME NOT NULL, UNIQUE (phone, account_id))",
+            "CREATE TABLE opt_out (phone VARCHAR PRIMARY KEY, account_id VARCHAR NOT NULL,"
+            " opted_out_at DATETIME NOT NULL)",
+            "CREATE TABLE payment_notification (reference VARCHAR PRIMARY KEY, account_id VARCHAR NOT NULL,"
+            " amount NUMERIC(18, 2) NOT NULL, received_at DATETIME NOT NULL, signalled_at DATETIME)",
+            "INSERT INTO phone_index (phone, account_id, registered_at) VALUES"
+            " ('+8613800000051', 'LN-OLD', '2026-01-01 00:00:00')",
+        ):
+            connection.execute(statement)
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")  # as the worker and the API start
+    with caplog.at_level("WARNING", logger="kindly.contacts"):
+        create_tables(engine)
+    [warning] = [record.getMessage() for record in caplog.records if record.name == "kindly.contacts"]
+    assert "opt_out, payment_notification, phone_index" in warning and "in clear" in warning
+
+    phones = PhoneIndex(engine, load_keyring(settings))
+    phones.register("+8613800000051", "LN-NEW")
+    assert phones.accounts_for("+8613800000051") == ["LN-NEW"]  # the old rows are not read
+    phones.record_payment("PAY-OLD-1", "LN-NEW", Decimal("10.00"))
+    assert phones.payment("PAY-OLD-1") is not None
+    engine.dispose()
