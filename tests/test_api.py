@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import itertools
 import json
 import sqlite3
 import time
@@ -155,11 +154,16 @@ async def post_twilio(api: Api, form: dict[str, str], *, signature: str | None =
 
 # Each signed request gets a timestamp of its own within the tolerance, as a sender re-signs every
 # delivery: a deliberate re-send of the same body is then a new request, never a replay.
-_stamp_offsets = itertools.count()
+_issued_stamps: set[int] = set()
 
 
 def fresh_timestamp() -> int:
-    return int(time.time()) - next(_stamp_offsets) % 200
+    """A timestamp within the last 200 seconds that no earlier call returned."""
+    now = int(time.time())
+    _issued_stamps.difference_update({stamp for stamp in _issued_stamps if stamp < now - 200})
+    stamp = next(now - offset for offset in range(200) if now - offset not in _issued_stamps)
+    _issued_stamps.add(stamp)
+    return stamp
 
 
 async def post_signed(
