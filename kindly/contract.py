@@ -138,7 +138,7 @@ def _check_timezone(value: str) -> str:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError, OSError) as err:
         # OSError: a key naming a directory of the database ("Asia") or an unreadable file.
-        raise ValueError(f"unknown IANA time zone {value!r}") from err
+        raise ValueError(f"unknown IANA time zone {value[:64]!r}") from err
     return value
 
 

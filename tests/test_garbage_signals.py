@@ -212,15 +212,6 @@ async def test_garbage_to_every_signal_is_rejected_by_name_and_changes_nothing(
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "product bug: a rejection copies unbounded input into the timeline (workflow state, carried "
-        "across continue-as-new, returned by every timeline query): kindly/contract.py _check_timezone "
-        "puts the whole value in its message (f'unknown IANA time zone {value!r}') and an unknown field's "
-        "name is the payload's key, so a 100,000-character timezone or key makes a 100 KB entry"
-    ),
-)
 async def test_a_rejection_does_not_copy_huge_input_into_the_timeline(
     env: WorkflowEnvironment, client: Client, settings: Settings
 ) -> None:
@@ -298,24 +289,12 @@ def _ended_or_task_failed(events: list[Any]) -> bool:
     )
 
 
-WRONG_ARITY_BUG = (
-    "product bug: OverdueAccountWorkflow.run(account, carried_state=None) validates only `account` into "
-    "a non-retryable error; a start with no argument or more than two (TypeError from the call) or with "
-    "garbage as the second argument (AccountState.model_validate outside _start's try) fails the "
-    "workflow task instead, and Temporal retries it forever"
-)
-
-
 @pytest.mark.parametrize(
     "args",
     [
-        pytest.param("none", id="no-argument", marks=pytest.mark.xfail(strict=True, reason=WRONG_ARITY_BUG)),
-        pytest.param(
-            "state", id="garbage-state", marks=pytest.mark.xfail(strict=True, reason=WRONG_ARITY_BUG)
-        ),
-        pytest.param(
-            "extra", id="extra-arguments", marks=pytest.mark.xfail(strict=True, reason=WRONG_ARITY_BUG)
-        ),
+        pytest.param("none", id="no-argument"),
+        pytest.param("state", id="garbage-state"),
+        pytest.param("extra", id="extra-arguments"),
     ],
 )
 async def test_garbage_workflow_arguments_fail_at_once(

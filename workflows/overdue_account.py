@@ -112,9 +112,21 @@ class OverdueAccountWorkflow:
     # --- lifecycle ---------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, account: Any, carried_state: Any = None) -> AccountResult:
+    async def run(self, *args: Any) -> AccountResult:
+        """``run(account)`` for a new account, ``run(account, state)`` after continue-as-new.
+
+        Arguments arrive as raw JSON and are checked here: a wrong count or a bad state fails the
+        workflow at once with a non-retryable error instead of failing its task forever.
+        """
+        if not 1 <= len(args) <= 2:
+            raise ApplicationError(
+                f"expected the account (and, after continue-as-new, its state); got {len(args)} argument(s)",
+                type="InvalidAccountInput",
+                non_retryable=True,
+            )
+        account, carried_state = args[0], args[1] if len(args) == 2 else None
         if carried_state is not None:
-            self._state = AccountState.model_validate(carried_state)
+            self._state = self._carried(carried_state)
         else:
             self._state = await self._start(account)
         for name, payload in self._buffered:
@@ -145,6 +157,17 @@ class OverdueAccountWorkflow:
         workflow.set_current_details(f"Ended: {state.outcome}.")
         await self._flush_decisions()
         return AccountResult(outcome=state.outcome, amount_collected=state.amount_collected)
+
+    @staticmethod
+    def _carried(carried_state: Any) -> AccountState:
+        try:
+            return AccountState.model_validate(carried_state)
+        except ValidationError as err:
+            raise ApplicationError(
+                f"invalid carried state: {describe_validation_error(err)}",
+                type="InvalidAccountInput",
+                non_retryable=True,
+            ) from None
 
     async def _start(self, account: Any) -> AccountState:
         try:
