@@ -9,6 +9,7 @@ the gateway so that a crash between its 2xx and our commit is deduplicated there
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -30,8 +31,11 @@ class MessagingActivities:
     @activity.defn(name="send_sms")
     async def send_sms(self, request: SendSmsInput) -> SendSmsResult:
         await asyncio.to_thread(self._store.append, decision_rows(request.decisions))
-        scheduled = activity.info().current_attempt_scheduled_time
-        if request.not_after is not None and scheduled >= request.not_after:
+        info = activity.info()
+        # The latest of the server's times for this attempt and this machine's clock: on some
+        # servers the attempt's scheduled time excludes its backoff.
+        attempt_time = max(info.current_attempt_scheduled_time, info.started_time, datetime.now(UTC))
+        if request.not_after is not None and attempt_time >= request.not_after:
             # A retry that comes after the window closed must not text the customer at night.
             return SendSmsResult(status="window_closed", detail="contact window closed")
         try:

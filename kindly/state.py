@@ -69,6 +69,10 @@ class AccountState(BaseModel):
     outcome: Outcome | None = None
     next_touchpoint_at: datetime | None = None
     last_plan_key: str | None = None
+    # Set when the gateway did not take an SMS before its window closed (retries ran out, Temporal
+    # gives up early once the next backoff would pass the window's end): no SMS is planned before
+    # this instant, so the message waits for the next window instead of retrying in the same one.
+    sms_not_before: datetime | None = None
 
     timeline: list[TimelineEntry] = Field(default_factory=list)
     events_recorded: int = 0

@@ -68,3 +68,10 @@ def test_replies_the_customer_asked_for_are_not_spread() -> None:
     state, day = follow_up(ContactPolicy(), pending_service=[TemplateName.HELP])
     now = local(day, 8, 30)
     assert plan_next(state, now, spread=True).at == now
+
+
+def test_after_a_gateway_outage_closed_the_window_the_reminder_waits_for_the_next_one() -> None:
+    state, day = follow_up(ContactPolicy(), sms_not_before=local(DUE + timedelta(days=8), 20))
+    step = plan_next(state, local(day, 19, 55))
+    assert step.kind is StepKind.SMS
+    assert step.at == local(day + timedelta(days=1), 9), "not again in the window that just closed"

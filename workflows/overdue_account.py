@@ -93,6 +93,9 @@ SPREAD_SENDS_PATCH = "spread-sends"
 SMS_TASK_QUEUE_PATCH = "sms-task-queue"
 """SMS sends run on ``<task queue>-sms``, whose Temporal rate limit is the gateway's accepted rate."""
 SMS_TASK_QUEUE_SUFFIX = "-sms"
+NEXT_WINDOW_PATCH = "next-window-after-gateway-outage"
+"""A send the gateway did not take before its window closed waits for the next window (it was planned
+again in the same window, with fresh retries, until the window's end)."""
 AUDIT_PIGGYBACK_WINDOW = timedelta(minutes=5)
 """Pending decisions ride on an activity this close; otherwise a local activity writes them now."""
 
@@ -364,13 +367,16 @@ class OverdueAccountWorkflow:
                 ),
                 task_queue=self._sms_task_queue(),
                 start_to_close_timeout=timedelta(seconds=60),
-                schedule_to_close_timeout=max(window_left, timedelta(minutes=1)),
+                schedule_to_close_timeout=max(window_left, timedelta(seconds=1)),
                 retry_policy=SEND_RETRY,
                 summary=f"SMS {template} touchpoint {touchpoint}",
             )
         except ActivityError as err:
-            # The gateway did not take the message before the window closed: plan it again.
+            # The gateway did not take the message before the window closed (Temporal stops retrying
+            # once the next backoff would pass the window's end): plan it for the next window.
             self._metrics.sms(template, "not_accepted")
+            if workflow.patched(NEXT_WINDOW_PATCH):
+                state.sms_not_before = step.not_after
             self._record(
                 TimelineKind.DEFERRED,
                 f"{template} not accepted before the window closed ({err.cause}); next window",
@@ -382,6 +388,7 @@ class OverdueAccountWorkflow:
             self._record(TimelineKind.DEFERRED, f"{template}: window closed before sending; moved")
             return
         state.touchpoints = touchpoint
+        state.sms_not_before = None
         today = local_date(state, now)
         if step.kind is StepKind.SERVICE_SMS:
             state.pending_service.remove(template)

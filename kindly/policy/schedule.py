@@ -298,9 +298,13 @@ def plan_next(state: AccountState, now: datetime, *, spread: bool = False) -> St
         if state.paused_until is None:
             return Step(StepKind.IDLE)
         return Step(StepKind.RESUME, at=max(state.paused_until, now), touch_key="resume")
+    # After a window that closed on a failing gateway, SMS wait for the next window.
+    sms_earliest = max(now, state.sms_not_before or now)
     if state.pending_service:
         template = TemplateName.OPT_OUT_CONFIRMATION if confirm_opt_out else state.pending_service[0]
-        at, end, deferrals = first_allowed_moment(state, today, now, service=True, capped=False)
+        at, end, deferrals = first_allowed_moment(
+            state, local_date(state, sms_earliest), sms_earliest, service=True, capped=False
+        )
         return Step(
             StepKind.SERVICE_SMS,
             at=at,
@@ -313,7 +317,7 @@ def plan_next(state: AccountState, now: datetime, *, spread: bool = False) -> St
         return Step(StepKind.IDLE)
     if state.escalation == Stage.PHONE:
         return _next_phone_step(state, now, today)
-    return _next_cadence_step(state, now, today, spread=spread)
+    return _next_cadence_step(state, sms_earliest, local_date(state, sms_earliest), spread=spread)
 
 
 def _next_phone_step(state: AccountState, now: datetime, today: date) -> Step:
