@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
+from pydantic import SecretStr
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -33,6 +35,11 @@ from kindly.settings import Settings
 from kindly.temporal import connect
 
 T = TypeVar("T")
+
+BENCH_KEY_ID = "bench-1"
+BENCH_KEYS = tuple(base64.b64encode(os.urandom(32)).decode() for _ in range(2))
+"""This run's payload key and lookup-hash key, given explicitly to the bench's client and to every
+worker process it starts, so that all of them share one key ring (none is created on disk)."""
 
 SEGMENT = "bench"
 """The standard policy without a holiday calendar, so the bench runs the same on any day."""
@@ -188,10 +195,16 @@ class KindlySetup:
             "max_cached_workflows": str(self.max_cached_workflows),
             "sms_rate_limit_per_second": str(self.sms_rate_limit_per_second),
             "dev_keys_file": str(self.workdir / "keys.json"),
+            "encryption_keys": json.dumps({BENCH_KEY_ID: BENCH_KEYS[0]}),
+            "encryption_key_id": BENCH_KEY_ID,
+            "lookup_hash_key": BENCH_KEYS[1],
         }
 
     def settings(self) -> Settings:
         return Settings(
+            encryption_keys={BENCH_KEY_ID: SecretStr(BENCH_KEYS[0])},
+            encryption_key_id=BENCH_KEY_ID,
+            lookup_hash_key=SecretStr(BENCH_KEYS[1]),
             _env_file=None,
             temporal_address=self.address,
             task_queue=self.task_queue,
