@@ -33,7 +33,7 @@ from kindly.contacts import PhoneIndex
 from kindly.db import AuditStore, make_engine
 from kindly.demo import start_demo_portfolio
 from kindly.dev_server import start_dev_server
-from kindly.keyring import load_keyring
+from kindly.keyring import ensure_development_keys, load_keyring
 from kindly.policy.model import load_policies
 from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
@@ -208,6 +208,7 @@ async def serve(
     server: subprocess.Popen[bytes] | None = None
     try:
         if dev:
+            ensure_development_keys(settings)
             port = int(settings.temporal_address.rsplit(":", 1)[1])
             server = start_dev_server(settings.dev_server_db, port=port, ui_port=settings.dev_server_ui_port)
             logger.info(

@@ -6,9 +6,11 @@ id stored with the ciphertext, so rotating means: add a new key, make it current
 until nothing encrypted with them is left (closed workflows past retention, re-encrypted rows).
 
 Keys come from settings (``COLLECTIONS_ENCRYPTION_KEYS`` as JSON ``{"key-id": "<base64 of 32 bytes>"}``
-and ``COLLECTIONS_ENCRYPTION_KEY_ID``). Without them a development key ring is created once in
-``.data/keys.json`` (mode 0600) so that ``make run`` encrypts from the first start; production sets
-the keys explicitly (a secret store, Kubernetes secret, …).
+and ``COLLECTIONS_ENCRYPTION_KEY_ID``). Without them the development key ring in ``.data/keys.json``
+(mode 0600) is used, which only the development stack creates (``make run``, ``worker.py --dev``:
+``ensure_development_keys``). Any other process without keys refuses to start rather than invent
+keys of its own: a CLI with its own ring would send signals the workers cannot decrypt. Production
+sets the keys explicitly (a secret store, Kubernetes secret, …).
 """
 
 from __future__ import annotations
@@ -106,14 +108,30 @@ def load_keyring(settings: Settings) -> KeyRing:
     return _development_keyring(settings.dev_keys_file)
 
 
+def ensure_development_keys(settings: Settings) -> None:
+    """Create the development key ring in ``settings.dev_keys_file`` unless keys are configured or
+    the file exists: only the local development stack calls this."""
+    path = settings.dev_keys_file
+    if settings.encryption_keys or path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = {"current": "dev-1", "keys": {"dev-1": generate_key()}, "lookup_hash_key": generate_key()}
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # another process of the stack made it first
+    with os.fdopen(fd, "w") as handle:
+        json.dump(content, handle)
+    logger.warning("no encryption keys configured: created a development key ring in %s", path)
+
+
 def _development_keyring(path: Path) -> KeyRing:
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        content = {"current": "dev-1", "keys": {"dev-1": generate_key()}, "lookup_hash_key": generate_key()}
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(content, handle)
-        logger.warning("no encryption keys configured: created a development key ring in %s", path)
+        raise ConfigurationError(
+            "no encryption keys configured: set COLLECTIONS_ENCRYPTION_KEYS, COLLECTIONS_ENCRYPTION_KEY_ID "
+            f"and COLLECTIONS_LOOKUP_HASH_KEY (the same as the workers'), or start the development stack "
+            f"(make run) which creates {path}"
+        )
     stored = json.loads(path.read_text())
     return KeyRing(
         keys={key_id: _decode(f"{path}: keys", value) for key_id, value in stored["keys"].items()},

@@ -21,6 +21,7 @@ from kindly.api.app import create_app
 from kindly.api.settings import ApiSettings
 from kindly.db import make_engine
 from kindly.dev_server import UI_CODEC_ENDPOINT_ENV
+from kindly.keyring import ensure_development_keys
 from kindly.sandbox import SandboxSettings, create_sandbox_app
 from kindly.settings import Settings
 from worker import ServedApp, serve
@@ -34,6 +35,7 @@ DEV_WEBHOOK_SECRET = "dev-webhook-secret"
 def stack_settings() -> tuple[Settings, ApiSettings, SandboxSettings]:
     """Environment settings, with the sandbox as gateway and dev secrets where none are set."""
     settings = Settings()
+    ensure_development_keys(settings)
     api_settings = ApiSettings(
         api_key=SecretStr(os.environ.get("COLLECTIONS_API_KEY", DEV_API_KEY)),
         webhook_secret=SecretStr(os.environ.get("COLLECTIONS_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET)),
