@@ -38,7 +38,7 @@ from worker import build_worker
 
 HISTORIES = Path(__file__).parent / "histories"
 KEYS_FILE = HISTORIES / "keys.json"
-VERSION = "v1"
+VERSION = "v2"
 
 
 def history_encryption_settings() -> dict[str, Any]:
@@ -81,6 +81,19 @@ async def _promise_pause_paid(env: WorkflowEnvironment, client: Client, queue: s
     return handle
 
 
+async def _long_life(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    """Weeks of reminders and replies (the run continues as new), a policy refresh, a settlement."""
+    handle = await start(client, queue, make_account((await local_today(env)) - timedelta(days=1)))
+    for week in range(5):
+        await env.sleep(timedelta(days=14))
+        await handle.signal("customer_reply", {"text": f"I will pay soon ({week})"})
+    await handle.signal("refresh_policy", {"reason": "capture"})
+    await env.sleep(timedelta(days=14))
+    await handle.signal("settle", {"amount": "1200", "reference": "S-LONG"})
+    await handle.result()
+    return handle
+
+
 async def main() -> None:
     HISTORIES.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(
@@ -101,15 +114,19 @@ async def main() -> None:
                 phone_webhook_url=f"{gateway.url}/phone",
                 specialist_webhook_url=f"{gateway.url}/specialist",
                 policy_file=policies,
+                continue_as_new_after_events=100,
                 **history_encryption_settings(),
             )
             async with build_worker(env.client, settings) as worker, worker:
                 for name, scenario in (
                     ("escalation", _escalation),
                     ("promise_pause_paid", _promise_pause_paid),
+                    ("long_life", _long_life),
                 ):
                     handle = await scenario(env, env.client, settings.task_queue)
-                    history = await handle.fetch_history()
+                    # The first run: for a run that continued as new, the history up to that point.
+                    first_run = env.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+                    history = await first_run.fetch_history()
                     path = HISTORIES / f"{VERSION}-{name}.json"
                     path.write_text(history.to_json(), encoding="utf-8")
                     print(f"captured {path} ({len(history.events)} events)")
