@@ -249,6 +249,8 @@ def main() -> None:
     parser.add_argument("--demo", action="store_true", help="start a demo portfolio")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # One INFO line per HTTP request (every SMS) costs CPU and says nothing the audit log does not.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(serve(Settings(), dev=args.dev, demo=args.demo))
 
 

@@ -115,7 +115,21 @@ class AuditStore:
         self._engine = engine
 
     def append(self, entries: list[AuditEntry]) -> int:
-        """Insert the entries whose event key is new; returns how many were new."""
+        """Insert the entries whose event key is new; returns how many were new.
+
+        Another writer may insert the same key between the check and the commit (a retried activity
+        beside its timed-out first attempt): the unique key refuses it, and the pass runs again, now
+        seeing that row.
+        """
+        for attempt in range(3):
+            try:
+                return self._append_new(entries)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _append_new(self, entries: list[AuditEntry]) -> int:
         added = 0
         with Session(self._engine) as session:
             for entry in entries:
@@ -123,7 +137,7 @@ class AuditStore:
                     select(AuditEntry.id).where(AuditEntry.event_key == entry.event_key)
                 ).first()
                 if exists is None:
-                    session.add(entry)
+                    session.add(AuditEntry.model_validate(entry.model_dump(exclude={"id"})))
                     added += 1
             session.commit()
         return added

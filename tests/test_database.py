@@ -436,3 +436,21 @@ def test_webhook_signature_is_accepted_once(phones: PhoneIndex) -> None:
     # An expired entry is deleted on the way: by then the signature's timestamp refuses it anyway.
     assert phones.claim_signature("b" * 64, int(time.time()) - 1)
     assert phones.claim_signature("b" * 64, expires)
+
+
+def test_concurrent_appends_of_one_event_key_all_succeed_and_write_once(store: AuditStore) -> None:
+    """Writers racing on one event key: none fails, exactly one row is written."""
+    barrier = threading.Barrier(6)
+
+    def append() -> int:
+        entry = AuditEntry(
+            event_key="race/ev-1", account_id="LN-RACE", at=datetime.now(UTC), kind="sms_sent", detail="x"
+        )
+        barrier.wait()
+        return store.append([entry])
+
+    for _ in range(10):
+        with ThreadPoolExecutor(6) as pool:
+            added = list(pool.map(lambda _: append(), range(6)))
+        assert sum(added) <= 1
+    assert len(store.audit_for("LN-RACE")) == 1
