@@ -187,16 +187,7 @@ class DevServer:
 
     def stop(self) -> int:
         """SIGTERM (the server shuts down cleanly), then SIGKILL if it does not exit in time."""
-        process = self.process
-        if process is None:
-            return 0
-        if process.poll() is None:
-            process.terminate()
-            try:
-                return process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        return process.wait()
+        return 0 if self.process is None else stop_process(self.process)
 
     async def wait_ready(self, settings: Settings) -> Client:
         """The test's client, built like the worker's (``kindly.temporal.connect``: data converter,
@@ -211,6 +202,17 @@ class DevServer:
             timeout=60,
         )
         return client
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM (a clean shutdown), then SIGKILL if the process does not exit within 30 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            return process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
 
 
 @contextmanager
@@ -257,13 +259,7 @@ class WorkerProcesses:
 
     @staticmethod
     def stop(process: subprocess.Popen[bytes]) -> int:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                return process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        return process.wait()
+        return stop_process(process)
 
     def check_alive(self, *processes: subprocess.Popen[bytes]) -> None:
         for process in processes:

@@ -43,6 +43,7 @@ from kindly.contract import (
 from kindly.dev_server import bundled_binary
 from kindly.temporal import start_account
 from tests.conftest import ENCRYPTION_ENV, encrypting_converter
+from tests.fault_helpers import stop_process
 from tests.http_recorder import RecordedRequest, RecordingHttpServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -105,13 +106,7 @@ class WorkerProcesses:
     @staticmethod
     def stop(process: subprocess.Popen[bytes]) -> int:
         """SIGTERM (the worker shuts down cleanly), then SIGKILL if it does not exit in time."""
-        if process.poll() is None:
-            process.terminate()
-            try:
-                return process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        return process.wait()
+        return stop_process(process)
 
     def logs(self) -> str:
         parts = []
