@@ -232,6 +232,8 @@ def test_kindly_service_command_exists_in_the_project(name: str) -> None:
 def test_the_expected_kindly_services_are_there() -> None:
     assert {"worker", "api", "sandbox", "kindly-setup"} <= set(KINDLY_SERVICES)
     assert command_of(SERVICES["kindly-setup"]) == ["kindly", "setup"]
+    # The sandbox's own entry point (kindly/sandbox/__main__.py), not a ``python -c`` one-liner.
+    assert command_of(SERVICES["sandbox"]) == ["python", "-m", "kindly.sandbox"]
 
 
 @pytest.mark.parametrize("name", KINDLY_SERVICES)

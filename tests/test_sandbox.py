@@ -1,17 +1,25 @@
-"""The SMS sandbox as a real HTTP server: sends, deduplication, Twilio shape, inbox, replies."""
+"""The SMS sandbox as a real HTTP server: sends, deduplication, Twilio shape, inbox, replies; and
+``python -m kindly.sandbox`` (the compose service's command) as a process of its own."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 from pydantic import SecretStr
 
 from activities.sms_providers import OutgoingSms, TwilioSmsProvider, WebhookSmsProvider
 from kindly.sandbox import SandboxSettings, create_sandbox_app
 from tests.asgi_server import serving
+from tests.fault_helpers import REPO_ROOT, free_port, poll_until, stop_process
 from tests.http_recorder import RecordingHttpServer
 
 
@@ -74,3 +82,48 @@ async def test_bad_send_gets_422_naming_the_field() -> None:
     async with serving(app) as url, httpx.AsyncClient() as client:
         response = await client.post(f"{url}/sms", json={"to": "+861", "idempotency_key": "k"})
     assert response.status_code == 422 and "body" in response.text
+
+
+async def test_python_m_kindly_sandbox_serves_on_its_settings_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The process listens where its ``COLLECTIONS_SANDBOX_*`` variables say, serves the real app,
+    and on SIGTERM shuts down cleanly (uvicorn finishes, then re-raises the signal) well before
+    ``stop_process`` would resort to SIGKILL."""
+    prefix = str(SandboxSettings.model_config["env_prefix"])
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("COLLECTIONS_")}
+    env |= {"PYTHONUNBUFFERED": "1", f"{prefix}HOST": "127.0.0.1", f"{prefix}PORT": str(port)}
+    log_path = tmp_path / "sandbox.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kindly.sandbox"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def alive() -> None:
+        if process.poll() is not None:
+            pytest.fail(f"the sandbox exited early with code {process.returncode}\n{log_path.read_text()}")
+
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            index = await poll_until(
+                lambda: client.get(f"{url}/"),
+                lambda response: response.status_code == 200,
+                what=f"python -m kindly.sandbox to answer on {url}",
+                timeout=30,
+                interval=0.1,
+                alive=alive,
+            )
+            assert "Kindly SMS sandbox" in index.text
+            sent = await WebhookSmsProvider(client, f"{url}/sms").send(_sms("k-main"))
+            messages = (await client.get(f"{url}/api/messages")).json()
+        assert [(m["id"], m["idempotency_key"]) for m in messages] == [(sent.provider_message_id, "k-main")]
+    finally:
+        code = stop_process(process)
+    output = log_path.read_text()
+    assert code in (0, -signal.SIGTERM), f"exit code {code}\n{output}"
+    assert "Finished server process" in output, output
