@@ -35,6 +35,7 @@ from kindly.demo import start_demo_portfolio
 from kindly.dev_server import start_dev_server
 from kindly.keyring import ensure_development_keys, load_keyring
 from kindly.policy.model import load_policies
+from kindly.rate_limit import sms_task_queue_rate
 from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
 from kindly.temporal import connect
@@ -46,10 +47,13 @@ logger = logging.getLogger("kindly.worker")
 class KindlyWorkers:
     """The account worker and the SMS worker, started and stopped together (``async with``).
 
-    SMS sends poll their own task queue, ``<task_queue>-sms``, whose Temporal rate limit
-    (``sms_rate_limit_per_second``) the server enforces across every worker: the gateway's accepted
-    rate holds however many workers run, and nothing else waits behind a queue of reminders. The
-    account worker also runs ``send_sms`` for workflows that started before the SMS queue existed.
+    SMS sends poll their own task queue, ``<task_queue>-sms``, whose Temporal rate limit the server
+    enforces across every worker, so nothing else waits behind a queue of reminders. That limit is
+    ``sms_task_queue_rate(sms_rate_limit_per_second)``, about two fifths of the gateway's accepted
+    rate: Temporal's limiter lets a second's worth through at once after a quiet spell, per task-queue
+    partition, and the gateway must never see more than the setting in any second, however many
+    workers run (``kindly/rate_limit.py``). The account worker also runs ``send_sms`` for workflows
+    that started before the SMS queue existed.
     """
 
     def __init__(self, *workers: Worker) -> None:
@@ -110,7 +114,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
             client,
             task_queue=settings.task_queue + SMS_TASK_QUEUE_SUFFIX,
             activities=[messaging.send_sms],
-            max_task_queue_activities_per_second=settings.sms_rate_limit_per_second,
+            max_task_queue_activities_per_second=sms_task_queue_rate(settings.sms_rate_limit_per_second),
         )
         yield KindlyWorkers(accounts, sms)
 

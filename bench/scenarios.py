@@ -51,6 +51,7 @@ from bench.procs import ManagedProcess, cpu_seconds, own_children
 from kindly.contract import WORKFLOW_TYPE, AccountStatus, QueryName, workflow_id_for
 from kindly.dev_server import bundled_binary
 from kindly.portfolio import import_portfolio
+from kindly.rate_limit import sms_task_queue_rate
 from kindly.search_attributes import ensure_search_attributes
 from kindly.temporal import start_account
 from worker import build_worker
@@ -579,8 +580,8 @@ async def _planned(handles: Sequence[WorkflowHandle[Any, Any]], timeout: float =
     return await gather_limited([partial(one, handle) for handle in handles], 16)
 
 
-async def _sms_started_times(client: Client, workflow_ids: Sequence[str]) -> list[float]:
-    """When each workflow's first SMS activity started (was dispatched to a worker), sorted."""
+async def _sms_started_times(client: Client, workflow_ids: Sequence[str]) -> dict[str, float]:
+    """When each workflow's first SMS activity started (was dispatched to a worker), by workflow id."""
 
     async def one(workflow_id: str) -> float | None:
         history = await client.get_workflow_handle(workflow_id).fetch_history()
@@ -597,16 +598,50 @@ async def _sms_started_times(client: Client, workflow_ids: Sequence[str]) -> lis
         return None
 
     found = await gather_limited([partial(one, workflow_id) for workflow_id in workflow_ids], 16)
-    return sorted(at for at in found if at is not None)
+    return {workflow_id: at for workflow_id, at in zip(workflow_ids, found, strict=True) if at is not None}
+
+
+async def _delivery_delays(gateway: GatewayProcess, dispatched: dict[str, float]) -> dict[str, float | None]:
+    """Seconds from Temporal's dispatch of each send (activity started) to the gateway's receipt of it
+    (the idempotency key starts with the workflow id): the delay whose variation between sends close
+    in time is the margin of ``kindly.rate_limit`` (``DELIVERY_JITTER_SECONDS``)."""
+
+    async def one(workflow_id: str) -> tuple[float, float] | None:
+        received = await gateway.times(f"{workflow_id}/")
+        at = dispatched[workflow_id]
+        return (at, received[0] - at) if received else None
+
+    found = await gather_limited([partial(one, workflow_id) for workflow_id in dispatched], 16)
+    pairs = sorted(pair for pair in found if pair is not None)
+    delays = sorted(delay for _, delay in pairs)
+    if not delays:
+        return {"min": None, "median": None, "p99": None, "max": None, "max_catch_up_within_2s": None}
+    # How much sooner a send reached the gateway, relative to its dispatch, than one dispatched up to
+    # 2 s before it: what squeezes more sends into a second at the gateway than Temporal dispatched.
+    catch_up = 0.0
+    for i, (at, delay) in enumerate(pairs):
+        for later_at, later_delay in pairs[i + 1 :]:
+            if later_at - at >= 2.0:
+                break
+            catch_up = max(catch_up, delay - later_delay)
+    return {
+        "min": round(delays[0], 3),
+        "median": round(delays[len(delays) // 2], 3),
+        "p99": round(delays[min(len(delays) - 1, int(len(delays) * 0.99))], 3),
+        "max": round(delays[-1], 3),
+        "max_catch_up_within_2s": round(catch_up, 3),
+    }
 
 
 async def herd(opts: Options, gateway: GatewayProcess) -> dict[str, Any]:
     """``opts.herd`` accounts whose contact window opens at the same instant (their stated
-    ``contact_after``, a little ahead), segment without spreading, SMS rate limit ``opts.herd_rate``:
+    ``contact_after``, a little ahead), segment without spreading, SMS rate limit ``opts.herd_rate``
+    (the gateway's accepted rate; the worker gives the SMS task queue ``sms_task_queue_rate`` of it):
     time to drain and the gateway's peak messages per second. Then the same herd with the standard
     spread: when each account plans to send (not waited for: it spreads over hours)."""
     tag = uuid.uuid4().hex[:6]
     n = opts.herd
+    task_queue_rate = sms_task_queue_rate(opts.herd_rate)
     async with dev_server(opts.workdir) as env:
         setup = KindlySetup(
             address_of(env),
@@ -644,12 +679,14 @@ async def herd(opts: Options, gateway: GatewayProcess) -> dict[str, Any]:
             all_started = time.time()
             key = f"overdue-HRD{tag}-"
             seen = await wait_for_messages(
-                gateway, key, n, process, timeout=lead.total_seconds() + 3 * n / opts.herd_rate + 120
+                gateway, key, n, process, timeout=lead.total_seconds() + 3 * n / task_queue_rate + 120
             )
             times = await gateway.times(key)
             peak, sliding, per_second = _peaks(times)
-            dispatched = await _sms_started_times(client, [workflow_id_for(a.account_id) for a in accounts])
+            started = await _sms_started_times(client, [workflow_id_for(a.account_id) for a in accounts])
+            dispatched = sorted(started.values())
             dispatch_peak, dispatch_sliding, dispatch_per_second = _peaks(dispatched)
+            delays = await _delivery_delays(gateway, started)
             opened = opens.timestamp()
             result: dict[str, Any] = {
                 "accounts": n,
@@ -661,6 +698,10 @@ async def herd(opts: Options, gateway: GatewayProcess) -> dict[str, Any]:
                 "seconds_window_open_to_first_sms": round(times[0] - opened, 3) if times else None,
                 "seconds_to_drain": round(times[-1] - opened, 3) if times else None,
                 "ideal_seconds_to_drain_at_limit": round(n / opts.herd_rate, 1),
+                # What the worker asks Temporal for (kindly.rate_limit): the gateway's rate less the
+                # limiter's one-second burst per partition and the delivery-jitter margin.
+                "sms_task_queue_rate_per_second": round(task_queue_rate, 3),
+                "ideal_seconds_to_drain_at_task_queue_rate": round(n / task_queue_rate, 1),
                 "peak_per_calendar_second": peak,
                 "peak_in_any_1s_interval": sliding,
                 "per_second": {str(int(at - int(opened))): count for at, count in per_second.items()},
@@ -671,6 +712,7 @@ async def herd(opts: Options, gateway: GatewayProcess) -> dict[str, Any]:
                 "dispatch_per_second": {
                     str(int(at - int(opened))): count for at, count in dispatch_per_second.items()
                 },
+                "seconds_dispatch_to_gateway": delays,
             }
             if has_send_spread():
                 later = datetime.now(UTC) + lead

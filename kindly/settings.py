@@ -31,9 +31,11 @@ class Settings(BaseSettings):
     temporal_tls_client_key: Path | None = None
     temporal_tls_server_ca: Path | None = None
     temporal_tls_server_name: str | None = None
-    # SMS sends run on their own task queue (``<task_queue>-sms``) so that Temporal's task-queue rate
-    # limit caps them at the gateway's accepted rate (messages per second, across all workers)
-    # without slowing anything else.
+    # The SMS gateway's accepted rate: never more messages than this in any 1-second interval, across
+    # all workers. SMS sends run on their own task queue (``<task_queue>-sms``) whose Temporal rate
+    # limit keeps them under it without slowing anything else; that limit bursts, so the queue's rate
+    # is about two fifths of this (``kindly/rate_limit.py``, which also says how many task-queue
+    # partitions the SMS queue may have: 4, Temporal's default, from 4/s up).
     sms_rate_limit_per_second: float = Field(default=50.0, gt=0)
     # Workflows a worker keeps in memory between tasks (the sticky cache): bounds its memory however
     # many accounts are open; an evicted workflow is rebuilt from its history when it next wakes.

@@ -1,4 +1,4 @@
-"""SMS sends run on their own task queue, rate-limited by Temporal at the gateway's accepted rate."""
+"""SMS sends run on their own task queue, which Temporal rate-limits within the gateway's accepted rate."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from kindly.rate_limit import sms_task_queue_rate
 from kindly.settings import Settings
 from tests.conftest import eventually
 from tests.lifecycle_helpers import local_today, make_account, start, status
@@ -40,5 +41,9 @@ async def test_the_sms_worker_carries_the_rate_limit_setting(
         assert accounts.config()["task_queue"] == limited.task_queue
         assert accounts.config().get("max_task_queue_activities_per_second") is None, "only SMS are limited"
         assert sms.config()["task_queue"] == limited.task_queue + "-sms"
-        assert sms.config()["max_task_queue_activities_per_second"] == 7.5
+        # Temporal's limiter bursts a second's worth per partition: the queue gets what keeps the
+        # gateway at 7.5 in any second (tests/test_rate_limit.py), not 7.5 itself.
+        rate = sms.config()["max_task_queue_activities_per_second"]
+        assert rate == sms_task_queue_rate(7.5)
+        assert rate is not None and rate < 7.5 / 2
         assert sms.config()["workflows"] == [], "the SMS queue runs sends only"
