@@ -18,7 +18,7 @@ from activities.audit_rows import action_row, decision_rows
 from activities.inputs import SendSmsInput, SendSmsResult
 from activities.rendering import MessageRenderer, sms_segments
 from activities.sms_providers import OutgoingSms, SmsProvider
-from kindly.db import AuditStore, OutboxEntry
+from kindly.db import AuditEntry, AuditStore, OutboxEntry
 from kindly.errors import PermanentDeliveryError, TemplateError, TransientDeliveryError
 
 
@@ -30,17 +30,22 @@ class MessagingActivities:
 
     @activity.defn(name="send_sms")
     async def send_sms(self, request: SendSmsInput) -> SendSmsResult:
-        await asyncio.to_thread(self._store.append, decision_rows(request.decisions))
+        """The request's decisions (what the workflow decided since its last activity) are written
+        whatever the outcome: with the outbox claim, in its transaction, when the SMS goes out; on
+        their own when the window has closed or the template cannot be rendered."""
+        decisions = decision_rows(request.decisions)
         info = activity.info()
         # The latest of the server's times for this attempt and this machine's clock: on some
         # servers the attempt's scheduled time excludes its backoff.
         attempt_time = max(info.current_attempt_scheduled_time, info.started_time, datetime.now(UTC))
         if request.not_after is not None and attempt_time >= request.not_after:
             # A retry that comes after the window closed must not text the customer at night.
+            await self._append(decisions)
             return SendSmsResult(status="window_closed", detail="contact window closed")
         try:
             body = self._renderer.render(request.template, request.locale, request.context)
         except TemplateError as err:
+            await self._append(decisions)
             raise ApplicationError(str(err), type="TemplateError") from err
         outbox = await asyncio.to_thread(
             self._store.claim,
@@ -51,6 +56,7 @@ class MessagingActivities:
                 channel="sms",
                 template=request.template,
             ),
+            decisions,
         )
         segments = sms_segments(body)
         if outbox.status == "sent":
@@ -79,6 +85,10 @@ class MessagingActivities:
         return SendSmsResult(
             status="sent", provider_message_id=receipt.provider_message_id, segments=segments
         )
+
+    async def _append(self, decisions: list[AuditEntry]) -> None:
+        if decisions:
+            await asyncio.to_thread(self._store.append, decisions)
 
     async def _complete(
         self,

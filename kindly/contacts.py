@@ -42,10 +42,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, Column, Engine, UniqueConstraint, delete, inspect, or_, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    Engine,
+    Table,
+    UniqueConstraint,
+    bindparam,
+    delete,
+    inspect,
+    or_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from kindly.db import _insert_ignoring_duplicates
 from kindly.keyring import KeyRing
 
 log = logging.getLogger(__name__)
@@ -156,6 +169,14 @@ class SeenSignature(SQLModel, table=True):
     expires_at: int = Field(index=True)  # unix seconds
 
 
+_PHONE_LOOKUP: Table = PhoneIndexEntry.__table__  # type: ignore[attr-defined]
+# Statements run as every account's workflow starts, built once.
+_DELETE_OTHER_NUMBERS = delete(PhoneIndexEntry).where(
+    col(PhoneIndexEntry.account_id) == bindparam("account"),
+    col(PhoneIndexEntry.phone_hash) != bindparam("digest"),
+)
+_OPT_OUT_OF = select(OptOut.phone_hash).where(OptOut.phone_hash == bindparam("digest"))
+
 API_TABLES = [
     PhoneIndexEntry.__table__,  # type: ignore[attr-defined]
     InboundMessage.__table__,  # type: ignore[attr-defined]
@@ -218,16 +239,28 @@ class PhoneIndex:
 
     def replace(self, account_id: str, phone: str) -> None:
         """The account's number changed: it is reached at ``phone`` only (in one transaction)."""
+        with self._engine.begin() as connection:
+            self._replace(connection, account_id, self.phone_hash(phone))
+
+    def index_account(self, account_id: str, phone: str) -> bool:
+        """What an account's workflow does when it starts: ``replace(account_id, phone)``, and whether
+        ``phone`` opted out (``is_opted_out``), in one transaction; True when it opted out."""
         digest = self.phone_hash(phone)
-        with Session(self._engine) as session:
-            for row in session.exec(
-                select(PhoneIndexEntry).where(
-                    PhoneIndexEntry.account_id == account_id, PhoneIndexEntry.phone_hash != digest
-                )
-            ).all():
-                session.delete(row)
-            self._add_entry(session, digest, account_id)
-            self._commit_unless_duplicate(session)
+        with self._engine.begin() as connection:
+            self._replace(connection, account_id, digest)
+            return self._opted_out(connection, digest)
+
+    @staticmethod
+    def _replace(connection: Connection, account_id: str, digest: str) -> None:
+        """Delete the account's other numbers, then add this one unless it is there: the insert skips
+        an existing pair (also one a concurrent replacement inserts first), so it never fails."""
+        connection.execute(_DELETE_OTHER_NUMBERS, {"account": account_id, "digest": digest})
+        _insert_ignoring_duplicates(
+            connection,
+            _PHONE_LOOKUP,
+            [{"phone_hash": digest, "account_id": account_id, "registered_at": _utcnow()}],
+            ("phone_hash", "account_id"),
+        )
 
     @staticmethod
     def _add_entry(session: Session, digest: str, account_id: str) -> None:
@@ -271,8 +304,12 @@ class PhoneIndex:
                 self._commit_unless_duplicate(session)
 
     def is_opted_out(self, phone: str) -> bool:
-        with Session(self._engine) as session:
-            return session.get(OptOut, self.phone_hash(phone)) is not None
+        with self._engine.connect() as connection:
+            return self._opted_out(connection, self.phone_hash(phone))
+
+    @staticmethod
+    def _opted_out(connection: Connection, digest: str) -> bool:
+        return connection.execute(_OPT_OUT_OF, {"digest": digest}).first() is not None
 
     def opt_outs(self) -> list[OptOut]:
         """Every opt-out (``open_phone(row.phone_encrypted)`` reads a number, for compliance)."""

@@ -6,12 +6,27 @@ that write them may be retried: an audit row by its event key, an outbox row by 
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, make_url, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Executable,
+    Table,
+    bindparam,
+    event,
+    insert,
+    make_url,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -108,75 +123,145 @@ def make_engine(database_url: str) -> Engine:
     return engine
 
 
+_AUDIT: Table = AuditEntry.__table__  # type: ignore[attr-defined]
+_OUTBOX: Table = OutboxEntry.__table__  # type: ignore[attr-defined]
+# The columns an insert writes: the audit row's id is the database's.
+_AUDIT_COLUMNS = tuple(column.name for column in _AUDIT.columns if column.name != "id")
+_OUTBOX_COLUMNS = tuple(column.name for column in _OUTBOX.columns)
+# Statements on the path of every SMS, built once (SQLAlchemy caches their compiled form).
+_COUNT_ATTEMPT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.idempotency_key == bindparam("key"))
+    .values(attempts=_OUTBOX.c.attempts + 1)
+)
+_COUNT_ATTEMPT_RETURNING = _COUNT_ATTEMPT.returning(*_OUTBOX.c)
+# The SET clause comes from the parameters: status, provider_message_id, completed_at.
+_COMPLETE_OUTBOX = update(_OUTBOX).where(_OUTBOX.c.idempotency_key == bindparam("key"))
+
+
+def _values(entry: SQLModel, columns: tuple[str, ...]) -> dict[str, Any]:
+    return {name: getattr(entry, name) for name in columns}
+
+
+def _audit_rows(entries: Iterable[AuditEntry]) -> list[dict[str, Any]]:
+    return [_values(entry, _AUDIT_COLUMNS) for entry in entries]
+
+
+def _insert_ignoring_duplicates(
+    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], keys: tuple[str, ...]
+) -> int:
+    """Insert the rows whose ``keys`` (the columns of a unique constraint) are new; how many were.
+
+    On SQLite and PostgreSQL one statement, ``INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING``: a
+    row whose key exists, or that a concurrent transaction inserts first, is skipped instead of failing
+    (PostgreSQL makes the later writer wait for the first to commit or roll back), so concurrent writers
+    of one key all succeed and the row is written once; the returned rows count the new ones. Other
+    databases insert row by row, each in a savepoint that a duplicate key rolls back. A key repeated
+    within ``rows`` keeps its first row. Runs in the caller's transaction.
+    """
+    unique: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+    for row in rows:
+        unique.setdefault(tuple(row[name] for name in keys), row)
+    if not unique:
+        return 0
+    dialect = connection.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        statement = _insert_ignoring_statement(dialect, table, keys)
+        return len(connection.execute(statement, list(unique.values())).all())
+    return _insert_each_ignoring_duplicates(connection, table, list(unique.values()), keys)
+
+
+@functools.cache
+def _insert_ignoring_statement(dialect: str, table: Table, keys: tuple[str, ...]) -> Executable:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING keys[0]`` for SQLite or PostgreSQL."""
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    return insert(table).on_conflict_do_nothing(index_elements=list(keys)).returning(table.c[keys[0]])
+
+
+def _insert_each_ignoring_duplicates(
+    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], keys: tuple[str, ...]
+) -> int:
+    """The portable ``_insert_ignoring_duplicates``: a savepoint per row; an integrity error whose key
+    is there (now) skips the row, any other (a missing value, say) is raised."""
+    added = 0
+    for row in rows:
+        try:
+            with connection.begin_nested():
+                connection.execute(insert(table), row)
+        except IntegrityError:
+            exists = select(table.c[keys[0]]).where(*(table.c[name] == row[name] for name in keys))
+            if connection.execute(exists).first() is None:
+                raise
+            continue
+        added += 1
+    return added
+
+
 class AuditStore:
-    """Synchronous access to the audit log and outbox; activities call it from a thread."""
+    """Synchronous access to the audit log and outbox; activities call it from a thread.
+
+    The writes on an SMS's path (``append``, ``claim``, ``complete``) are each one transaction of a few
+    Core statements: no ORM session, no read before a write. Their idempotency rests on the unique keys
+    (``INSERT ... ON CONFLICT DO NOTHING``) and on updates computed by the database, so concurrent
+    writers of the same key (a retried activity beside its timed-out first attempt) neither fail nor
+    lose a write.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def append(self, entries: list[AuditEntry]) -> int:
+    def append(self, entries: Sequence[AuditEntry]) -> int:
         """Insert the entries whose event key is new; returns how many were new.
 
-        Another writer may insert the same key between the check and the commit (a retried activity
-        beside its timed-out first attempt): the unique key refuses it, and the pass runs again, now
-        seeing that row.
+        One statement that skips existing keys (``_insert_ignoring_duplicates``): another writer that
+        inserts the same key first (a retried activity beside its timed-out first attempt) makes this
+        one skip it, neither fails, and the row is written once. A key repeated in ``entries`` counts
+        once (its first entry).
         """
-        for attempt in range(3):
-            try:
-                return self._append_new(entries)
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        if not entries:
+            return 0
+        with self._engine.begin() as connection:
+            return _insert_ignoring_duplicates(connection, _AUDIT, _audit_rows(entries), ("event_key",))
 
-    def _append_new(self, entries: list[AuditEntry]) -> int:
-        added = 0
-        with Session(self._engine) as session:
-            for entry in entries:
-                exists = session.exec(
-                    select(AuditEntry.id).where(AuditEntry.event_key == entry.event_key)
-                ).first()
-                if exists is None:
-                    session.add(AuditEntry.model_validate(entry.model_dump(exclude={"id"})))
-                    added += 1
-            session.commit()
-        return added
+    def claim(self, entry: OutboxEntry, decisions: Sequence[AuditEntry] = ()) -> OutboxEntry:
+        """The outbox row for this key, creating it as pending; counts the attempt.
 
-    def claim(self, entry: OutboxEntry) -> OutboxEntry:
-        """The outbox row for this key, creating it as pending; counts the attempt."""
-        with Session(self._engine) as session:
-            row = session.get(OutboxEntry, entry.idempotency_key)
-            if row is None:
-                session.add(entry)
-                try:
-                    session.commit()
-                except IntegrityError:
-                    session.rollback()
-                row = session.get(OutboxEntry, entry.idempotency_key)
-                assert row is not None
-            row.attempts += 1
-            session.add(row)
-            session.commit()
-            session.refresh(row)
-            return row
+        ``decisions`` (the workflow's decisions that led to this send) are appended as ``append`` does,
+        in the same transaction: a crash cannot leave the send claimed without them. The row is inserted
+        unless it exists (what ``entry`` says for an existing row is ignored), and the attempt is
+        counted by ``attempts = attempts + 1`` in the database, so concurrent claims of one key each
+        count. Returns a detached copy of the row as it is after this claim.
+        """
+        key = entry.idempotency_key
+        with self._engine.begin() as connection:
+            if decisions:
+                _insert_ignoring_duplicates(connection, _AUDIT, _audit_rows(decisions), ("event_key",))
+            _insert_ignoring_duplicates(
+                connection, _OUTBOX, [_values(entry, _OUTBOX_COLUMNS)], ("idempotency_key",)
+            )
+            if connection.dialect.update_returning:
+                row = connection.execute(_COUNT_ATTEMPT_RETURNING, {"key": key}).one()
+            else:  # pragma: no cover - SQLite and PostgreSQL return the row
+                connection.execute(_COUNT_ATTEMPT, {"key": key})
+                row = connection.execute(_OUTBOX.select().where(_OUTBOX.c.idempotency_key == key)).one()
+        return OutboxEntry(**row._mapping)
 
     def complete(
         self, idempotency_key: str, status: str, provider_message_id: str | None, audit: AuditEntry
     ) -> None:
-        """Mark the outbox row done and write its audit row in one transaction."""
-        with Session(self._engine) as session:
-            row = session.get(OutboxEntry, idempotency_key)
-            if row is not None:
-                row.status = status
-                row.provider_message_id = provider_message_id
-                row.completed_at = _utcnow()
-                session.add(row)
-            exists = session.exec(
-                select(AuditEntry.id).where(AuditEntry.event_key == audit.event_key)
-            ).first()
-            if exists is None:
-                session.add(audit)
-            session.commit()
+        """Mark the outbox row done and write its audit row (unless its event key exists) in one
+        transaction. Without an outbox row the audit row is still written."""
+        with self._engine.begin() as connection:
+            connection.execute(
+                _COMPLETE_OUTBOX,
+                {
+                    "key": idempotency_key,
+                    "status": status,
+                    "provider_message_id": provider_message_id,
+                    "completed_at": _utcnow(),
+                },
+            )
+            _insert_ignoring_duplicates(connection, _AUDIT, _audit_rows([audit]), ("event_key",))
 
     def outbox_by_provider_id(self, provider_message_id: str) -> OutboxEntry | None:
         """The send a carrier's receipt refers to."""

@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import Engine, create_engine, inspect, make_url, text
+from sqlalchemy.exc import IntegrityError
 
 from kindly.contacts import PhoneIndex, create_tables
-from kindly.db import AuditEntry, AuditStore, OutboxEntry, make_engine
+from kindly.db import AuditEntry, AuditStore, OutboxEntry, _insert_each_ignoring_duplicates, make_engine
 from kindly.errors import DecryptionError
 from kindly.keyring import KeyRing
 from tests.postgres import postgres_url  # noqa: F401  (the session's PostgreSQL cluster, a fixture)
@@ -227,12 +228,85 @@ def test_claim_creates_a_pending_row_and_counts_attempts(store: AuditStore) -> N
 
 
 def test_claim_from_many_threads_at_once_makes_one_row(store: AuditStore) -> None:
-    """Concurrent claims of one key race on the primary key: the loser's IntegrityError is absorbed."""
+    """Concurrent claims of one key race on the primary key: one inserts the row, the others skip it."""
     rows = at_once(8, lambda: store.claim(outbox("tp-race")))
     assert {row.idempotency_key for row in rows} == {"tp-race"}
     [stored] = store.outbox_for("LN-1")
     assert stored.status == "pending"
-    assert 1 <= stored.attempts <= 8
+    assert stored.attempts == 8
+
+
+def test_concurrent_claims_of_one_key_count_every_attempt(store: AuditStore) -> None:
+    """The attempt counter is incremented in the database: no concurrent claim's increment is lost,
+    and each claim reads back the count its own increment made."""
+    for round_ in range(1, 6):
+        rows = at_once(8, lambda: store.claim(outbox("tp-count")))
+        assert sorted(row.attempts for row in rows) == list(range(8 * round_ - 7, 8 * round_ + 1))
+    [stored] = store.outbox_for("LN-1")
+    assert stored.attempts == 40
+
+
+def test_claim_writes_its_decisions_once_and_returns_a_detached_row(store: AuditStore) -> None:
+    first = store.claim(outbox("tp-1"), [audit("ev-1"), audit("ev-2"), audit("ev-1")])
+    assert [row.event_key for row in store.audit_for("LN-1")] == ["ev-1", "ev-2"]
+    # A retried activity passes the same decisions again (and maybe one more): no row is doubled.
+    again = store.claim(outbox("tp-1"), [audit("ev-2"), audit("ev-3")])
+    assert [row.event_key for row in store.audit_for("LN-1")] == ["ev-1", "ev-2", "ev-3"]
+    assert (first.attempts, again.attempts, again.status) == (1, 2, "pending")
+    # The returned rows belong to no session: reading them needs no database.
+    assert (first.idempotency_key, first.channel, first.touchpoint) == ("tp-1", "sms", 1)
+    assert abs(as_utc(first.created_at) - datetime.now(UTC)) < timedelta(minutes=1)
+    # Decisions already written by ``append`` (a window-closed attempt before) are not doubled either.
+    store.append([audit("ev-4")])
+    store.claim(outbox("tp-2", touchpoint=2), [audit("ev-4"), audit("ev-5")])
+    assert [row.event_key for row in store.audit_for("LN-1")] == ["ev-1", "ev-2", "ev-3", "ev-4", "ev-5"]
+
+
+def test_claim_and_its_decisions_are_one_transaction(store: AuditStore) -> None:
+    """A claim that fails (here a row the database refuses: no account) writes none of its decisions."""
+    broken = outbox("tp-1")
+    broken.account_id = None  # type: ignore[assignment]
+    with pytest.raises(IntegrityError):
+        store.claim(broken, [audit("ev-1")])
+    assert store.audit_for("LN-1") == []
+    assert store.outbox_for("LN-1") == []
+    store.claim(outbox("tp-1"), [audit("ev-1")])
+    assert [row.event_key for row in store.audit_for("LN-1")] == ["ev-1"]
+    assert [row.attempts for row in store.outbox_for("LN-1")] == [1]
+
+
+def test_concurrent_claims_with_the_same_decisions_write_them_once(store: AuditStore) -> None:
+    """A retried activity beside its timed-out first attempt: both claim, the decisions exist once."""
+    decisions = [audit("ev-1"), audit("ev-2")]
+    rows = at_once(6, lambda: store.claim(outbox("tp-1"), decisions))
+    assert sorted(row.attempts for row in rows) == [1, 2, 3, 4, 5, 6]
+    assert [row.event_key for row in store.audit_for("LN-1")] == ["ev-1", "ev-2"]
+
+
+def test_concurrent_completes_write_the_audit_row_once(store: AuditStore) -> None:
+    store.claim(outbox("tp-1"))
+    at_once(6, lambda: store.complete("tp-1", "sent", "SM-1", audit("tp-1/sms_sent", kind="sms_sent")))
+    [row] = store.audit_for("LN-1")
+    assert row.event_key == "tp-1/sms_sent"
+    assert [(row.status, row.provider_message_id) for row in store.outbox_for("LN-1")] == [("sent", "SM-1")]
+
+
+def test_portable_insert_skips_duplicate_keys_and_raises_other_errors(postgres_database_url: str) -> None:
+    """The row-by-row insert for databases without ``ON CONFLICT`` (tried here on PostgreSQL)."""
+    engine = make_engine(postgres_database_url)
+    table = AuditEntry.__table__  # type: ignore[attr-defined]
+    try:
+        AuditStore(engine).append([audit("ev-1")])
+        rows = [audit(key).model_dump(exclude={"id"}) for key in ("ev-1", "ev-2", "ev-1", "ev-3")]
+        with engine.begin() as connection:
+            assert _insert_each_ignoring_duplicates(connection, table, rows, ("event_key",)) == 2
+        assert [row.event_key for row in AuditStore(engine).audit_for("LN-1")] == ["ev-1", "ev-2", "ev-3"]
+        broken = {**audit("ev-4").model_dump(exclude={"id"}), "detail": None}
+        with pytest.raises(IntegrityError), engine.begin() as connection:
+            _insert_each_ignoring_duplicates(connection, table, [broken], ("event_key",))
+        assert len(AuditStore(engine).audit_for("LN-1")) == 3
+    finally:
+        engine.dispose()
 
 
 def test_complete_marks_the_row_and_audits_once(store: AuditStore) -> None:
@@ -333,15 +407,43 @@ def test_replace_moves_the_account_to_its_new_number_only(phones: PhoneIndex) ->
     assert phones.accounts_for("+8613900139000") == ["LN-1"]
 
 
-# On PostgreSQL the losers of concurrent replacements find the old row already deleted by the winner
-# (their ORM DELETE matches 0 rows: SQLAlchemy warns) and then roll back on the duplicate; harmless.
-@pytest.mark.filterwarnings("ignore:DELETE statement on table 'phone_lookup' expected to delete")
 def test_concurrent_registrations_and_replacements_make_one_row(phones: PhoneIndex) -> None:
     at_once(8, lambda: phones.register(PHONE, "LN-1"))
     assert phones.accounts_for(PHONE) == ["LN-1"]
     phones.register("+8613700137000", "LN-2")
     at_once(8, lambda: phones.replace("LN-2", "+8613900139000"))
     assert phones.accounts_for("+8613900139000") == ["LN-2"]
+    assert phones.accounts_for("+8613700137000") == []
+
+
+def test_index_account_replaces_the_accounts_numbers_and_says_whether_it_opted_out(
+    engine: Engine, phones: PhoneIndex
+) -> None:
+    phones.register(PHONE, "LN-1")
+    phones.register("+8613700137000", "LN-1")
+    phones.register(PHONE, "LN-2")
+    assert phones.index_account("LN-1", "+8613900139000") is False
+    assert phones.accounts_for(PHONE) == ["LN-2"]
+    assert phones.accounts_for("+8613700137000") == []
+    assert phones.accounts_for("+8613900139000") == ["LN-1"]
+    phones.record_opt_out("+86 139 0013 9000", "LN-1")
+    # The same number again (any spelling): still indexed once, and now opted out.
+    assert phones.index_account("LN-1", "0086 139-0013-9000") is True
+    assert phones.accounts_for("+8613900139000") == ["LN-1"]
+    # Another account on the opted-out number is told so too, and indexed beside the first.
+    assert phones.index_account("LN-3", "+8613900139000") is True
+    assert phones.accounts_for("+8613900139000") == ["LN-1", "LN-3"]
+    assert phones.index_account("LN-2", PHONE) is False
+    assert phones.is_opted_out("+8613900139000") and not phones.is_opted_out(PHONE)
+    # Under another lookup key the opt-out is not found (its hash differs).
+    assert PhoneIndex(engine, new_keyring()).index_account("LN-4", "+8613900139000") is False
+
+
+def test_concurrent_index_account_makes_one_row(phones: PhoneIndex) -> None:
+    phones.register("+8613700137000", "LN-1")
+    phones.record_opt_out(PHONE, "LN-9")
+    assert at_once(8, lambda: phones.index_account("LN-1", PHONE)) == [True] * 8
+    assert phones.accounts_for(PHONE) == ["LN-1"]
     assert phones.accounts_for("+8613700137000") == []
 
 
