@@ -105,6 +105,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
                 handoffs.create_call_task,
                 handoffs.hand_off_to_specialist,
                 records.record_decisions,
+                records.prepare_account,
                 records.resolve_policy,
                 records.index_phone,
                 records.record_opt_out,

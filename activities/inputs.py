@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from kindly.contract import TemplateName
+from kindly.policy.model import ContactPolicy
 
 
 class _ActivityModel(BaseModel):
@@ -103,6 +104,22 @@ class IndexPhoneInput(_ActivityModel):
 
 
 class IndexPhoneResult(_ActivityModel):
+    opted_out: bool
+    """The number opted out of SMS before, under this or another account."""
+
+
+class PrepareAccountInput(_ActivityModel):
+    """What a new run needs from beyond the workflow before it can plan: one local activity."""
+
+    account_id: str
+    phone: str
+    segment: str
+
+
+class PreparedAccount(_ActivityModel):
+    policy: ContactPolicy
+    """The segment's policy as resolved now, recorded in history so that later edits of the policy
+    file cannot change what replay decides."""
     opted_out: bool
     """The number opted out of SMS before, under this or another account."""
 

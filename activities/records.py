@@ -1,4 +1,5 @@
-"""Small bookkeeping activities, run as local activities: audit decisions, index a phone, resolve a policy."""
+"""Small bookkeeping activities, run as local activities: prepare a new account (policy, phone index,
+opt-out), audit decisions, index a phone, resolve a policy."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from activities.audit_rows import decision_rows
 from activities.inputs import (
     IndexPhoneInput,
     IndexPhoneResult,
+    PrepareAccountInput,
+    PreparedAccount,
     RecordDecisionsInput,
     RecordOptOutInput,
     ResolvePolicyInput,
@@ -28,10 +31,19 @@ class RecordActivities:
         self._phones = phones
         self._policies = policies
 
+    @activity.defn(name="prepare_account")
+    async def prepare_account(self, request: PrepareAccountInput) -> PreparedAccount:
+        """Everything a new run asks of the world before its first plan, in one local activity and
+        one transaction: the segment's policy, the number in the phone index (so replies reach this
+        account however it was started) and whether that number opted out earlier."""
+        opted_out = await asyncio.to_thread(self._phones.index_account, request.account_id, request.phone)
+        return PreparedAccount(policy=policy_for(request.segment, self._policies), opted_out=opted_out)
+
     @activity.defn(name="index_phone")
     async def index_phone(self, request: IndexPhoneInput) -> IndexPhoneResult:
         """Map the account's number to it, so inbound replies reach this account however it started;
-        and say whether the number opted out earlier, so no new workflow texts it again."""
+        and say whether the number opted out earlier, so no new workflow texts it again. (Runs that
+        began before ``prepare_account`` existed, and a changed number, come here.)"""
         await asyncio.to_thread(self._phones.replace, request.account_id, request.phone)
         opted_out = await asyncio.to_thread(self._phones.is_opted_out, request.phone)
         return IndexPhoneResult(opted_out=opted_out)

@@ -95,7 +95,11 @@ def current_stage(state: AccountState, today: date) -> Stage:
         return state.escalation
     if state.promise_date is not None:
         return Stage.PROMISE
-    due = state.account.due_date
+    return stage_by_date(state.account.due_date, today)
+
+
+def stage_by_date(due: date, today: date) -> Stage:
+    """The stage of an account nothing has happened to yet: where the calendar alone puts it."""
     if today < due:
         return Stage.PRE_DUE
     if today == due:

@@ -38,7 +38,7 @@ from worker import build_worker
 
 HISTORIES = Path(__file__).parent / "histories"
 KEYS_FILE = HISTORIES / "keys.json"
-VERSION = "v2"
+VERSION = "v3"
 
 
 def history_encryption_settings() -> dict[str, Any]:
@@ -130,6 +130,13 @@ async def main() -> None:
                     path = HISTORIES / f"{VERSION}-{name}.json"
                     path.write_text(history.to_json(), encoding="utf-8")
                     print(f"captured {path} ({len(history.events)} events)")
+                    # And the run that ended it, when it continued as new: a run on carried state.
+                    last_run = env.client.get_workflow_handle(handle.id)
+                    last = await last_run.fetch_history()
+                    if last.run_id != history.run_id:
+                        path = HISTORIES / f"{VERSION}-{name}-last_run.json"
+                        path.write_text(last.to_json(), encoding="utf-8")
+                        print(f"captured {path} ({len(last.events)} events)")
     finally:
         await env.shutdown()
 
