@@ -1,8 +1,13 @@
 """Temporal actions and history events per SMS touchpoint, counted from workflow histories.
 
-Actions are what Temporal meters: the kinds below, each counted from its history event. The workflow
-start is reported apart (once per account, however many touchpoints), and so are markers: a local
-activity is a ``core_local_activity`` marker, a ``workflow.patched`` call a ``core_patch`` marker.
+Actions are what Temporal Cloud bills, counted from history by its published rules (docs.temporal.io,
+"Temporal Cloud Actions"): each activity scheduled or retried, timer started, signal, search-attribute
+upsert, memo change, child workflow and continue-as-new is one; an upsert of ``TemporalChangeVersion``
+alone (the SDK's companion of every new ``workflow.patched``) is exempt, and so are search attributes
+given with the start; all the markers one workflow task records (local activities, ``core_local_activity``;
+patches, ``core_patch``) count as one action together. The workflow start is reported apart (once per
+account, however many touchpoints). Markers and exempt upserts are also reported one by one, so the
+raw command counts stay visible.
 A history is cut after its n-th touchpoint: at the first event after the n-th SMS activity completed
 that puts the workflow to sleep again (its timer started) or ends it, so that one touchpoint's
 cost includes planning the next one, for Kindly and the baseline alike.
@@ -22,7 +27,6 @@ ACTION_EVENTS: dict[int, str] = {
     EventType.EVENT_TYPE_TIMER_STARTED: "timers",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: "signals",
     EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED: "signals",
-    EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: "search_attribute_upserts",
     EventType.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED: "memo_upserts",
     EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED: "child_workflows",
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW: "continue_as_new",
@@ -35,6 +39,7 @@ ACTION_KINDS: tuple[str, ...] = (
     "memo_upserts",
     "child_workflows",
     "continue_as_new",
+    "marker_workflow_tasks",
 )
 _SLEEP_OR_END = {
     EventType.EVENT_TYPE_TIMER_STARTED,
@@ -58,7 +63,8 @@ class Cost:
     activity_retries: int = 0
     events: int = 0
     change_version_upserts: int = 0
-    """Upserts of ``TemporalChangeVersion`` alone: the SDK adds one to each new ``workflow.patched``."""
+    """Upserts of ``TemporalChangeVersion`` alone: the SDK adds one to each new ``workflow.patched``;
+    not an action."""
 
     def add(self, other: Cost) -> None:
         self.touchpoints += other.touchpoints
@@ -85,7 +91,7 @@ class Cost:
 
     @property
     def total_actions(self) -> int:
-        """Every action kind of ``ACTION_KINDS`` (activity retries included), start and markers not."""
+        """Every action kind of ``ACTION_KINDS`` (activity retries included), the start not."""
         return sum(self.actions[kind] for kind in ACTION_KINDS) + self.activity_retries
 
     def per_touchpoint(self) -> dict[str, object]:
@@ -102,7 +108,7 @@ class Cost:
             "actions_by_kind_per_touchpoint": {
                 kind: round(self.actions[kind] / n, 3) for kind in ACTION_KINDS
             },
-            "of_which_temporal_change_version_upserts_per_touchpoint": round(
+            "exempt_temporal_change_version_upserts_per_touchpoint": round(
                 self.change_version_upserts / n, 3
             ),
             "activity_retries_per_touchpoint": round(self.activity_retries / n, 3),
@@ -140,6 +146,7 @@ def cut_after_touchpoint(
 
 def cost_of(events: Sequence[HistoryEvent], touchpoints: int) -> Cost:
     cost = Cost(touchpoints=touchpoints, histories=1, events=len(events))
+    marker_tasks: set[int] = set()
     for event in events:
         kind = ACTION_EVENTS.get(event.event_type)
         if kind is not None:
@@ -147,13 +154,18 @@ def cost_of(events: Sequence[HistoryEvent], touchpoints: int) -> Cost:
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
             cost.workflow_starts += 1
         elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
-            cost.markers[event.marker_recorded_event_attributes.marker_name] += 1
+            attributes = event.marker_recorded_event_attributes
+            cost.markers[attributes.marker_name] += 1
+            marker_tasks.add(attributes.workflow_task_completed_event_id)
         elif event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
             fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
             if set(fields) == {CHANGE_VERSION}:
                 cost.change_version_upserts += 1
+            else:
+                cost.actions["search_attribute_upserts"] += 1
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             cost.activity_retries += max(event.activity_task_started_event_attributes.attempt - 1, 0)
+    cost.actions["marker_workflow_tasks"] = len(marker_tasks)
     return cost
 
 

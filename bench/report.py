@@ -199,7 +199,14 @@ def table(results: dict[str, Any]) -> str:
         )
         lines.append(
             _row(
-                "  local activities (markers)/touchpoint",
+                "  not actions: TemporalChangeVersion upserts",
+                b["lifecycle"]["exempt_temporal_change_version_upserts_per_touchpoint"],
+                k["lifecycle"]["exempt_temporal_change_version_upserts_per_touchpoint"],
+            )
+        )
+        lines.append(
+            _row(
+                "  local-activity markers/touchpoint",
                 b["lifecycle"]["local_activity_markers_per_touchpoint"],
                 k["lifecycle"]["local_activity_markers_per_touchpoint"],
             )

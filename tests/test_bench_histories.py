@@ -1,0 +1,62 @@
+"""The benchmark counts Temporal actions by Temporal Cloud's published rules, from history events."""
+
+from __future__ import annotations
+
+from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import (
+    ActivityTaskScheduledEventAttributes,
+    HistoryEvent,
+    MarkerRecordedEventAttributes,
+    UpsertWorkflowSearchAttributesEventAttributes,
+)
+
+from bench.histories import CHANGE_VERSION, cost_of
+
+
+def _event(event_type: int, **attributes: object) -> HistoryEvent:
+    return HistoryEvent(event_type=event_type, **attributes)  # type: ignore[arg-type]
+
+
+def _marker(name: str, task: int) -> HistoryEvent:
+    return _event(
+        EventType.EVENT_TYPE_MARKER_RECORDED,
+        marker_recorded_event_attributes=MarkerRecordedEventAttributes(
+            marker_name=name, workflow_task_completed_event_id=task
+        ),
+    )
+
+
+def _upsert(*names: str) -> HistoryEvent:
+    attributes = UpsertWorkflowSearchAttributesEventAttributes()
+    for name in names:
+        attributes.search_attributes.indexed_fields[name].CopyFrom(Payload(data=b'"x"'))
+    return _event(
+        EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+        upsert_workflow_search_attributes_event_attributes=attributes,
+    )
+
+
+def test_markers_of_one_workflow_task_are_one_action_and_change_version_upserts_are_exempt() -> None:
+    events = [
+        _event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED),
+        _marker("core_patch", task=4),
+        _marker("core_local_activity", task=4),
+        _upsert(CHANGE_VERSION),
+        _upsert("CollectionStage", "NextTouchpointAt"),
+        _event(
+            EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+            activity_task_scheduled_event_attributes=ActivityTaskScheduledEventAttributes(),
+        ),
+        _marker("core_local_activity", task=10),
+        _event(EventType.EVENT_TYPE_TIMER_STARTED),
+    ]
+    cost = cost_of(events, touchpoints=1)
+    assert cost.actions["marker_workflow_tasks"] == 2  # tasks 4 and 10
+    assert cost.actions["search_attribute_upserts"] == 1
+    assert cost.change_version_upserts == 1
+    assert cost.markers == {"core_patch": 1, "core_local_activity": 2}
+    # activity + timer + one real upsert + two workflow tasks with markers; the start apart
+    assert cost.total_actions == 5
+    assert cost.workflow_starts == 1
+    assert cost.per_touchpoint()["actions_per_touchpoint"] == 5.0
