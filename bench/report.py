@@ -190,32 +190,21 @@ def table(results: dict[str, Any]) -> str:
             base_value = b["lifecycle"]["actions_by_kind_per_touchpoint"][kind]
             if value or base_value:
                 lines.append(_row(f"  {kind}", base_value, value))
-        lines.append(
-            _row(
-                "  + workflow start (per touchpoint)",
-                b["lifecycle"]["workflow_starts_per_touchpoint"],
-                k["lifecycle"]["workflow_starts_per_touchpoint"],
-            )
-        )
-        lines.append(
-            _row(
+        life_b, life_k = b["lifecycle"], k["lifecycle"]
+        for label, key in (
+            ("  + workflow start (per touchpoint)", "workflow_starts_per_touchpoint"),
+            (
                 "  not actions: TemporalChangeVersion upserts",
-                b["lifecycle"]["exempt_temporal_change_version_upserts_per_touchpoint"],
-                k["lifecycle"]["exempt_temporal_change_version_upserts_per_touchpoint"],
-            )
-        )
-        lines.append(
-            _row(
-                "  local-activity markers/touchpoint",
-                b["lifecycle"]["local_activity_markers_per_touchpoint"],
-                k["lifecycle"]["local_activity_markers_per_touchpoint"],
-            )
-        )
+                "exempt_temporal_change_version_upserts_per_touchpoint",
+            ),
+            ("  local-activity markers/touchpoint", "local_activity_markers_per_touchpoint"),
+        ):
+            lines.append(_row(label, life_b[key], life_k[key]))
         lines.append(
             _row(
                 "  other markers/touchpoint",
-                json.dumps(b["lifecycle"]["other_markers_per_touchpoint"]),
-                json.dumps(k["lifecycle"]["other_markers_per_touchpoint"]),
+                json.dumps(life_b["other_markers_per_touchpoint"]),
+                json.dumps(life_k["other_markers_per_touchpoint"]),
             )
         )
         if k["each_later_touchpoint"] is not None:
