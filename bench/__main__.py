@@ -36,10 +36,12 @@ server is a different, in-memory implementation whose speed says nothing about a
   weekly), and their histories are cut after the n-th SMS at the moment the workflow sleeps again
   (``bench/histories.py``). The first touchpoint's counts are also taken from the dev-server
   histories of the throughput run, which cross-checks the two servers.
-  Actions counted: activities scheduled (and retries), timers started, signals, search-attribute
-  upserts, memo upserts, child workflows, continue-as-new. The workflow start is reported apart,
-  local activities as ``core_local_activity`` markers and ``workflow.patched`` as ``core_patch``
-  markers. The target (<= 3 per touchpoint) is judged on the lifecycle figure, start excluded.
+  Actions counted by Temporal Cloud's published rules: activities scheduled (and retries), timers
+  started, signals, search-attribute upserts (not those of ``TemporalChangeVersion`` alone, which are
+  exempt), memo upserts, child workflows, continue-as-new, and one per workflow task that recorded
+  markers (local activities, ``core_local_activity``; ``workflow.patched``, ``core_patch``), which
+  are also reported one by one. The workflow start is reported apart. The target (<= 3 per
+  touchpoint) is judged on the lifecycle figure, start excluded.
 * **Bulk import**: ``--accounts`` accounts due in 30 days started with no worker running, through
   ``kindly.portfolio.import_portfolio`` and through bare ``client.start_workflow`` calls of the same
   workflow type and input, both at ``--import-concurrency`` (the CLI's default, 16).
