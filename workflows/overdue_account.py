@@ -6,7 +6,9 @@ Signals change the state and wake the loop, which plans again. Every decision la
 query and, through the next activity (or one local activity after signals), in the audit log.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: the sandbox re-executes this module for every workflow
+# instance, and the SDK's decorators read each handler's type hints, which string annotations would make
+# it evaluate (``typing.get_type_hints``) every time.
 
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
@@ -17,8 +19,7 @@ from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.metrics import WorkflowMetrics
-
+# Passed through: modules without workflow state, which the sandbox need not re-import per instance.
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
@@ -80,6 +81,7 @@ with workflow.unsafe.imports_passed_through():
     from kindly.state import TIMELINE_LIMIT, AccountState, current_stage, stage_by_date
     from kindly.summaries import describe_position
     from kindly.validation import describe_validation_error
+    from workflows.metrics import WorkflowMetrics
 
 # Hand-offs retry without a deadline (an outage of the phone system must not fail the account's
 # workflow); SMS retry until their contact window closes (schedule-to-close), then move on.
