@@ -5,8 +5,9 @@ and every bad one as a ``RowError`` naming its file line (the header is line 1) 
 field(s), so an operator fixes the whole file in one pass. Only a file that cannot be read as a
 portfolio at all (missing or unknown header columns) raises ``PortfolioFormatError``.
 
-``import_portfolio`` starts the good rows concurrently through ``kindly.temporal.start_account``,
-which is idempotent, so importing the same file twice starts nothing new.
+``import_portfolio`` starts the good rows concurrently through ``kindly.temporal.start_new_account``,
+which starts nothing where a run of the account is open or kept, so importing the same file twice
+starts nothing new.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from kindly.contract import AccountInput, workflow_id_for
 from kindly.errors import KindlyError
-from kindly.temporal import start_account
+from kindly.temporal import start_new_account
 from kindly.validation import describe_validation_error
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
@@ -192,13 +193,10 @@ async def import_portfolio(
 ) -> ImportReport:
     """Start every account's workflow, at most ``concurrency`` at a time; never raises per account.
 
-    How "started" is told from "already there": the account's workflow is described first (one
-    cheap RPC), then ``start_account`` is called, and the run id it returns is compared with the
-    run id found before. A different run id (or none found before) means a new run was started;
-    the same run id means the open run was reused (``USE_EXISTING``) or the finished run kept.
-    This uses only public API: the ``started`` flag of the start response is not exposed on the
-    handle. A concurrent importer starting the same account between the two calls makes this
-    count one account as "started" by both; the workflow itself is still started only once.
+    How "started" is told from "already there": the start fails when a run of the account is open
+    or kept (``start_new_account``), naming that run, which is then described for its status; so a
+    new account costs one RPC, and of two concurrent importers of one account only one counts it
+    as started.
     Results are in the order of ``accounts``.
     """
     if concurrency < 1:
@@ -219,22 +217,19 @@ async def import_portfolio(
 async def _import_one(client: Client, account: AccountInput, *, task_queue: str) -> AccountImport:
     account_id = account.account_id
     try:
-        before_run_id: str | None = None
-        before_status: WorkflowExecutionStatus | None = None
         try:
-            description = await client.get_workflow_handle(workflow_id_for(account_id)).describe()
-            before_run_id, before_status = description.run_id, description.status
-        except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
-                raise
-        handle = await start_account(client, account, task_queue=task_queue)
-        run_id = handle.result_run_id or handle.run_id
+            handle = await start_new_account(client, account, task_queue=task_queue)
+            return AccountImport(
+                account_id, ImportOutcome.STARTED, run_id=handle.result_run_id or handle.run_id
+            )
+        except WorkflowAlreadyStartedError as err:
+            existing = client.get_workflow_handle(workflow_id_for(account_id), run_id=err.run_id)
+            description = await existing.describe()
     except Exception as err:  # reported per account; one bad start must not stop the import
         return AccountImport(account_id, ImportOutcome.FAILED, error=str(err) or type(err).__name__)
-    if before_run_id is None or run_id != before_run_id:
-        outcome = ImportOutcome.STARTED
-    elif before_status == WorkflowExecutionStatus.RUNNING:
-        outcome = ImportOutcome.ALREADY_RUNNING
-    else:
-        outcome = ImportOutcome.ALREADY_CLOSED
-    return AccountImport(account_id, outcome, run_id=run_id)
+    outcome = (
+        ImportOutcome.ALREADY_RUNNING
+        if description.status == WorkflowExecutionStatus.RUNNING
+        else ImportOutcome.ALREADY_CLOSED
+    )
+    return AccountImport(account_id, outcome, run_id=description.run_id)

@@ -17,17 +17,8 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.common import (
-    SearchAttributeIndexedValueType,
-    SearchAttributeKey,
-    SearchAttributePair,
-    TypedSearchAttributes,
-)
+from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
-
-from kindly.contract import AccountInput
-from kindly.policy.schedule import zone_date
-from kindly.state import stage_by_date
 
 COLLECTION_STAGE = SearchAttributeKey.for_keyword("CollectionStage")
 DAYS_PAST_DUE = SearchAttributeKey.for_int("DaysPastDue")
@@ -74,23 +65,6 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
             AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
         )
     return sorted(missing)
-
-
-def initial_search_attributes(account: AccountInput, now: datetime) -> TypedSearchAttributes:
-    """What an account is found by from the moment it is started, before a worker has seen it: given
-    with the start, which Temporal does not count as an action (an upsert it would). The workflow
-    publishes the rest (``NextTouchpointAt``) with its first plan."""
-    today = zone_date(account.timezone, now)
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(COLLECTION_STAGE, stage_by_date(account.due_date, today).value),
-            SearchAttributePair(DAYS_PAST_DUE, max((today - account.due_date).days, 0)),
-            SearchAttributePair(AMOUNT_DUE, float(account.amount_due)),
-            SearchAttributePair(UNANSWERED_SMS, 0),
-            SearchAttributePair(SEGMENT, account.segment),
-            SearchAttributePair(PAUSED, False),
-        ]
-    )
 
 
 SearchSnapshot = tuple[str, int, float, int, datetime | None, str, bool]

@@ -165,6 +165,36 @@ async def test_import_portfolio_tells_started_from_existing(
     assert second.run_ids() == first.run_ids()
 
 
+async def test_import_reports_a_finished_account_as_closed_and_restarts_nothing(
+    env: WorkflowEnvironment, client: Client, settings: Settings
+) -> None:
+    today = await local_today(env)
+    account = make_account(today + timedelta(days=30))
+    first = await import_portfolio(client, [account], task_queue=settings.task_queue)
+    assert first.started == 1
+    handle = client.get_workflow_handle(workflow_id_for(account.account_id), result_type=AccountResult)
+    await handle.signal("settle", {"amount": "100", "reference": "S-IMPORT"})
+    await handle.result()
+
+    again = await import_portfolio(client, [account], task_queue=settings.task_queue)
+    assert [r.outcome for r in again.results] == [ImportOutcome.ALREADY_CLOSED]
+    assert again.run_ids() == first.run_ids()
+
+
+async def test_two_importers_of_one_account_at_once_start_it_once(
+    env: WorkflowEnvironment, client: Client, settings: Settings
+) -> None:
+    today = await local_today(env)
+    account = make_account(today + timedelta(days=30))
+    track(client, account.account_id)
+    reports = await asyncio.gather(
+        *(import_portfolio(client, [account], task_queue=settings.task_queue) for _ in range(2))
+    )
+    outcomes = sorted(report.results[0].outcome for report in reports)
+    assert outcomes == sorted([ImportOutcome.STARTED, ImportOutcome.ALREADY_RUNNING])
+    assert len({report.results[0].run_id for report in reports}) == 1
+
+
 async def test_import_of_a_good_file_exits_zero(
     env: WorkflowEnvironment, client: Client, settings: Settings, tmp_path: Path
 ) -> None:

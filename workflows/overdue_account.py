@@ -77,7 +77,7 @@ with workflow.unsafe.imports_passed_through():
         zone_date,
     )
     from kindly.policy.tones import choose_template
-    from kindly.search_attributes import ALL_KEYS, COLLECTION_STAGE, SearchSnapshot
+    from kindly.search_attributes import ALL_KEYS, SearchSnapshot
     from kindly.state import TIMELINE_LIMIT, AccountState, current_stage, stage_by_date
     from kindly.summaries import describe_position
     from kindly.validation import describe_validation_error
@@ -100,11 +100,10 @@ NEXT_WINDOW_PATCH = "next-window-after-gateway-outage"
 """A send the gateway did not take before its window closed waits for the next window (it was planned
 again in the same window, with fresh retries, until the window's end)."""
 LEAN_START_PATCH = "lean-start"
-"""Runs that begin on this code cost Temporal less: one local activity prepares a new account
-(policy, phone index, opt-out) where two did; the three patches above are taken as applied instead of
-each writing its marker and ``TemporalChangeVersion`` upsert again in every run; and a step that runs
-at once is not published before it runs when the account is already findable (the publish after it
-says where the account stands). Runs that began earlier keep their old path to their end."""
+"""Runs that begin on this code write less history: one local activity prepares a new account
+(policy, phone index, opt-out) where two did, and the three patches above are taken as applied
+instead of each writing its marker and ``TemporalChangeVersion`` upsert again in every run. Runs that
+began earlier keep their old path to their end."""
 AUDIT_PIGGYBACK_WINDOW = timedelta(minutes=5)
 """Pending decisions ride on an activity this close; otherwise a local activity writes them now."""
 
@@ -114,7 +113,7 @@ class OverdueAccountWorkflow:
     @workflow.init
     def __init__(self, *args: Any) -> None:
         """Sees the run's arguments first, so that ``status`` can answer while a new account is still
-        being prepared: its search attributes make it findable from the start, before any plan."""
+        being prepared (``kindly status`` right after an import), before its first plan."""
         self._account_at_start = self._quietly_parsed(args[0]) if args else None
         self._state: AccountState | None = None
         self._buffered: list[tuple[SignalName, Any]] = []
@@ -164,7 +163,7 @@ class OverdueAccountWorkflow:
                 )
             step = plan_next(state, workflow.now(), spread=self._patched(SPREAD_SENDS_PATCH))
             self._note_plan(step)
-            self._publish(step, search_attributes=not self._runs_at_once_unseen(step))
+            self._publish(step)
             if self._woken:
                 self._woken = False
                 await self._persist_changes()
@@ -315,19 +314,7 @@ class OverdueAccountWorkflow:
                 f"{step.kind} {step.touch_key} deferred ({reasons}) to {moved_to}",
             )
 
-    def _runs_at_once_unseen(self, step: Step) -> bool:
-        """A lean run does not publish a step that runs at once (nothing can come between: no await
-        separates this plan from its execution) once the account is findable, from its start's
-        search attributes or an earlier publish: the publish after the step saves an upsert."""
-        return (
-            self._lean
-            and step.at is not None
-            and step.at <= workflow.now()
-            and not self._woken
-            and workflow.info().typed_search_attributes.get(COLLECTION_STAGE) is not None
-        )
-
-    def _publish(self, step: Step, *, search_attributes: bool = True) -> None:
+    def _publish(self, step: Step) -> None:
         """Keep search attributes and current details true, upserting only when a value changed."""
         state = self.state
         today = local_date(state, workflow.now())
@@ -341,7 +328,7 @@ class OverdueAccountWorkflow:
             state.account.segment,
             state.paused,
         )
-        if search_attributes and snapshot != self._published:
+        if snapshot != self._published:
             workflow.upsert_search_attributes(
                 [
                     key.value_unset() if value is None else key.value_set(value)
