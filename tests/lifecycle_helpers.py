@@ -49,6 +49,18 @@ async def start(
     return handle
 
 
+async def after_first_reminder(
+    env: WorkflowEnvironment, client: Client, task_queue: str
+) -> WorkflowHandle[Any, AccountResult]:
+    """An account due yesterday, one day on: its first reminder has gone, whatever the hour now."""
+    from tests.conftest import eventually  # conftest imports this module lazily too
+
+    handle = await start(client, task_queue, make_account((await local_today(env)) - timedelta(days=1)))
+    await env.sleep(timedelta(days=1))
+    await eventually(lambda: status(handle), lambda s: s.sms_sent == 1)
+    return handle
+
+
 async def status(handle: WorkflowHandle[Any, Any]) -> AccountStatus:
     result: AccountStatus = await handle.query("status", result_type=AccountStatus)
     return result

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
@@ -12,8 +11,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.settings import Settings
-from tests.conftest import eventually
-from tests.lifecycle_helpers import local_today, make_account, start, status
+from tests.lifecycle_helpers import after_first_reminder
 
 CHANGE_VERSION = "TemporalChangeVersion"
 
@@ -47,10 +45,7 @@ def _is_change_version_upsert(event: HistoryEvent) -> bool:
 async def test_a_new_run_writes_one_version_marker_and_prepares_with_one_local_activity(
     env: WorkflowEnvironment, client: Client, settings: Settings
 ) -> None:
-    today = await local_today(env)
-    handle = await start(client, settings.task_queue, make_account(today - timedelta(days=1)))
-    await env.sleep(timedelta(days=1))
-    await eventually(lambda: status(handle), lambda s: s.sms_sent == 1)
+    handle = await after_first_reminder(env, client, settings.task_queue)
     events = [event async for event in handle.fetch_history_events()]
 
     marker_data = [

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.rate_limit import sms_task_queue_rate
 from kindly.settings import Settings
-from tests.conftest import eventually
-from tests.lifecycle_helpers import local_today, make_account, start, status
+from tests.lifecycle_helpers import after_first_reminder
 from worker import build_worker
 
 
 async def test_send_sms_is_scheduled_on_the_sms_queue(
     env: WorkflowEnvironment, client: Client, settings: Settings
 ) -> None:
-    today = await local_today(env)
-    handle = await start(client, settings.task_queue, make_account(today - timedelta(days=1)))
-    await env.sleep(timedelta(days=1))
-    await eventually(lambda: status(handle), lambda s: s.sms_sent == 1)
+    handle = await after_first_reminder(env, client, settings.task_queue)
     queues = {
         event.activity_task_scheduled_event_attributes.activity_type.name: (
             event.activity_task_scheduled_event_attributes.task_queue.name
