@@ -58,7 +58,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from kindly.db import _insert_ignoring_duplicates
+from kindly.db import insert_ignoring_duplicates
 from kindly.keyring import KeyRing
 
 log = logging.getLogger(__name__)
@@ -233,9 +233,8 @@ class PhoneIndex:
 
     def register(self, phone: str, account_id: str) -> None:
         """Map ``phone`` to ``account_id``; registering the same pair again is harmless."""
-        with Session(self._engine) as session:
-            self._add_entry(session, self.phone_hash(phone), account_id)
-            self._commit_unless_duplicate(session)
+        with self._engine.begin() as connection:
+            self._add_number(connection, account_id, self.phone_hash(phone))
 
     def replace(self, account_id: str, phone: str) -> None:
         """The account's number changed: it is reached at ``phone`` only (in one transaction)."""
@@ -255,22 +254,17 @@ class PhoneIndex:
         """Delete the account's other numbers, then add this one unless it is there: the insert skips
         an existing pair (also one a concurrent replacement inserts first), so it never fails."""
         connection.execute(_DELETE_OTHER_NUMBERS, {"account": account_id, "digest": digest})
-        _insert_ignoring_duplicates(
+        PhoneIndex._add_number(connection, account_id, digest)
+
+    @staticmethod
+    def _add_number(connection: Connection, account_id: str, digest: str) -> None:
+        """The pair unless it is there (also when a concurrent writer inserts it first)."""
+        insert_ignoring_duplicates(
             connection,
             _PHONE_LOOKUP,
             [{"phone_hash": digest, "account_id": account_id, "registered_at": _utcnow()}],
             ("phone_hash", "account_id"),
         )
-
-    @staticmethod
-    def _add_entry(session: Session, digest: str, account_id: str) -> None:
-        exists = session.exec(
-            select(PhoneIndexEntry.id).where(
-                PhoneIndexEntry.phone_hash == digest, PhoneIndexEntry.account_id == account_id
-            )
-        ).first()
-        if exists is None:
-            session.add(PhoneIndexEntry(phone_hash=digest, account_id=account_id))
 
     @staticmethod
     def _commit_unless_duplicate(session: Session) -> None:

@@ -147,7 +147,7 @@ def _audit_rows(entries: Iterable[AuditEntry]) -> list[dict[str, Any]]:
     return [_values(entry, _AUDIT_COLUMNS) for entry in entries]
 
 
-def _insert_ignoring_duplicates(
+def insert_ignoring_duplicates(
     connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], keys: tuple[str, ...]
 ) -> int:
     """Insert the rows whose ``keys`` (the columns of a unique constraint) are new; how many were.
@@ -181,7 +181,7 @@ def _insert_ignoring_statement(dialect: str, table: Table, keys: tuple[str, ...]
 def _insert_each_ignoring_duplicates(
     connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], keys: tuple[str, ...]
 ) -> int:
-    """The portable ``_insert_ignoring_duplicates``: a savepoint per row; an integrity error whose key
+    """The portable ``insert_ignoring_duplicates``: a savepoint per row; an integrity error whose key
     is there (now) skips the row, any other (a missing value, say) is raised."""
     added = 0
     for row in rows:
@@ -213,7 +213,7 @@ class AuditStore:
     def append(self, entries: Sequence[AuditEntry]) -> int:
         """Insert the entries whose event key is new; returns how many were new.
 
-        One statement that skips existing keys (``_insert_ignoring_duplicates``): another writer that
+        One statement that skips existing keys (``insert_ignoring_duplicates``): another writer that
         inserts the same key first (a retried activity beside its timed-out first attempt) makes this
         one skip it, neither fails, and the row is written once. A key repeated in ``entries`` counts
         once (its first entry).
@@ -221,7 +221,7 @@ class AuditStore:
         if not entries:
             return 0
         with self._engine.begin() as connection:
-            return _insert_ignoring_duplicates(connection, _AUDIT, _audit_rows(entries), ("event_key",))
+            return insert_ignoring_duplicates(connection, _AUDIT, _audit_rows(entries), ("event_key",))
 
     def claim(self, entry: OutboxEntry, decisions: Sequence[AuditEntry] = ()) -> OutboxEntry:
         """The outbox row for this key, creating it as pending; counts the attempt.
@@ -235,8 +235,8 @@ class AuditStore:
         key = entry.idempotency_key
         with self._engine.begin() as connection:
             if decisions:
-                _insert_ignoring_duplicates(connection, _AUDIT, _audit_rows(decisions), ("event_key",))
-            _insert_ignoring_duplicates(
+                insert_ignoring_duplicates(connection, _AUDIT, _audit_rows(decisions), ("event_key",))
+            insert_ignoring_duplicates(
                 connection, _OUTBOX, [_values(entry, _OUTBOX_COLUMNS)], ("idempotency_key",)
             )
             if connection.dialect.update_returning:
@@ -261,7 +261,7 @@ class AuditStore:
                     "completed_at": _utcnow(),
                 },
             )
-            _insert_ignoring_duplicates(connection, _AUDIT, _audit_rows([audit]), ("event_key",))
+            insert_ignoring_duplicates(connection, _AUDIT, _audit_rows([audit]), ("event_key",))
 
     def outbox_by_provider_id(self, provider_message_id: str) -> OutboxEntry | None:
         """The send a carrier's receipt refers to."""
