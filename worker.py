@@ -35,6 +35,7 @@ from kindly.demo import start_demo_portfolio
 from kindly.dev_server import start_dev_server
 from kindly.keyring import ensure_development_keys, load_keyring
 from kindly.policy.model import load_policies
+from kindly.preparation import AccountPreparer
 from kindly.rate_limit import sms_task_queue_rate
 from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
@@ -235,7 +236,8 @@ async def serve(
                 settings.sms_rate_limit_per_second,
             )
             if demo:
-                ids = await start_demo_portfolio(client, settings.task_queue)
+                preparer = await asyncio.to_thread(AccountPreparer.from_settings, settings)
+                ids = await start_demo_portfolio(client, settings.task_queue, preparer=preparer)
                 logger.info("demo accounts: %s", ", ".join(ids))
             await stop.wait()
             logger.info("stopping")

@@ -46,6 +46,7 @@ from kindly.portfolio import (
     import_portfolio,
     read_portfolio,
 )
+from kindly.preparation import AccountPreparer
 from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
 from kindly.temporal import connect
@@ -81,6 +82,16 @@ def _settings() -> Settings:
         return Settings()
     except ValidationError as error:
         _fail(f"settings: {describe_validation_error(error)}", EXIT_USAGE)
+
+
+def _preparer(settings: Settings) -> AccountPreparer | None:
+    """The importer's preparer (the worker's database and policy file); without one, accounts start
+    unprepared and each run prepares itself, which costs more but loses nothing."""
+    try:
+        return AccountPreparer.from_settings(settings)
+    except Exception as error:  # an unreachable database or a bad policy file
+        err.print(f"[yellow]warning:[/] accounts start unprepared ({error})", highlight=False)
+        return None
 
 
 def _payload(model: type[M], **fields: Any) -> M:
@@ -154,6 +165,7 @@ def import_command(
                 task_queue=settings.task_queue,
                 concurrency=concurrency,
                 on_progress=advance,
+                preparer=_preparer(settings),
             )
 
     report = _run(settings, run) if portfolio.accounts else ImportReport()

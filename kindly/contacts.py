@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -209,6 +210,16 @@ class DeliveryUpdate:
     current: DeliveryStatus
 
 
+@dataclass(frozen=True)
+class NewAccountsIndexed:
+    """What ``PhoneIndex.index_new_accounts`` found, by account id."""
+
+    opted_out: frozenset[str]
+    """Accounts whose number opted out of SMS before (under any account)."""
+    indexed_elsewhere: frozenset[str]
+    """Accounts already indexed under another number, left as they were."""
+
+
 class PhoneIndex:
     """Synchronous access to the API's tables; phone numbers go in and out through the key ring."""
 
@@ -248,6 +259,46 @@ class PhoneIndex:
         with self._engine.begin() as connection:
             self._replace(connection, account_id, digest)
             return self._opted_out(connection, digest)
+
+    def index_new_accounts(self, accounts: Sequence[tuple[str, str]]) -> NewAccountsIndexed:
+        """Before accounts are started in bulk, ``(account_id, phone)`` each, in one transaction: add
+        the number of every account that has none indexed yet, and tell which numbers opted out.
+
+        An account indexed under another number is left alone and reported: it may be one whose
+        run is open and whose number an operator changed since (a re-import must not undo that), or
+        one starting afresh after a failed run; the starter replaces its number only once its start
+        succeeded (``replace``).
+        """
+        digests = {account_id: self.phone_hash(phone) for account_id, phone in accounts}
+        if not digests:
+            return NewAccountsIndexed(frozenset(), frozenset())
+        with self._engine.begin() as connection:
+            indexed: dict[str, set[str]] = {}
+            for account_id, digest in connection.execute(
+                select(PhoneIndexEntry.account_id, PhoneIndexEntry.phone_hash).where(
+                    col(PhoneIndexEntry.account_id).in_(list(digests))
+                )
+            ):
+                indexed.setdefault(account_id, set()).add(digest)
+            opted_out_digests = set(
+                connection.execute(
+                    select(OptOut.phone_hash).where(col(OptOut.phone_hash).in_(set(digests.values())))
+                ).scalars()
+            )
+            insert_ignoring_duplicates(
+                connection,
+                _PHONE_LOOKUP,
+                [
+                    {"phone_hash": digest, "account_id": account_id, "registered_at": _utcnow()}
+                    for account_id, digest in digests.items()
+                    if account_id not in indexed
+                ],
+                ("phone_hash", "account_id"),
+            )
+        return NewAccountsIndexed(
+            opted_out=frozenset(a for a, digest in digests.items() if digest in opted_out_digests),
+            indexed_elsewhere=frozenset(a for a, numbers in indexed.items() if numbers != {digests[a]}),
+        )
 
     @staticmethod
     def _replace(connection: Connection, account_id: str, digest: str) -> None:

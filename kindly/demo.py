@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 from temporalio.client import Client
 
 from kindly.contract import AccountInput
+from kindly.preparation import AccountPreparer
 from kindly.temporal import start_account
 
 logger = logging.getLogger(__name__)
@@ -75,11 +77,18 @@ def demo_accounts(now: datetime | None = None) -> list[AccountInput]:
     return accounts
 
 
-async def start_demo_portfolio(client: Client, task_queue: str) -> list[str]:
-    """Start (or find running) every demo account; returns their workflow ids."""
+async def start_demo_portfolio(
+    client: Client, task_queue: str, *, preparer: AccountPreparer | None = None
+) -> list[str]:
+    """Start (or find running) every demo account, prepared when a preparer is given; returns their
+    workflow ids."""
+    accounts = demo_accounts()
+    prepared = await asyncio.to_thread(preparer.prepare, accounts) if preparer is not None else None
     ids = []
-    for account in demo_accounts():
-        handle = await start_account(client, account, task_queue=task_queue)
+    for i, account in enumerate(accounts):
+        handle = await start_account(
+            client, account, task_queue=task_queue, prepared=prepared[i] if prepared else None
+        )
         ids.append(handle.id)
     logger.info("demo portfolio: %d accounts running", len(ids))
     return ids

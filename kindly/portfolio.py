@@ -7,13 +7,17 @@ portfolio at all (missing or unknown header columns) raises ``PortfolioFormatErr
 
 ``import_portfolio`` starts the good rows concurrently through ``kindly.temporal.start_new_account``,
 which starts nothing where a run of the account is open or kept, so importing the same file twice
-starts nothing new.
+starts nothing new. Given an ``AccountPreparer`` it prepares the accounts chunk by chunk (one
+database transaction per ``PREPARE_CHUNK`` accounts, while earlier chunks are being started), so that
+each run begins without a local activity and with its search attributes (``kindly.preparation``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -25,8 +29,14 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from kindly.contract import AccountInput, workflow_id_for
 from kindly.errors import KindlyError
+from kindly.preparation import AccountPreparer, PreparedStart
 from kindly.temporal import start_new_account
 from kindly.validation import describe_validation_error
+
+log = logging.getLogger(__name__)
+
+PREPARE_CHUNK = 200
+"""Accounts prepared per database transaction in a bulk import."""
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "account_id",
@@ -190,35 +200,74 @@ async def import_portfolio(
     task_queue: str,
     concurrency: int = 16,
     on_progress: Callable[[AccountImport], None] | None = None,
+    preparer: AccountPreparer | None = None,
 ) -> ImportReport:
     """Start every account's workflow, at most ``concurrency`` at a time; never raises per account.
 
     How "started" is told from "already there": the start fails when a run of the account is open
     or kept (``start_new_account``), naming that run, which is then described for its status; so a
     new account costs one RPC, and of two concurrent importers of one account only one counts it
-    as started.
+    as started. A chunk whose preparation fails (the database is down) is started unprepared: its
+    runs prepare themselves.
     Results are in the order of ``accounts``.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     semaphore = asyncio.Semaphore(concurrency)
+    chunks: dict[int, asyncio.Task[list[PreparedStart] | None]] = {}
 
-    async def one(account: AccountInput) -> AccountImport:
+    async def prepared_chunk(index: int) -> list[PreparedStart] | None:
+        assert preparer is not None
+        chunk = accounts[index * PREPARE_CHUNK : (index + 1) * PREPARE_CHUNK]
+        try:
+            return await asyncio.to_thread(preparer.prepare, chunk)
+        except Exception:  # the runs prepare themselves instead; nothing is lost
+            log.warning(
+                "could not prepare %d account(s); their runs prepare themselves", len(chunk), exc_info=True
+            )
+            return None
+
+    async def preparation(position: int) -> PreparedStart | None:
+        if preparer is None:
+            return None
+        index = position // PREPARE_CHUNK
+        if index not in chunks:
+            chunks[index] = asyncio.create_task(prepared_chunk(index))
+        prepared = await chunks[index]
+        return None if prepared is None else prepared[position % PREPARE_CHUNK]
+
+    async def one(position: int, account: AccountInput) -> AccountImport:
         async with semaphore:
-            result = await _import_one(client, account, task_queue=task_queue)
+            prepared = await preparation(position)
+            result = await _import_one(client, account, task_queue=task_queue, prepared=prepared)
+            if result.outcome == ImportOutcome.STARTED and prepared is not None and preparer is not None:
+                result = await _finish_preparation(preparer, account, prepared, result)
         if on_progress is not None:
             on_progress(result)
         return result
 
-    results = await asyncio.gather(*(one(account) for account in accounts))
+    results = await asyncio.gather(*(one(position, account) for position, account in enumerate(accounts)))
     return ImportReport(results=list(results))
 
 
-async def _import_one(client: Client, account: AccountInput, *, task_queue: str) -> AccountImport:
+async def _finish_preparation(
+    preparer: AccountPreparer, account: AccountInput, prepared: PreparedStart, result: AccountImport
+) -> AccountImport:
+    """Index a started account's new number; a failure is reported with the (started) account."""
+    try:
+        await asyncio.to_thread(preparer.started, account, prepared)
+    except Exception as err:
+        return dataclasses.replace(result, error=f"started, but its number was not indexed: {err}")
+    return result
+
+
+async def _import_one(
+    client: Client, account: AccountInput, *, task_queue: str, prepared: PreparedStart | None
+) -> AccountImport:
     account_id = account.account_id
     try:
         try:
-            handle = await start_new_account(client, account, task_queue=task_queue)
+            handle = await start_new_account(client, account, task_queue=task_queue, prepared=prepared)
             return AccountImport(
                 account_id, ImportOutcome.STARTED, run_id=handle.result_run_id or handle.run_id
             )

@@ -17,7 +17,13 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
+from temporalio.common import (
+    SearchAttributeIndexedValueType,
+    SearchAttributeKey,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 COLLECTION_STAGE = SearchAttributeKey.for_keyword("CollectionStage")
@@ -69,3 +75,34 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
 
 SearchSnapshot = tuple[str, int, float, int, datetime | None, str, bool]
 """The attribute values in ``ALL_KEYS`` order: compared before upserting, to upsert only changes."""
+
+
+def snapshot_updates(snapshot: SearchSnapshot) -> list[SearchAttributeUpdate[Any]]:
+    """The upsert that publishes ``snapshot`` (an absent next touchpoint unsets the attribute)."""
+    return [
+        key.value_unset() if value is None else key.value_set(value)
+        for key, value in zip(ALL_KEYS, snapshot, strict=True)
+    ]
+
+
+def snapshot_attributes(snapshot: SearchSnapshot) -> TypedSearchAttributes:
+    """``snapshot`` as search attributes given with a workflow's start."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(key, value)
+            for key, value in zip(ALL_KEYS, snapshot, strict=True)
+            if value is not None
+        ]
+    )
+
+
+def snapshot_of(attributes: TypedSearchAttributes) -> SearchSnapshot | None:
+    """The snapshot that ``attributes`` hold (a workflow's, as given with its start), or None when one
+    of Kindly's attributes other than the next touchpoint is missing."""
+    values: list[Any] = [attributes.get(key) for key in ALL_KEYS]
+    if any(
+        value is None for key, value in zip(ALL_KEYS, values, strict=True) if key is not NEXT_TOUCHPOINT_AT
+    ):
+        return None
+    stage, days, amount, unanswered, next_at, segment, paused = values
+    return (stage, days, amount, unanswered, next_at, segment, paused)

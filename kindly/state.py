@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from kindly.contract import AccountInput, Outcome, Stage, TemplateName, TimelineEntry
 from kindly.policy.model import ContactPolicy
+from kindly.search_attributes import SearchSnapshot
 
 TIMELINE_LIMIT = 500
 """Older timeline entries stay in the audit log; the workflow keeps the most recent ones."""
@@ -79,6 +80,36 @@ class AccountState(BaseModel):
     """Count of timeline entries ever recorded: the sequence behind audit event keys."""
     events_audited: int = 0
     """How many of them have reached the audit log."""
+
+    @classmethod
+    def for_new_account(
+        cls, account: AccountInput, policy: ContactPolicy, started_on: date, *, opted_out: bool
+    ) -> AccountState:
+        """A new account's state before anything happened: built the same way by the workflow and
+        by a starter that plans the first step ahead (``kindly.preparation``)."""
+        return cls(
+            account=account,
+            policy=policy,
+            started_on=started_on,
+            amount_due=account.amount_due,
+            contact_after=account.contact_after,
+            contact_before=account.contact_before,
+            opted_out=opted_out,
+        )
+
+
+def search_snapshot(state: AccountState, today: date, next_touchpoint_at: datetime | None) -> SearchSnapshot:
+    """The account's search-attribute values in ``ALL_KEYS`` order: what the workflow publishes and
+    what a starter gives with the start, from the same state, so the two compare equal."""
+    return (
+        current_stage(state, today).value,
+        max((today - state.account.due_date).days, 0),
+        float(state.amount_due),
+        state.unanswered_sms,
+        next_touchpoint_at,
+        state.account.segment,
+        state.paused,
+    )
 
 
 def current_stage(state: AccountState, today: date) -> Stage:

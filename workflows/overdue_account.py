@@ -13,7 +13,7 @@ query and, through the next activity (or one local activity after signals), in t
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         IndexPhoneResult,
         MessageContext,
         PrepareAccountInput,
+        PreparedAccount,
         RecordDecisionsInput,
         RecordOptOutInput,
         ResolvePolicyInput,
@@ -77,8 +78,8 @@ with workflow.unsafe.imports_passed_through():
         zone_date,
     )
     from kindly.policy.tones import choose_template
-    from kindly.search_attributes import ALL_KEYS, SearchSnapshot
-    from kindly.state import TIMELINE_LIMIT, AccountState, current_stage, stage_by_date
+    from kindly.search_attributes import SearchSnapshot, snapshot_of, snapshot_updates
+    from kindly.state import TIMELINE_LIMIT, AccountState, current_stage, search_snapshot, stage_by_date
     from kindly.summaries import describe_position
     from kindly.validation import describe_validation_error
     from workflows.metrics import WorkflowMetrics
@@ -103,7 +104,9 @@ LEAN_START_PATCH = "lean-start"
 """Runs that begin on this code write less history: one local activity prepares a new account
 (policy, phone index, opt-out) where two did, and the three patches above are taken as applied
 instead of each writing its marker and ``TemporalChangeVersion`` upsert again in every run. Runs that
-began earlier keep their old path to their end."""
+began earlier keep their old path to their end. A run its starter prepared (``kindly.preparation``,
+a third argument) takes the lean path without asking: its input already tells it apart."""
+_Input = TypeVar("_Input", bound=BaseModel)
 AUDIT_PIGGYBACK_WINDOW = timedelta(minutes=5)
 """Pending decisions ride on an activity this close; otherwise a local activity writes them now."""
 
@@ -124,29 +127,36 @@ class OverdueAccountWorkflow:
         self._metrics = WorkflowMetrics()
         self._policy_refresh: RefreshPolicy | None = None
         self._lean = False
+        self._hold_first_publish = False
+        self._entries_of_prepared_start = -1
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, *args: Any) -> AccountResult:
-        """``run(account)`` for a new account, ``run(account, state)`` after continue-as-new.
+        """``run(account)`` for a new account, ``run(account, None, preparation)`` for one its starter
+        prepared (``kindly.preparation``), ``run(account, state)`` after continue-as-new.
 
         Arguments arrive as raw JSON and are checked here: a wrong count or a bad state fails the
         workflow at once with a non-retryable error instead of failing its task forever.
         """
-        if not 1 <= len(args) <= 2:
+        if not 1 <= len(args) <= 3:
             raise ApplicationError(
-                f"expected the account (and, after continue-as-new, its state); got {len(args)} argument(s)",
+                "expected the account (and, after continue-as-new, its state; or None and its "
+                f"preparation); got {len(args)} argument(s)",
                 type="InvalidAccountInput",
                 non_retryable=True,
             )
-        account, carried_state = args[0], args[1] if len(args) == 2 else None
-        # First, before any other command: decided once per run, the same way on every replay.
-        self._lean = workflow.patched(LEAN_START_PATCH)
+        account = args[0]
+        carried_state = args[1] if len(args) >= 2 else None
+        preparation = args[2] if len(args) == 3 and carried_state is None else None
+        # First, before any other command: decided once per run, the same way on every replay. A
+        # prepared run is told apart by its input and writes no marker for it.
+        self._lean = preparation is not None or workflow.patched(LEAN_START_PATCH)
         if carried_state is not None:
             self._state = self._carried(carried_state)
         else:
-            self._state = await self._start(account)
+            self._state = await self._start(account, preparation)
         for name, payload in self._buffered:
             self._receive(name, payload)
         self._buffered.clear()
@@ -163,7 +173,8 @@ class OverdueAccountWorkflow:
                 )
             step = plan_next(state, workflow.now(), spread=self._patched(SPREAD_SENDS_PATCH))
             self._note_plan(step)
-            self._publish(step)
+            self._publish(step, hold=self._hold_first_publish and self._due_now(step))
+            self._hold_first_publish = False
             if self._woken:
                 self._woken = False
                 await self._persist_changes()
@@ -185,6 +196,17 @@ class OverdueAccountWorkflow:
             return None
 
     @staticmethod
+    def _validated(model: type[_Input], value: Any, what: str) -> _Input:
+        try:
+            return model.model_validate(value)
+        except ValidationError as err:
+            raise ApplicationError(
+                f"invalid {what}: {describe_validation_error(err)}",
+                type="InvalidAccountInput",
+                non_retryable=True,
+            ) from None
+
+    @staticmethod
     def _carried(carried_state: Any) -> AccountState:
         try:
             return AccountState.model_validate(carried_state)
@@ -195,16 +217,13 @@ class OverdueAccountWorkflow:
                 non_retryable=True,
             ) from None
 
-    async def _start(self, account: Any) -> AccountState:
-        try:
-            parsed = AccountInput.model_validate(account)
-        except ValidationError as err:
-            raise ApplicationError(
-                f"invalid account input: {describe_validation_error(err)}",
-                type="InvalidAccountInput",
-                non_retryable=True,
-            ) from None
-        if self._lean:
+    async def _start(self, account: Any, preparation: Any) -> AccountState:
+        parsed = self._validated(AccountInput, account, "account input")
+        by_starter = preparation is not None
+        if by_starter:
+            given = self._validated(PreparedAccount, preparation, "preparation")
+            policy, opted_out = given.policy, given.opted_out
+        elif self._lean:
             prepared = await workflow.execute_local_activity_method(
                 RecordActivities.prepare_account,
                 PrepareAccountInput(account_id=parsed.account_id, phone=parsed.phone, segment=parsed.segment),
@@ -219,14 +238,7 @@ class OverdueAccountWorkflow:
             )
             opted_out = (await self._index_phone(parsed.account_id, parsed.phone)).opted_out
         now = workflow.now()
-        state = AccountState(
-            account=parsed,
-            policy=policy,
-            started_on=zone_date(parsed.timezone, now),
-            amount_due=parsed.amount_due,
-            contact_after=parsed.contact_after,
-            contact_before=parsed.contact_before,
-        )
+        state = AccountState.for_new_account(parsed, policy, zone_date(parsed.timezone, now), opted_out=False)
         self._state = state
         self._record(
             TimelineKind.STARTED,
@@ -235,6 +247,12 @@ class OverdueAccountWorkflow:
         if opted_out:
             state.opted_out = True
             self._record(TimelineKind.OPTED_OUT, "number opted out earlier: no SMS, contact by phone")
+        if by_starter:
+            # The starter gave the first search attributes with the start: publish only what differs,
+            # and not before a first step due at once (its outcome is published right after it).
+            self._published = snapshot_of(workflow.info().typed_search_attributes)
+            self._hold_first_publish = self._published is not None
+            self._entries_of_prepared_start = state.events_recorded
         return state
 
     async def _refresh_policy(self, request: RefreshPolicy) -> None:
@@ -314,29 +332,20 @@ class OverdueAccountWorkflow:
                 f"{step.kind} {step.touch_key} deferred ({reasons}) to {moved_to}",
             )
 
-    def _publish(self, step: Step) -> None:
-        """Keep search attributes and current details true, upserting only when a value changed."""
+    def _publish(self, step: Step, *, hold: bool = False) -> None:
+        """Keep search attributes and current details true, upserting only when a value changed;
+        ``hold`` leaves the attributes as they are until after the step (which is due at once)."""
         state = self.state
         today = local_date(state, workflow.now())
-        stage = current_stage(state, today)
-        snapshot: SearchSnapshot = (
-            stage.value,
-            max((today - state.account.due_date).days, 0),
-            float(state.amount_due),
-            state.unanswered_sms,
-            step.at,
-            state.account.segment,
-            state.paused,
-        )
-        if snapshot != self._published:
-            workflow.upsert_search_attributes(
-                [
-                    key.value_unset() if value is None else key.value_set(value)
-                    for key, value in zip(ALL_KEYS, snapshot, strict=True)
-                ]
-            )
+        snapshot: SearchSnapshot = search_snapshot(state, today, step.at)
+        if snapshot != self._published and not hold:
+            workflow.upsert_search_attributes(snapshot_updates(snapshot))
             self._published = snapshot
-        workflow.set_current_details(describe_position(state, step, stage))
+        workflow.set_current_details(describe_position(state, step, current_stage(state, today)))
+
+    @staticmethod
+    def _due_now(step: Step) -> bool:
+        return step.at is not None and step.at <= workflow.now()
 
     # --- acting ------------------------------------------------------------------------------
 
@@ -570,6 +579,10 @@ class OverdueAccountWorkflow:
         """Decisions wait for the next activity only when it is minutes away, never for days."""
         state = self.state
         if state.events_recorded == state.events_audited:
+            return False
+        if state.events_audited == 0 and state.events_recorded == self._entries_of_prepared_start:
+            # A prepared run's "started" entries ride on its first action (or its end): a local
+            # activity for them alone would cost every such account a billed action.
             return False
         return step.at is None or step.at - workflow.now() > AUDIT_PIGGYBACK_WINDOW
 

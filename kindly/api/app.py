@@ -22,6 +22,8 @@ from kindly.contacts import PhoneIndex, create_tables
 from kindly.db import AuditStore
 from kindly.keyring import load_keyring
 from kindly.operations import AccountNotFoundError
+from kindly.policy.model import load_policies
+from kindly.preparation import AccountPreparer
 from kindly.settings import Settings
 
 
@@ -38,14 +40,19 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
         lifespan=lifespan,
     )
     keyring = load_keyring(settings)
+    phones = PhoneIndex(engine, keyring)
+    policies = load_policies(
+        settings.policy_file, continue_as_new_after_events=settings.continue_as_new_after_events
+    )
     app.state.api_settings = api_settings
     app.state.codec = EncryptionCodec(keyring)
     app.state.context = ApiContext(
         client=client,
         settings=settings,
         api_settings=api_settings,
-        phones=PhoneIndex(engine, keyring),
+        phones=phones,
         audit=AuditStore(engine),
+        preparer=AccountPreparer(phones, policies),
     )
     app.include_router(ops.router)
     app.include_router(webhooks.router)

@@ -11,6 +11,7 @@ from temporalio.client import Client
 from kindly.api.settings import ApiSettings
 from kindly.contacts import PhoneIndex
 from kindly.db import AuditStore
+from kindly.preparation import AccountPreparer
 from kindly.settings import Settings
 
 
@@ -21,6 +22,7 @@ class ApiContext:
     api_settings: ApiSettings
     phones: PhoneIndex
     audit: AuditStore
+    preparer: AccountPreparer
 
 
 def get_context(request: Request) -> ApiContext:

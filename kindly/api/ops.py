@@ -66,7 +66,8 @@ class SignalAccepted(BaseModel):
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=AccountStarted, responses=_UNAUTHORIZED)
 async def start(account: AccountInput, ctx: Context) -> AccountStarted:
     """Start the account's workflow, or return the one already running (re-posting is harmless)."""
-    handle = await start_account(ctx.client, account, task_queue=ctx.settings.task_queue)
+    [prepared] = await run_in_threadpool(ctx.preparer.prepare, [account])
+    handle = await start_account(ctx.client, account, task_queue=ctx.settings.task_queue, prepared=prepared)
     await run_in_threadpool(ctx.phones.register, account.phone, account.account_id)
     return AccountStarted(
         account_id=account.account_id,

@@ -1,0 +1,103 @@
+"""Preparing new accounts where they are started, so that their runs begin without asking the world.
+
+A new run needs its segment's contact policy, its number in the phone index (so that replies reach
+it) and whether that number opted out earlier. A run started bare (``temporal workflow start``, or a
+client of an older Kindly) asks for these itself with a local activity, ``prepare_account``, and then
+publishes its first search attributes: on Temporal Cloud one billed action for the activity's marker
+and one for the upsert, per account.
+
+Kindly's own starters (``kindly import``, ``POST /accounts``, the demo) prepare instead, in bulk: one
+database transaction per chunk of accounts, the policy from the same policy file the worker reads, and
+the first plan made by the workflow's own code (``plan_next``) so that the account's search attributes
+go with its start. The run receives the preparation as its third argument and begins with no local
+activity, no version marker and no upsert: its first workflow task only schedules the first step.
+The account is findable by stage and segment from the moment it is imported, worker or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from temporalio.common import TypedSearchAttributes
+
+from activities.inputs import PreparedAccount
+from kindly.contacts import PhoneIndex, create_tables
+from kindly.contract import AccountInput
+from kindly.db import make_engine
+from kindly.keyring import load_keyring
+from kindly.policy.model import ContactPolicy, load_policies, policy_for
+from kindly.policy.schedule import plan_next, zone_date
+from kindly.search_attributes import snapshot_attributes
+from kindly.settings import Settings
+from kindly.state import AccountState, search_snapshot
+
+
+@dataclass(frozen=True)
+class PreparedStart:
+    """What a starter gives a new account's run: its preparation and its first search attributes."""
+
+    prepared: PreparedAccount
+    search_attributes: TypedSearchAttributes
+    replace_number_once_started: bool
+    """The account was indexed under another number: replace it only if this start creates a run
+    (an open run's number is the workflow's to change)."""
+
+
+class AccountPreparer:
+    """Prepares accounts before their start (``prepare``) and finishes after it (``started``)."""
+
+    def __init__(
+        self,
+        phones: PhoneIndex,
+        policies: Mapping[str, ContactPolicy],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._phones = phones
+        self._policies = dict(policies)
+        self._clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AccountPreparer:
+        """The worker's policy file and database, as a process that starts accounts sees them."""
+        engine = make_engine(settings.database_url)
+        create_tables(engine)
+        policies = load_policies(
+            settings.policy_file, continue_as_new_after_events=settings.continue_as_new_after_events
+        )
+        return cls(PhoneIndex(engine, load_keyring(settings)), policies)
+
+    def prepare(self, accounts: Sequence[AccountInput]) -> list[PreparedStart]:
+        """One transaction for all of ``accounts`` (blocking: call it from a thread)."""
+        found = self._phones.index_new_accounts([(account.account_id, account.phone) for account in accounts])
+        now = self._clock()
+        return [
+            self._prepared(
+                account,
+                opted_out=account.account_id in found.opted_out,
+                elsewhere=account.account_id in found.indexed_elsewhere,
+                now=now,
+            )
+            for account in accounts
+        ]
+
+    def started(self, account: AccountInput, start: PreparedStart) -> None:
+        """After the start created a run (blocking): index its number where another one was."""
+        if start.replace_number_once_started:
+            self._phones.replace(account.account_id, account.phone)
+
+    def _prepared(
+        self, account: AccountInput, *, opted_out: bool, elsewhere: bool, now: datetime
+    ) -> PreparedStart:
+        policy = policy_for(account.segment, self._policies)
+        today = zone_date(account.timezone, now)
+        state = AccountState.for_new_account(account, policy, today, opted_out=opted_out)
+        # Runs that start prepared follow every patch, spreading included (``lean-start``).
+        step = plan_next(state, now, spread=True)
+        return PreparedStart(
+            prepared=PreparedAccount(policy=policy, opted_out=opted_out),
+            search_attributes=snapshot_attributes(search_snapshot(state, today, step.at)),
+            replace_number_once_started=elsewhere,
+        )
