@@ -55,7 +55,7 @@ def _first_task_commands(events: list[HistoryEvent]) -> list[int]:
     start = next(
         i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
     )
-    commands = []
+    commands: list[int] = []
     for event in events[start + 1 :]:
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
             break
@@ -171,7 +171,7 @@ async def test_import_prepares_new_accounts_and_a_reimport_keeps_a_changed_numbe
         for i in range(3)
     ]
     first = await import_portfolio(client, accounts, task_queue=settings.task_queue, preparer=preparer)
-    STARTED.extend(client.get_workflow_handle(workflow_id_for(a.account_id)) for a in accounts)  # type: ignore[misc]
+    STARTED.extend(client.get_workflow_handle(workflow_id_for(a.account_id)) for a in accounts)
     assert [r.outcome for r in first.results] == [ImportOutcome.STARTED] * 3
     assert all(r.error is None for r in first.results)
     for account in accounts:
