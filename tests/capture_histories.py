@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import tempfile
 import uuid
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +30,23 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.codec import data_converter
+from kindly.contacts import PhoneIndex, create_tables
+from kindly.contract import AccountInput
+from kindly.db import make_engine
 from kindly.dev_server import bundled_binary
 from kindly.keyring import load_keyring
+from kindly.policy.model import load_policies
+from kindly.preparation import AccountPreparer
 from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
+from kindly.temporal import start_account
 from tests.http_recorder import RecordingHttpServer
 from tests.lifecycle_helpers import local_today, make_account, start
 from worker import build_worker
 
 HISTORIES = Path(__file__).parent / "histories"
 KEYS_FILE = HISTORIES / "keys.json"
-VERSION = "v3"
+VERSION = "v4"
 
 
 def history_encryption_settings() -> dict[str, Any]:
@@ -52,8 +60,41 @@ def history_converter() -> DataConverter:
     return data_converter(load_keyring(Settings(_env_file=None, **history_encryption_settings())))
 
 
+_PREPARER: list[AccountPreparer] = []
+"""The capture's preparer, for scenarios of accounts their starter prepared (``kindly.preparation``);
+it prepares as of ``_NOW[0]``, the test server's time."""
+_NOW: list[datetime] = []
+
+
+async def _start_prepared(
+    env: WorkflowEnvironment, client: Client, queue: str, account: AccountInput
+) -> WorkflowHandle:  # type: ignore[type-arg]
+    _NOW[:] = [await env.get_current_time()]
+    [prepared] = await asyncio.to_thread(_PREPARER[0].prepare, [account])
+    return await start_account(client, account, task_queue=queue, prepared=prepared)
+
+
 async def _escalation(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
     handle = await start(client, queue, make_account((await local_today(env)) - timedelta(days=1)))
+    return await _escalate(env, handle)
+
+
+async def _prepared_escalation(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    account = make_account((await local_today(env)) - timedelta(days=1))
+    return await _escalate(env, await _start_prepared(env, client, queue, account))
+
+
+async def _prepared_pre_due(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    """Prepared ten days before the due date: the run's first task only starts a timer."""
+    account = make_account((await local_today(env)) + timedelta(days=10))
+    handle = await _start_prepared(env, client, queue, account)
+    await env.sleep(timedelta(days=12))
+    await handle.signal("repayment", {"amount": "1500", "reference": "PP-1"})
+    await handle.result()
+    return handle
+
+
+async def _escalate(env: WorkflowEnvironment, handle: WorkflowHandle) -> WorkflowHandle:  # type: ignore[type-arg]
     await env.sleep(timedelta(days=1))
     await handle.signal("customer_reply", {"text": "HELP"})
     await env.sleep(timedelta(days=22))
@@ -94,7 +135,17 @@ async def _long_life(env: WorkflowEnvironment, client: Client, queue: str) -> Wo
     return handle
 
 
-async def main() -> None:
+SCENARIOS = {
+    "escalation": _escalation,
+    "promise_pause_paid": _promise_pause_paid,
+    "long_life": _long_life,
+    "prepared_escalation": _prepared_escalation,
+    "prepared_pre_due": _prepared_pre_due,
+}
+
+
+async def main(only: Sequence[str] = ()) -> None:
+    """Capture every scenario, or those named (``python -m tests.capture_histories prepared_pre_due``)."""
     HISTORIES.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=bundled_binary("temporal-test-server"),
@@ -117,12 +168,17 @@ async def main() -> None:
                 continue_as_new_after_events=100,
                 **history_encryption_settings(),
             )
+            engine = make_engine(settings.database_url)
+            create_tables(engine)
+            segment_policies = load_policies(
+                settings.policy_file, continue_as_new_after_events=settings.continue_as_new_after_events
+            )
+            phones = PhoneIndex(engine, load_keyring(settings))
+            _PREPARER[:] = [AccountPreparer(phones, segment_policies, clock=lambda: _NOW[0])]
             async with build_worker(env.client, settings) as worker, worker:
-                for name, scenario in (
-                    ("escalation", _escalation),
-                    ("promise_pause_paid", _promise_pause_paid),
-                    ("long_life", _long_life),
-                ):
+                for name, scenario in SCENARIOS.items():
+                    if only and name not in only:
+                        continue
                     handle = await scenario(env, env.client, settings.task_queue)
                     # The first run: for a run that continued as new, the history up to that point.
                     first_run = env.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
@@ -142,4 +198,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))
