@@ -88,6 +88,9 @@ from kindly.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("costs", "throughput", "import", "memory", "herd")
+THROUGHPUT_SYSTEMS = ("baseline", "baseline_sms_queue", "kindly")
+"""Bare Temporal; bare Temporal with its SMS activity on a rate-limited queue of its own (as the herd
+requirement makes Kindly's); Kindly."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -98,7 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--herd", type=int, default=500, help="accounts whose window opens at once")
     parser.add_argument("--herd-rate", type=float, default=20.0, help="SMS rate limit in the herd run (/s)")
     parser.add_argument("--cache", type=int, default=200, help="max_cached_workflows in the memory run")
-    parser.add_argument("--rounds", type=int, default=2, help="throughput rounds (alternating order)")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="throughput and import rounds (alternating order)"
+    )
     parser.add_argument("--cost-accounts", type=int, default=10, help="accounts per system for the costs")
     parser.add_argument("--history-sample", type=int, default=50, help="dev-server histories counted")
     parser.add_argument("--start-concurrency", type=int, default=32)
@@ -154,7 +159,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         if "throughput" in sections:
             rounds = []
             for number in range(options.rounds):
-                order = ("baseline", "kindly") if number % 2 == 0 else ("kindly", "baseline")
+                order = THROUGHPUT_SYSTEMS if number % 2 == 0 else THROUGHPUT_SYSTEMS[::-1]
                 measured = {}
                 for system in order:
                     log(f"throughput round {number + 1}: {system}, {options.accounts} accounts")
@@ -163,10 +168,16 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 rounds.append(measured)
             results["throughput"] = {"rounds": rounds}
         if "import" in sections:
-            results["import"] = {}
-            for system in ("bare", "kindly"):
-                log(f"import: {system}, {options.accounts} accounts")
-                results["import"][system] = await import_rate(system, options, gateway)
+            import_rounds = []
+            for number in range(options.rounds):
+                import_order = ("bare", "kindly") if number % 2 == 0 else ("kindly", "bare")
+                measured = {}
+                for system in import_order:
+                    log(f"import round {number + 1}: {system}, {options.accounts} accounts")
+                    measured[system] = await import_rate(system, options, gateway)
+                    log(f"  {measured[system]['starts_per_second']} starts/s")
+                import_rounds.append(measured)
+            results["import"] = {"rounds": import_rounds}
         if "memory" in sections:
             log(f"memory: {options.open_accounts} open accounts, cache {options.cache}")
             results["memory"] = await memory(options, gateway)

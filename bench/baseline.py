@@ -2,6 +2,11 @@
 sandbox gateway Kindly uses) and one timer until the next touchpoint. Nothing else: no policy, no
 database, no search attributes, no local activities.
 
+With ``--sms-task-queue`` the activity runs on a queue of its own whose worker has a Temporal
+task-queue rate limit, as Kindly's SMS do (the issue's herd requirement): Temporal then cannot hand
+the activity back with the workflow task's completion (eager activity execution), so this variant
+shows what that requirement alone costs bare Temporal.
+
 ``python -m bench.baseline --address HOST:PORT --task-queue Q --sms-url URL`` runs its worker until
 SIGTERM, as ``python worker.py`` runs Kindly's, so both are measured as separate processes.
 """
@@ -11,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,6 +44,7 @@ class BaselineInput:
     phone: str
     touchpoints: int
     interval_seconds: float
+    sms_task_queue: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,7 @@ class BaselineWorkflow:
                     idempotency_key=idempotency_key(params.account_id, touchpoint),
                     account_id=params.account_id,
                 ),
+                task_queue=params.sms_task_queue,
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=5)),
             )
@@ -125,16 +133,40 @@ def build_baseline_worker(
     )
 
 
-async def serve(address: str, namespace: str, task_queue: str, sms_url: str, max_cached: int) -> None:
+def build_sms_queue_worker(
+    client: Client, sms_task_queue: str, http: httpx.AsyncClient, sms_url: str, *, rate: float
+) -> Worker:
+    """The activity's own queue, rate-limited by Temporal as Kindly's ``<queue>-sms`` is."""
+    return Worker(
+        client,
+        task_queue=sms_task_queue,
+        activities=[SmsPoster(http, sms_url).post_sms],
+        max_task_queue_activities_per_second=rate,
+    )
+
+
+async def serve(
+    address: str,
+    namespace: str,
+    task_queue: str,
+    sms_url: str,
+    max_cached: int,
+    sms_task_queue: str | None = None,
+    sms_rate: float = 100_000.0,
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     client = await Client.connect(address, namespace=namespace)
-    async with (
-        httpx.AsyncClient(timeout=10) as http,
-        build_baseline_worker(client, task_queue, http, sms_url, max_cached_workflows=max_cached),
-    ):
+    async with httpx.AsyncClient(timeout=10) as http, AsyncExitStack() as workers:
+        await workers.enter_async_context(
+            build_baseline_worker(client, task_queue, http, sms_url, max_cached_workflows=max_cached)
+        )
+        if sms_task_queue is not None:
+            await workers.enter_async_context(
+                build_sms_queue_worker(client, sms_task_queue, http, sms_url, rate=sms_rate)
+            )
         await stop.wait()
 
 
@@ -145,8 +177,20 @@ def main() -> None:
     parser.add_argument("--task-queue", required=True)
     parser.add_argument("--sms-url", required=True)
     parser.add_argument("--max-cached-workflows", type=int, default=1000)
+    parser.add_argument("--sms-task-queue", help="run the activity on this rate-limited queue")
+    parser.add_argument("--sms-rate", type=float, default=100_000.0, help="its rate limit (/s)")
     args = parser.parse_args()
-    asyncio.run(serve(args.address, args.namespace, args.task_queue, args.sms_url, args.max_cached_workflows))
+    asyncio.run(
+        serve(
+            args.address,
+            args.namespace,
+            args.task_queue,
+            args.sms_url,
+            args.max_cached_workflows,
+            args.sms_task_queue,
+            args.sms_rate,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from datetime import time as clock
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -22,17 +23,19 @@ from pydantic import SecretStr
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bench.procs import ManagedProcess
-from kindly.contract import AccountInput
+from kindly.contract import AccountInput, AccountResult
 from kindly.dev_server import bundled_binary
 from kindly.policy.model import ContactPolicy
+from kindly.portfolio import PREPARE_CHUNK
+from kindly.preparation import AccountPreparer, PreparedStart
 from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
-from kindly.temporal import connect
+from kindly.temporal import connect, start_account
 
 T = TypeVar("T")
 
@@ -230,3 +233,28 @@ class KindlySetup:
         client = await connect(self.settings())
         await ensure_search_attributes(client, client.namespace)
         return client
+
+    async def start_accounts(
+        self,
+        client: Client,
+        accounts: Sequence[AccountInput],
+        concurrency: int,
+        *,
+        now: datetime | None = None,
+    ) -> list[WorkflowHandle[object, AccountResult]]:
+        """Start the accounts as Kindly's importer does: prepared in bulk (``kindly.preparation``,
+        against this deployment's database and policy file, as of ``now``), then started with their
+        preparation and first search attributes, ``concurrency`` at a time."""
+        preparer = AccountPreparer.from_settings(self.settings())
+        if now is not None:
+            preparer = AccountPreparer(preparer.phones, preparer.policies, clock=lambda: now)
+        prepared: list[PreparedStart] = []
+        for first in range(0, len(accounts), PREPARE_CHUNK):
+            prepared += await asyncio.to_thread(preparer.prepare, accounts[first : first + PREPARE_CHUNK])
+        return await gather_limited(
+            [
+                partial(start_account, client, account, task_queue=self.task_queue, prepared=start)
+                for account, start in zip(accounts, prepared, strict=True)
+            ],
+            concurrency,
+        )

@@ -68,6 +68,12 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         results["throughput"].update(
             baseline_touchpoints_per_second=base, kindly_touchpoints_per_second=kindly, ratio=ratio
         )
+        if all("baseline_sms_queue" in r for r in rounds):
+            queued = _mean([r["baseline_sms_queue"]["touchpoints_per_second"] for r in rounds])
+            results["throughput"].update(
+                baseline_sms_queue_touchpoints_per_second=queued,
+                ratio_to_baseline_sms_queue=round(kindly / queued, 3) if queued else 0.0,
+            )
         targets.append(
             {
                 "target": "Kindly touchpoint throughput >= 0.9 x bare Temporal",
@@ -88,6 +94,14 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             }
         )
     if "import" in results:
+        rounds = results["import"]["rounds"]
+        for system in ("bare", "kindly"):
+            results["import"][system] = {
+                "starts_per_second": _mean([r[system]["starts_per_second"] for r in rounds]),
+                "started": sum(r[system]["started"] for r in rounds),
+                "failed": sum(r[system]["failed"] for r in rounds),
+                "concurrency": rounds[0][system]["concurrency"],
+            }
         bare = results["import"]["bare"]["starts_per_second"]
         kindly = results["import"]["kindly"]["starts_per_second"]
         ratio = round(kindly / bare, 3) if bare else 0.0
@@ -154,6 +168,15 @@ def table(results: dict[str, Any]) -> str:
                 f"{t['ratio']:.2f}",
             )
         )
+        if "baseline_sms_queue_touchpoints_per_second" in t:
+            lines.append(
+                _row(
+                    "  bare with SMS on a rate-limited queue",
+                    t["baseline_sms_queue_touchpoints_per_second"],
+                    t["kindly_touchpoints_per_second"],
+                    f"{t['ratio_to_baseline_sms_queue']:.2f}",
+                )
+            )
         first = t["rounds"][0]
         lines.append(
             _row(
@@ -283,8 +306,13 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax = axes[0][0]
     if "throughput" in results:
         t = results["throughput"]
-        values = [t["baseline_touchpoints_per_second"], t["kindly_touchpoints_per_second"]]
-        ax.bar(["bare Temporal", "Kindly"], values, color=colors)
+        names, values = ["bare Temporal"], [t["baseline_touchpoints_per_second"]]
+        if "baseline_sms_queue_touchpoints_per_second" in t:
+            names.append("bare, SMS on\nrate-limited queue")
+            values.append(t["baseline_sms_queue_touchpoints_per_second"])
+        names.append("Kindly")
+        values.append(t["kindly_touchpoints_per_second"])
+        ax.bar(names, values, color=[colors[0]] * (len(values) - 1) + [colors[1]])
         ax.axhline(values[0] * 0.9, color="red", linestyle="--", label="target: 0.9 x bare")
         ax.legend()
     ax.set_title("SMS touchpoints per second (dev server)")

@@ -51,9 +51,9 @@ from bench.procs import ManagedProcess, cpu_seconds, own_children
 from kindly.contract import WORKFLOW_TYPE, AccountStatus, QueryName, workflow_id_for
 from kindly.dev_server import bundled_binary
 from kindly.portfolio import import_portfolio
+from kindly.preparation import AccountPreparer
 from kindly.rate_limit import sms_task_queue_rate
 from kindly.search_attributes import ensure_search_attributes
-from kindly.temporal import start_account
 from worker import build_worker
 
 KINDLY_SMS_ACTIVITY = "send_sms"
@@ -167,10 +167,7 @@ async def throughput(system: str, opts: Options, gateway: GatewayProcess) -> dic
             client = await setup.client()
             task_queue = setup.task_queue
             accounts = [make_account(f"TPK{tag}-{i:06d}", i, zone, today) for i in range(n)]
-            await gather_limited(
-                [partial(start_account, client, account, task_queue=task_queue) for account in accounts],
-                opts.start_concurrency,
-            )
+            await setup.start_accounts(client, accounts, opts.start_concurrency)
             workflow_ids = [workflow_id_for(account.account_id) for account in accounts]
             key = f"overdue-TPK{tag}-"
             process = setup.worker(f"kindly-throughput-{tag}")
@@ -178,6 +175,7 @@ async def throughput(system: str, opts: Options, gateway: GatewayProcess) -> dic
         else:
             client = await Client.connect(address_of(env))
             task_queue = f"bench-base-{tag}"
+            sms_queue = f"{task_queue}-sms" if system == "baseline_sms_queue" else None
             workflow_ids = [f"baseline-TPB{tag}-{i:06d}" for i in range(n)]
             await gather_limited(
                 [
@@ -189,6 +187,7 @@ async def throughput(system: str, opts: Options, gateway: GatewayProcess) -> dic
                             phone=f"+86{13_000_000_000 + i}",
                             touchpoints=1,
                             interval_seconds=86_400,
+                            sms_task_queue=sms_queue,
                         ),
                         id=workflow_id,
                         task_queue=task_queue,
@@ -198,7 +197,9 @@ async def throughput(system: str, opts: Options, gateway: GatewayProcess) -> dic
                 opts.start_concurrency,
             )
             key = f"{KEY_PREFIX}TPB{tag}-"
-            process = baseline_worker_process(f"baseline-throughput-{tag}", env, task_queue, gateway, opts)
+            process = baseline_worker_process(
+                f"{system}-throughput-{tag}", env, task_queue, gateway, opts, sms_task_queue=sms_queue
+            )
             activity = ACTIVITY_NAME
         process.start()
         sampler = MemorySampler(process)
@@ -249,8 +250,17 @@ async def _until_quiet(pid: int, *, timeout: float = 60.0) -> None:
 
 
 def baseline_worker_process(
-    name: str, env: WorkflowEnvironment, task_queue: str, gateway: GatewayProcess, opts: Options
+    name: str,
+    env: WorkflowEnvironment,
+    task_queue: str,
+    gateway: GatewayProcess,
+    opts: Options,
+    *,
+    sms_task_queue: str | None = None,
 ) -> ManagedProcess:
+    queue_args = (
+        ["--sms-task-queue", sms_task_queue, "--sms-rate", str(UNLIMITED_SMS_RATE)] if sms_task_queue else []
+    )
     return ManagedProcess(
         name,
         [
@@ -265,6 +275,7 @@ def baseline_worker_process(
             gateway.sms_url,
             "--max-cached-workflows",
             str(opts.kindly_cache),
+            *queue_args,
         ],
         log_dir=opts.workdir,
         env=worker_env(dict(os.environ), opts.workdir),
@@ -349,12 +360,9 @@ async def lifecycle_costs(opts: Options, gateway: GatewayProcess) -> dict[str, A
             sms_rate_limit_per_second=UNLIMITED_SMS_RATE,
         )
         async with build_worker(client, setup.settings()) as workers, workers:
-            kindly = [
-                await start_account(
-                    client, make_account(f"LCK{tag}-{i:03d}", i, zone, today), task_queue=setup.task_queue
-                )
-                for i in range(k)
-            ]
+            kindly = await setup.start_accounts(
+                client, [make_account(f"LCK{tag}-{i:03d}", i, zone, today) for i in range(k)], 1, now=now
+            )
 
             async def kindly_progress() -> list[tuple[int, datetime | None]]:
                 statuses = [await h.query(QueryName.STATUS, result_type=AccountStatus) for h in kindly]
@@ -432,10 +440,17 @@ async def import_rate(system: str, opts: Options, gateway: GatewayProcess) -> di
         zone = afternoon_zone(now)
         due = local_today(zone, now) + timedelta(days=30)
         accounts = [make_account(f"IMP{tag}-{i:06d}", i, zone, due) for i in range(n)]
+        # Set up as ``kindly import`` is (database, tables, policy file) before the clock starts; the
+        # preparation of the accounts themselves is part of the import and timed with it.
+        preparer = AccountPreparer.from_settings(setup.settings())
         started_at = time.perf_counter()
         if system == "kindly":
             report = await import_portfolio(
-                client, accounts, task_queue=setup.task_queue, concurrency=opts.import_concurrency
+                client,
+                accounts,
+                task_queue=setup.task_queue,
+                concurrency=opts.import_concurrency,
+                preparer=preparer,
             )
             started, failed = report.started, len(report.failed)
         else:
@@ -474,7 +489,10 @@ async def _count(client: Client, query: str) -> int:
 
 async def memory(opts: Options, gateway: GatewayProcess) -> dict[str, Any]:
     """``python worker.py`` with a small sticky cache; accounts due in 30 days (they plan, upsert and
-    sleep) are imported in steps; after each step has been processed, the worker's VmRSS/VmHWM."""
+    sleep) are imported in steps; after each step has been processed, the worker's VmRSS/VmHWM.
+    They are imported unprepared, so that each run publishes its stage once the worker has run it:
+    that is how this waits for a step to be processed (a prepared run has its attributes from the
+    start), and such a run does more in the worker, not less."""
     tag = uuid.uuid4().hex[:6]
     async with dev_server(opts.workdir) as env:
         setup = KindlySetup(
@@ -672,10 +690,7 @@ async def herd(opts: Options, gateway: GatewayProcess) -> dict[str, Any]:
                 )
                 for i in range(n)
             ]
-            await gather_limited(
-                [partial(start_account, client, a, task_queue=setup.task_queue) for a in accounts],
-                opts.start_concurrency,
-            )
+            await setup.start_accounts(client, accounts, opts.start_concurrency)
             all_started = time.time()
             key = f"overdue-HRD{tag}-"
             seen = await wait_for_messages(
@@ -721,10 +736,7 @@ async def herd(opts: Options, gateway: GatewayProcess) -> dict[str, Any]:
                     make_account(f"HRS{tag}-{i:06d}", n + i, zone, opens2.date(), contact_after=opens2.time())
                     for i in range(n)
                 ]
-                handles = await gather_limited(
-                    [partial(start_account, client, a, task_queue=setup.task_queue) for a in spread_accounts],
-                    opts.start_concurrency,
-                )
+                handles = await setup.start_accounts(client, spread_accounts, opts.start_concurrency)
                 planned = sorted(at.timestamp() for at in await _planned(handles))
                 per_minute = Counter(int((at - planned[0]) // 60) for at in planned)
                 planned_peak, planned_sliding, _ = _peaks(planned)

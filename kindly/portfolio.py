@@ -231,8 +231,10 @@ async def import_portfolio(
         if preparer is None:
             return None
         index = position // PREPARE_CHUNK
-        if index not in chunks:
-            chunks[index] = asyncio.create_task(prepared_chunk(index))
+        # This chunk, and the next one ahead of need, so that no start waits for a transaction.
+        for ahead in (index, index + 1):
+            if ahead not in chunks and ahead * PREPARE_CHUNK < len(accounts):
+                chunks[ahead] = asyncio.create_task(prepared_chunk(ahead))
         prepared = await chunks[index]
         return None if prepared is None else prepared[position % PREPARE_CHUNK]
 
@@ -240,7 +242,12 @@ async def import_portfolio(
         async with semaphore:
             prepared = await preparation(position)
             result = await _import_one(client, account, task_queue=task_queue, prepared=prepared)
-            if result.outcome == ImportOutcome.STARTED and prepared is not None and preparer is not None:
+            if (
+                result.outcome == ImportOutcome.STARTED
+                and prepared is not None
+                and prepared.replace_number_once_started
+                and preparer is not None
+            ):
                 result = await _finish_preparation(preparer, account, prepared, result)
         if on_progress is not None:
             on_progress(result)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from temporalio.common import TypedSearchAttributes
 
@@ -39,6 +40,8 @@ class PreparedStart:
     """What a starter gives a new account's run: its preparation and its first search attributes."""
 
     prepared: PreparedAccount
+    argument: dict[str, Any]
+    """``prepared`` as the run's JSON argument (built once per policy, shared by its accounts)."""
     search_attributes: TypedSearchAttributes
     replace_number_once_started: bool
     """The account was indexed under another number: replace it only if this start creates a run
@@ -55,9 +58,10 @@ class AccountPreparer:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._phones = phones
-        self._policies = dict(policies)
+        self.phones = phones
+        self.policies = dict(policies)
         self._clock = clock
+        self._arguments: dict[tuple[int, bool], tuple[PreparedAccount, dict[str, Any]]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccountPreparer:
@@ -71,7 +75,7 @@ class AccountPreparer:
 
     def prepare(self, accounts: Sequence[AccountInput]) -> list[PreparedStart]:
         """One transaction for all of ``accounts`` (blocking: call it from a thread)."""
-        found = self._phones.index_new_accounts([(account.account_id, account.phone) for account in accounts])
+        found = self.phones.index_new_accounts([(account.account_id, account.phone) for account in accounts])
         now = self._clock()
         return [
             self._prepared(
@@ -86,18 +90,28 @@ class AccountPreparer:
     def started(self, account: AccountInput, start: PreparedStart) -> None:
         """After the start created a run (blocking): index its number where another one was."""
         if start.replace_number_once_started:
-            self._phones.replace(account.account_id, account.phone)
+            self.phones.replace(account.account_id, account.phone)
+
+    def _argument(self, policy: ContactPolicy, opted_out: bool) -> tuple[PreparedAccount, dict[str, Any]]:
+        """One preparation (and its JSON) per policy and opt-out: a portfolio has few of each."""
+        key = (id(policy), opted_out)
+        if key not in self._arguments:
+            prepared = PreparedAccount(policy=policy, opted_out=opted_out)
+            self._arguments[key] = (prepared, prepared.model_dump(mode="json"))
+        return self._arguments[key]
 
     def _prepared(
         self, account: AccountInput, *, opted_out: bool, elsewhere: bool, now: datetime
     ) -> PreparedStart:
-        policy = policy_for(account.segment, self._policies)
+        policy = policy_for(account.segment, self.policies)
         today = zone_date(account.timezone, now)
         state = AccountState.for_new_account(account, policy, today, opted_out=opted_out)
         # Runs that start prepared follow every patch, spreading included (``lean-start``).
         step = plan_next(state, now, spread=True)
+        prepared, argument = self._argument(policy, opted_out)
         return PreparedStart(
-            prepared=PreparedAccount(policy=policy, opted_out=opted_out),
+            prepared=prepared,
+            argument=argument,
             search_attributes=snapshot_attributes(search_snapshot(state, today, step.at)),
             replace_number_once_started=elsewhere,
         )
