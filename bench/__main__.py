@@ -91,6 +91,8 @@ SECTIONS = ("costs", "throughput", "import", "memory", "herd")
 THROUGHPUT_SYSTEMS = ("baseline", "baseline_sms_queue", "kindly")
 """Bare Temporal; bare Temporal with its SMS activity on a rate-limited queue of its own (as the herd
 requirement makes Kindly's); Kindly."""
+IMPORT_SYSTEMS = ("bare", "bare_with_attributes", "kindly")
+"""Bare starts; bare starts carrying the search attributes Kindly's import gives; Kindly's import."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -170,7 +172,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         if "import" in sections:
             import_rounds = []
             for number in range(options.rounds):
-                import_order = ("bare", "kindly") if number % 2 == 0 else ("kindly", "bare")
+                import_order = IMPORT_SYSTEMS if number % 2 == 0 else IMPORT_SYSTEMS[::-1]
                 measured = {}
                 for system in import_order:
                     log(f"import round {number + 1}: {system}, {options.accounts} accounts")

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
+from temporalio.common import TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -422,7 +423,9 @@ async def lifecycle_costs(opts: Options, gateway: GatewayProcess) -> dict[str, A
 async def import_rate(system: str, opts: Options, gateway: GatewayProcess) -> dict[str, Any]:
     """Start ``opts.accounts`` accounts with no worker running: Kindly's import path
     (``kindly.portfolio.import_portfolio``) or bare ``client.start_workflow`` calls of the same
-    workflow type and input, at the same concurrency."""
+    workflow type and input, at the same concurrency; ``bare_with_attributes`` gives each bare start
+    the seven search attributes Kindly's import gives (their values computed before the clock starts),
+    to show what they cost the server apart from everything else the import does."""
     tag = uuid.uuid4().hex[:6]
     n = opts.accounts
     async with dev_server(opts.workdir) as env:
@@ -443,6 +446,11 @@ async def import_rate(system: str, opts: Options, gateway: GatewayProcess) -> di
         # Set up as ``kindly import`` is (database, tables, policy file) before the clock starts; the
         # preparation of the accounts themselves is part of the import and timed with it.
         preparer = AccountPreparer.from_settings(setup.settings())
+        attributes: list[TypedSearchAttributes | None] = [None] * n
+        if system == "bare_with_attributes":
+            attributes = [
+                start.search_attributes for start in await asyncio.to_thread(preparer.prepare, accounts)
+            ]
         started_at = time.perf_counter()
         if system == "kindly":
             report = await import_portfolio(
@@ -462,8 +470,9 @@ async def import_rate(system: str, opts: Options, gateway: GatewayProcess) -> di
                         args=[account.model_dump(mode="json")],
                         id=workflow_id_for(account.account_id),
                         task_queue=setup.task_queue,
+                        search_attributes=attributes[i],
                     )
-                    for account in accounts
+                    for i, account in enumerate(accounts)
                 ],
                 opts.import_concurrency,
             )

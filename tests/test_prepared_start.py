@@ -6,14 +6,16 @@ preparation does is checked in the database (phone index, opt-outs) and in the w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
@@ -23,8 +25,8 @@ from kindly.db import AuditStore, make_engine
 from kindly.keyring import load_keyring
 from kindly.policy.model import load_policies
 from kindly.portfolio import ImportOutcome, import_portfolio
-from kindly.preparation import AccountPreparer
-from kindly.search_attributes import ALL_KEYS
+from kindly.preparation import AccountPreparer, PreparedStart
+from kindly.search_attributes import ALL_KEYS, NEXT_TOUCHPOINT_AT
 from kindly.settings import Settings
 from kindly.temporal import start_account
 from tests.conftest import eventually
@@ -108,6 +110,23 @@ async def test_a_prepared_run_writes_no_marker_and_publishes_once_for_its_first_
     )
 
 
+async def test_a_prepared_run_whose_first_reminder_is_days_away_only_starts_a_timer(
+    env: WorkflowEnvironment, client: Client, settings: Settings
+) -> None:
+    """Its first plan equals the one the starter published (same code, same state): nothing to upsert."""
+    now = await env.get_current_time()
+    zone = _afternoon_zone(now)
+    account = make_account(now.astimezone(load_zone(zone)).date() + timedelta(days=10), timezone=zone)
+    [prepared] = _preparer(settings, now).prepare([account])
+    handle = await start_account(client, account, task_queue=settings.task_queue, prepared=prepared)
+    STARTED.append(handle)
+    planned = await eventually(lambda: status(handle), lambda s: s.next_touchpoint_at is not None)
+
+    events = [event async for event in handle.fetch_history_events()]
+    assert _first_task_commands(events) == [EventType.EVENT_TYPE_TIMER_STARTED]
+    assert planned.next_touchpoint_at == prepared.search_attributes.get(NEXT_TOUCHPOINT_AT)
+
+
 async def test_a_number_that_opted_out_before_starts_opted_out(
     env: WorkflowEnvironment, client: Client, settings: Settings
 ) -> None:
@@ -189,3 +208,31 @@ async def test_import_prepares_new_accounts_and_a_reimport_keeps_a_changed_numbe
     assert [r.outcome for r in again.results] == [ImportOutcome.ALREADY_RUNNING] * 3
     assert phones.accounts_for("+8613600136999") == [accounts[0].account_id]
     assert phones.accounts_for(accounts[0].phone) == []
+
+
+class _BrokenPreparer(AccountPreparer):
+    def prepare(self, accounts: Sequence[AccountInput]) -> list[PreparedStart]:
+        raise OperationalError("SELECT 1", {}, Exception("database is locked"))
+
+
+async def test_an_import_whose_preparation_fails_starts_the_accounts_unprepared(
+    env: WorkflowEnvironment, client: Client, settings: Settings
+) -> None:
+    now = await env.get_current_time()
+    broken = _BrokenPreparer(_phones(settings), load_policies(settings.policy_file), clock=lambda: now)
+    account = make_account(now.date() + timedelta(days=20), phone="+8613500135000")
+    report = await import_portfolio(client, [account], task_queue=settings.task_queue, preparer=broken)
+    handle = client.get_workflow_handle(workflow_id_for(account.account_id))
+    STARTED.append(handle)
+    assert [r.outcome for r in report.results] == [ImportOutcome.STARTED]
+    # The run prepared itself: its own local activity (a marker in its history) indexed its number.
+    await eventually(lambda: _marker_names(handle), lambda names: "core_local_activity" in names)
+    assert _phones(settings).accounts_for(account.phone) == [account.account_id]
+
+
+async def _marker_names(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    return [
+        event.marker_recorded_event_attributes.marker_name
+        async for event in handle.fetch_history_events()
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]

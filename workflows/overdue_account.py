@@ -154,7 +154,7 @@ class OverdueAccountWorkflow:
         # prepared run is told apart by its input and writes no marker for it.
         self._lean = preparation is not None or workflow.patched(LEAN_START_PATCH)
         if carried_state is not None:
-            self._state = self._carried(carried_state)
+            self._state = self._validated(AccountState, carried_state, "carried state")
         else:
             self._state = await self._start(account, preparation)
         for name, payload in self._buffered:
@@ -197,22 +197,12 @@ class OverdueAccountWorkflow:
 
     @staticmethod
     def _validated(model: type[_Input], value: Any, what: str) -> _Input:
+        """``value`` as ``model``, or a non-retryable failure of the workflow naming the bad field."""
         try:
             return model.model_validate(value)
         except ValidationError as err:
             raise ApplicationError(
                 f"invalid {what}: {describe_validation_error(err)}",
-                type="InvalidAccountInput",
-                non_retryable=True,
-            ) from None
-
-    @staticmethod
-    def _carried(carried_state: Any) -> AccountState:
-        try:
-            return AccountState.model_validate(carried_state)
-        except ValidationError as err:
-            raise ApplicationError(
-                f"invalid carried state: {describe_validation_error(err)}",
                 type="InvalidAccountInput",
                 non_retryable=True,
             ) from None
