@@ -79,6 +79,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -169,27 +170,17 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             log("costs: lifecycles on the time-skipping server")
             results["costs"] = await lifecycle_costs(options, gateway)
         if "throughput" in sections:
-            rounds = []
-            for number in range(options.rounds):
-                order = THROUGHPUT_SYSTEMS if number % 2 == 0 else THROUGHPUT_SYSTEMS[::-1]
-                measured = {}
-                for system in order:
-                    log(f"throughput round {number + 1}: {system}, {options.accounts} accounts")
-                    measured[system] = await throughput(system, options, gateway)
-                    log(f"  {measured[system]['touchpoints_per_second']} touchpoints/s")
-                rounds.append(measured)
-            results["throughput"] = {"rounds": rounds}
+            results["throughput"] = {
+                "rounds": await alternating_rounds(
+                    "throughput", THROUGHPUT_SYSTEMS, options, gateway, throughput, "touchpoints_per_second"
+                )
+            }
         if "import" in sections:
-            import_rounds = []
-            for number in range(options.rounds):
-                import_order = IMPORT_SYSTEMS if number % 2 == 0 else IMPORT_SYSTEMS[::-1]
-                measured = {}
-                for system in import_order:
-                    log(f"import round {number + 1}: {system}, {options.accounts} accounts")
-                    measured[system] = await import_rate(system, options, gateway)
-                    log(f"  {measured[system]['starts_per_second']} starts/s")
-                import_rounds.append(measured)
-            results["import"] = {"rounds": import_rounds}
+            results["import"] = {
+                "rounds": await alternating_rounds(
+                    "import", IMPORT_SYSTEMS, options, gateway, import_rate, "starts_per_second"
+                )
+            }
         if "memory" in sections:
             log(f"memory: {options.open_accounts} open accounts, cache {options.cache}")
             results["memory"] = await memory(options, gateway)
@@ -200,6 +191,30 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         await gateway.close()
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     return summarize(results)
+
+
+Measure = Callable[[str, Options, GatewayProcess], Awaitable[dict[str, Any]]]
+
+
+async def alternating_rounds(
+    section: str,
+    systems: Sequence[str],
+    options: Options,
+    gateway: GatewayProcess,
+    measure: Measure,
+    rate: str,
+) -> list[dict[str, Any]]:
+    """``options.rounds`` rounds of every system, in the given order and then reversed, and so on (on
+    two shared cores the order matters); each round maps system to its measurement."""
+    rounds = []
+    for number in range(options.rounds):
+        measured = {}
+        for system in systems if number % 2 == 0 else systems[::-1]:
+            log(f"{section} round {number + 1}: {system}, {options.accounts} accounts")
+            measured[system] = await measure(system, options, gateway)
+            log(f"  {measured[system][rate]} {rate.replace('_', ' ')}")
+        rounds.append(measured)
+    return rounds
 
 
 def log(message: str) -> None:
