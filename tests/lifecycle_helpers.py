@@ -61,13 +61,20 @@ async def after_first_reminder(
     return handle
 
 
+QUERY_TIMEOUT = timedelta(seconds=60)
+"""A query that meets a running local activity is answered only when the worker heartbeats that workflow
+task (about 8 s), which on a loaded machine can pass the RPC's default deadline."""
+
+
 async def status(handle: WorkflowHandle[Any, Any]) -> AccountStatus:
-    result: AccountStatus = await handle.query("status", result_type=AccountStatus)
+    result: AccountStatus = await handle.query("status", result_type=AccountStatus, rpc_timeout=QUERY_TIMEOUT)
     return result
 
 
 async def timeline(handle: WorkflowHandle[Any, Any]) -> list[TimelineEntry]:
-    result: list[TimelineEntry] = await handle.query("timeline", result_type=list[TimelineEntry])
+    result: list[TimelineEntry] = await handle.query(
+        "timeline", result_type=list[TimelineEntry], rpc_timeout=QUERY_TIMEOUT
+    )
     return result
 
 
