@@ -21,6 +21,7 @@ import httpx
 import pytest
 import uvicorn
 from sqlalchemy import Engine
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -189,6 +190,12 @@ async def test_start_account_then_read_status(api: Api) -> None:
     assert current["stage"] == "pre_due" and Decimal(current["amount_due"]) == Decimal("1500.00")
     assert "started" in await timeline_kinds(api, account_id)
     assert api.phones.accounts_for("+8613800000001") == [account_id]
+    # Prepared by the API (kindly.preparation): its attributes came with the start, and its run asked
+    # nothing of the world itself (no local-activity or version marker).
+    events = [e async for e in api.client.get_workflow_handle(f"overdue-{account_id}").fetch_history_events()]
+    started = events[0].workflow_execution_started_event_attributes
+    assert "CollectionStage" in started.search_attributes.indexed_fields
+    assert not [e for e in events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
 
     again = await api.http.post("/accounts", json=account_body(api, account_id=account_id), headers=AUTH)
     assert again.status_code == 201, "re-posting an account is harmless"
