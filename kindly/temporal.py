@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
+from functools import partial
 
 from temporalio.client import Client, TLSConfig, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode
 
 from kindly.codec import data_converter
 from kindly.contract import WORKFLOW_TYPE, AccountInput, AccountResult, workflow_id_for
 from kindly.errors import ConfigurationError
 from kindly.keyring import load_keyring
 from kindly.preparation import PreparedStart
+from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
 
 
@@ -106,20 +110,38 @@ async def _start(
     prepared: PreparedStart | None,
 ) -> WorkflowHandle[object, AccountResult]:
     """The start itself, with ``ALLOW_DUPLICATE_FAILED_ONLY`` on reuse: ``run(account)``, or, prepared,
-    ``run(account, None, preparation)`` with the first search attributes.
+    ``run(account, None, preparation)`` with the first search attributes. No static summary: the
+    workflow id names the account and the ``Segment`` attribute its segment.
 
-    No static summary: the workflow id names the account and the ``Segment`` attribute its segment,
-    and in the benchmark a summary cost the bulk import an eighth of its start rate."""
+    A namespace that does not know the attributes yet (no worker or ``kindly setup`` has registered
+    them) gets them registered, and this account starts without them: its run publishes them with its
+    first plan."""
     args: list[object] = [account.model_dump(mode="json")]
     if prepared is not None:
         args += [None, prepared.argument]
-    return await client.start_workflow(
+    start = partial(
+        client.start_workflow,
         WORKFLOW_TYPE,
         args=args,
         id=workflow_id_for(account.account_id),
         task_queue=task_queue,
-        search_attributes=prepared.search_attributes if prepared is not None else None,
         result_type=AccountResult,
         id_conflict_policy=conflict_policy,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
     )
+    if prepared is None:
+        return await start()
+    try:
+        return await start(search_attributes=prepared.search_attributes)
+    except RPCError as err:
+        if not _unknown_search_attribute(err):
+            raise
+    # Best effort (Temporal Cloud refuses it: create them there as the README says).
+    with contextlib.suppress(RPCError):
+        await ensure_search_attributes(client, client.namespace)
+    return await start()
+
+
+def _unknown_search_attribute(err: RPCError) -> bool:
+    """The server's answer to a start whose search attributes the namespace has not registered."""
+    return err.status == RPCStatusCode.INVALID_ARGUMENT and "search attribute" in err.message.lower()

@@ -10,6 +10,10 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from kindly.codec import data_converter
+from kindly.dev_server import bundled_binary
+from kindly.keyring import load_keyring
+from kindly.preparation import AccountPreparer
 from kindly.search_attributes import ensure_search_attributes
 from kindly.settings import Settings
 from kindly.temporal import start_account
@@ -74,3 +78,46 @@ async def test_accounts_are_findable_by_search_attributes_without_personal_data(
 def _today_in_shanghai() -> date:
     """The dev server runs on the real clock."""
     return datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date()
+
+
+async def test_an_imported_account_is_findable_from_its_start_before_any_worker_sees_it(
+    dev_client: Client, settings: Settings
+) -> None:
+    # Queued on a task queue no worker polls: only the start can have set its attributes.
+    account = make_account(_today_in_shanghai() - timedelta(days=3), timezone="Asia/Shanghai")
+    [prepared] = AccountPreparer.from_settings(settings).prepare([account])
+    handle = await start_account(
+        dev_client, account, task_queue=f"{settings.task_queue}-unpolled", prepared=prepared
+    )
+
+    async def listed() -> list[Any]:
+        query = (
+            'CollectionStage="overdue" AND DaysPastDue = 3 AND UnansweredSms = 0'
+            f' AND WorkflowId="{handle.id}"'
+        )
+        return [w async for w in dev_client.list_workflows(query)]
+
+    found = await eventually(listed, lambda rows: len(rows) == 1, attempts=800)
+    values = {pair.key.name: pair.value for pair in found[0].typed_search_attributes}
+    assert values["Segment"] == account.segment and values["Paused"] is False
+    assert "NextTouchpointAt" in values  # the starter planned the first step with the workflow's code
+
+
+async def test_a_namespace_without_the_attributes_still_starts_prepared_accounts_and_gets_them_registered(
+    settings: Settings,
+) -> None:
+    environment = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=bundled_binary("temporal"),
+        data_converter=data_converter(load_keyring(settings)),
+        ui=False,
+    )
+    try:
+        client = environment.client
+        account = make_account(_today_in_shanghai(), timezone="Asia/Shanghai")
+        [prepared] = AccountPreparer.from_settings(settings).prepare([account])
+        handle = await start_account(client, account, task_queue=settings.task_queue, prepared=prepared)
+        description = await handle.describe()
+        assert description.status is not None and description.status.name == "RUNNING"
+        assert await ensure_search_attributes(client, client.namespace) == []  # registered by the start
+    finally:
+        await environment.shutdown()
