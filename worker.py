@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import uvicorn
@@ -259,6 +261,17 @@ def main() -> None:
     # One INFO line per HTTP request (every SMS) costs CPU and says nothing the audit log does not.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(serve(Settings(), dev=args.dev, demo=args.demo))
+    exit_without_finalizing()
+
+
+def exit_without_finalizing() -> NoReturn:
+    """Exit 0 once everything has shut down, skipping the interpreter's finalization: the Temporal SDK's
+    Rust threads can still call into Python then and abort the process (SIGABRT, "PyGILState_Release",
+    temporalio/sdk-python#300), which a supervisor would report as a crash of a clean stop."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from kindly.dev_server import UI_CODEC_ENDPOINT_ENV
 from kindly.keyring import ensure_development_keys
 from kindly.sandbox import SandboxSettings, create_sandbox_app
 from kindly.settings import Settings
-from worker import ServedApp, serve
+from worker import ServedApp, exit_without_finalizing, serve
 
 logger = logging.getLogger("kindly.stack")
 
@@ -94,6 +94,7 @@ def main() -> None:
         flush=True,
     )
     asyncio.run(serve(settings, dev=True, demo=True, apps=apps))
+    exit_without_finalizing()
 
 
 if __name__ == "__main__":
