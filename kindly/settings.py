@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     # Workflows a worker keeps in memory between tasks (the sticky cache): bounds its memory however
     # many accounts are open; an evicted workflow is rebuilt from its history when it next wakes.
     max_cached_workflows: int = Field(default=1000, ge=0)
+    # Re-import the workflow module in the sandbox for every workflow instance, so that the sandbox's
+    # restrictions (no clock, I/O or randomness) also guard Kindly's own workflow code. The test suite
+    # runs this way; workers default to passing the module through, which is what lets them start an
+    # instance without re-executing it (about a sixth of a touchpoint's worker CPU, and 90 MiB).
+    strict_workflow_sandbox: bool = False
     # Continue-as-new once a run's history has this many events (or when Temporal suggests it).
     continue_as_new_after_events: int = Field(default=2000, ge=100)
     # Prometheus endpoint of the worker's metrics (Temporal SDK metrics and Kindly's own counters);

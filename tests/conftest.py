@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -45,7 +46,16 @@ ENCRYPTION_ENV = {
     "COLLECTIONS_ENCRYPTION_KEY_ID": ENCRYPTION_SETTINGS["encryption_key_id"],
     "COLLECTIONS_LOOKUP_HASH_KEY": ENCRYPTION_SETTINGS["lookup_hash_key"],
 }
-"""The same keys as environment variables, for the CLI and worker subprocesses under test."""
+"""The test keys as environment variables, for the CLI and worker subprocesses under test."""
+
+STRICT_SANDBOX_ENV = {"COLLECTIONS_STRICT_WORKFLOW_SANDBOX": "true"}
+"""Workers under test re-import the workflow module in the sandbox for each workflow, so that the
+sandbox's restrictions guard Kindly's own workflow code (``worker.workflow_runner``): set here for this
+process's settings, and given to worker subprocesses with ``WORKER_ENV``. Only the end-to-end tests
+run ``python worker.py`` as deployed, with the workflow package passed through."""
+os.environ.update(STRICT_SANDBOX_ENV)
+
+WORKER_ENV = {**ENCRYPTION_ENV, **STRICT_SANDBOX_ENV}
 
 
 def encrypting_converter() -> DataConverter:
@@ -87,6 +97,7 @@ def settings(tmp_path: Path, gateway: RecordingHttpServer) -> Settings:
         phone_webhook_url=f"{gateway.url}/phone",
         specialist_webhook_url=f"{gateway.url}/specialist",
         policy_file=policy_file,
+        strict_workflow_sandbox=True,
         **ENCRYPTION_SETTINGS,
     )
 

@@ -159,6 +159,7 @@ def settings_environment(settings: Settings, **overrides: str) -> dict[str, str]
         else:
             text = str(value)
         env[f"COLLECTIONS_{name.upper()}"] = text
+    env.setdefault("COLLECTIONS_STRICT_WORKFLOW_SANDBOX", str(settings.strict_workflow_sandbox).lower())
     env.update({f"COLLECTIONS_{name.upper()}": value for name, value in overrides.items()})
     return env
 

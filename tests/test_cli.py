@@ -17,7 +17,7 @@ from kindly.contract import AccountResult, Stage, workflow_id_for
 from kindly.operations import account_status, account_timeline
 from kindly.portfolio import ImportOutcome, PortfolioFormatError, import_portfolio, read_portfolio
 from kindly.settings import Settings
-from tests.conftest import ENCRYPTION_ENV, eventually
+from tests.conftest import WORKER_ENV, eventually
 from tests.lifecycle_helpers import STARTED, local_today, make_account, start
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +49,7 @@ def cli_env(env: WorkflowEnvironment, settings: Settings) -> dict[str, str | Non
         "COLLECTIONS_TEMPORAL_NAMESPACE": env.client.namespace,
         "COLLECTIONS_TASK_QUEUE": settings.task_queue,
         "COLUMNS": "200",  # wide enough that tables do not truncate account ids
-        **ENCRYPTION_ENV,  # the worker's keys: the CLI decrypts what the worker encrypted
+        **WORKER_ENV,  # the worker's keys: the CLI decrypts what the worker encrypted
     }
 
 

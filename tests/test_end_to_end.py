@@ -5,6 +5,9 @@ partial repayment lowers the amount due, a malformed signal is rejected in the t
 breaking the workflow, the worker is stopped and a new one takes over, and the final repayment ends
 the workflow as repaid, with exactly one SMS sent in all and exactly one workflow run.
 
+The workers here run as deployed, with the workflow package passed through the sandbox
+(``worker.workflow_runner``); every other test runs workers in the strict sandbox.
+
 Nothing here waits a fixed time: every wait polls a condition against a bounded deadline.
 """
 
