@@ -14,11 +14,13 @@ policy and time-zone planning, the content-checked templates, the outbox and aud
 search attributes, the local activities. Its accounts are started as ``kindly import`` starts them:
 prepared in bulk (``kindly.preparation``) and given their search attributes with the start.
 
-Two more bare variants isolate what two of the issue's own requirements cost Temporal itself, as
-information beside the targets (which are judged against plain bare Temporal): for throughput, the
-baseline with its activity on a queue of its own with a Temporal task-queue rate limit, as the herd
-requirement makes Kindly's SMS (no eager activity dispatch then); for the import, bare starts carrying
-the same seven search attributes that keep an imported account findable.
+More bare variants isolate what the issue's own requirements cost Temporal itself, as information
+beside the targets (which are judged against plain bare Temporal). For throughput
+(``bench.baseline.BASELINE_VARIANTS``): the activity on a queue of its own with a Temporal task-queue
+rate limit, as the herd requirement makes Kindly's SMS (no eager activity dispatch then); an upsert of
+Kindly's seven search attributes after each SMS, which is what keeps an account findable by stage,
+next touchpoint and unanswered SMS; and both. For the import: bare starts carrying the same seven
+search attributes that keep an imported account findable.
 
 How Kindly's cadence is made fast without bending it
 ----------------------------------------------------
@@ -35,7 +37,7 @@ server is a different, in-memory implementation whose speed says nothing about a
   worker process starts and the backlog drains. Touchpoints per second = accounts / (time of the
   last message at the gateway - time the worker first polled). Both systems are measured alike, in
   alternating order over ``--rounds`` rounds (on 2 shared cores the order matters), each on a fresh
-  server; the mean is reported. ``baseline_sms_queue`` is measured the same way. Kindly's SMS rate
+  server; the mean is reported. The bare variants are measured the same way. Kindly's SMS rate
   limit is set far above reach here (the herd measures it), and both workers keep Kindly's default
   sticky cache (1,000).
 * **Actions and history events per touchpoint** are counts, not times, so they are taken where the
@@ -84,6 +86,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.baseline import BASELINE_VARIANTS
 from bench.common import write_policy_file
 from bench.gateway import GatewayProcess
 from bench.report import chart, machine, summarize, table
@@ -99,9 +102,8 @@ from kindly.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("costs", "throughput", "import", "memory", "herd")
-THROUGHPUT_SYSTEMS = ("baseline", "baseline_sms_queue", "kindly")
-"""Bare Temporal; bare Temporal with its SMS activity on a rate-limited queue of its own (as the herd
-requirement makes Kindly's); Kindly."""
+THROUGHPUT_SYSTEMS = (*BASELINE_VARIANTS, "kindly")
+"""Bare Temporal, its variants with what the issue requires of Kindly (``BASELINE_VARIANTS``), Kindly."""
 IMPORT_SYSTEMS = ("bare", "bare_with_attributes", "kindly")
 """Bare starts; bare starts carrying the search attributes Kindly's import gives; Kindly's import."""
 
@@ -121,6 +123,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--history-sample", type=int, default=50, help="dev-server histories counted")
     parser.add_argument("--start-concurrency", type=int, default=32)
     parser.add_argument("--import-concurrency", type=int, default=16)
+    parser.add_argument(
+        "--throughput-systems",
+        default=",".join(THROUGHPUT_SYSTEMS),
+        help="comma-separated systems of the throughput runs (baseline and kindly always)",
+    )
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--chart", type=Path, default=HERE / "results.png")
@@ -129,6 +136,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.only.split(",")) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    systems = args.throughput_systems.split(",")
+    if set(systems) - set(THROUGHPUT_SYSTEMS) or not {"baseline", "kindly"} <= set(systems):
+        parser.error(f"--throughput-systems: baseline, kindly and any of {', '.join(THROUGHPUT_SYSTEMS)}")
     for name in ("accounts", "touchpoints", "open_accounts", "herd", "rounds", "cost_accounts", "cache"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -172,7 +182,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         if "throughput" in sections:
             results["throughput"] = {
                 "rounds": await alternating_rounds(
-                    "throughput", THROUGHPUT_SYSTEMS, options, gateway, throughput, "touchpoints_per_second"
+                    "throughput",
+                    args.throughput_systems.split(","),
+                    options,
+                    gateway,
+                    throughput,
+                    "touchpoints_per_second",
                 )
             }
         if "import" in sections:

@@ -4,8 +4,9 @@ database, no search attributes, no local activities.
 
 With ``--sms-task-queue`` the activity runs on a queue of its own whose worker has a Temporal
 task-queue rate limit, as Kindly's SMS do (the issue's herd requirement): Temporal then cannot hand
-the activity back with the workflow task's completion (eager activity execution), so this variant
-shows what that requirement alone costs bare Temporal.
+the activity back with the workflow task's completion (eager activity execution). With ``upsert`` in
+its input a workflow also upserts seven search attributes after each SMS, as Kindly does. These
+variants (``BASELINE_VARIANTS``) show what those requirements alone cost bare Temporal.
 
 ``python -m bench.baseline --address HOST:PORT --task-queue Q --sms-url URL`` runs its worker until
 SIGTERM, as ``python worker.py`` runs Kindly's, so both are measured as separate processes.
@@ -22,13 +23,44 @@ from datetime import datetime, timedelta
 
 from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
     import httpx
 
 WORKFLOW_TYPE = "BaselineWorkflow"
+STAGE = SearchAttributeKey.for_keyword("CollectionStage")
+DAYS_PAST_DUE = SearchAttributeKey.for_int("DaysPastDue")
+AMOUNT_DUE = SearchAttributeKey.for_float("AmountDue")
+UNANSWERED_SMS = SearchAttributeKey.for_int("UnansweredSms")
+NEXT_TOUCHPOINT_AT = SearchAttributeKey.for_datetime("NextTouchpointAt")
+SEGMENT = SearchAttributeKey.for_keyword("Segment")
+PAUSED = SearchAttributeKey.for_bool("Paused")
+"""Kindly's attribute names and types, for the variants that upsert them (registered by the bench)."""
+
+
+@dataclass(frozen=True)
+class BaselineVariant:
+    """What a bare variant adds to the least a touchpoint can cost: its SMS activity on a queue of its
+    own with a Temporal rate limit (the herd requirement), and one upsert of seven search attributes
+    per touchpoint (what keeps an account findable by stage, next touchpoint and unanswered SMS)."""
+
+    label: str
+    sms_queue: bool = False
+    upsert: bool = False
+
+
+BASELINE_VARIANTS = {
+    "baseline": BaselineVariant("bare Temporal"),
+    "baseline_sms_queue": BaselineVariant("bare, SMS on a rate-limited queue", sms_queue=True),
+    "baseline_upsert": BaselineVariant("bare, 7 attributes upserted", upsert=True),
+    "baseline_queue_and_upsert": BaselineVariant(
+        "bare, rate-limited queue + upsert", sms_queue=True, upsert=True
+    ),
+}
+"""The throughput targets are judged against ``baseline``; the others are information: what the issue's
+own requirements cost bare Temporal on the same server."""
 ACTIVITY_NAME = "post_sms"
 KEY_PREFIX = "baseline-"
 BODY = (
@@ -45,6 +77,8 @@ class BaselineInput:
     touchpoints: int
     interval_seconds: float
     sms_task_queue: str | None = None
+    upsert: bool = False
+    """After each SMS, upsert the account's seven search attributes, as Kindly does."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +145,18 @@ class BaselineWorkflow:
             self._sent = touchpoint
             interval = timedelta(seconds=params.interval_seconds)
             self._next_at = workflow.now() + interval
+            if params.upsert:
+                workflow.upsert_search_attributes(
+                    [
+                        STAGE.value_set("overdue"),
+                        DAYS_PAST_DUE.value_set(touchpoint),
+                        AMOUNT_DUE.value_set(1500.0),
+                        UNANSWERED_SMS.value_set(touchpoint),
+                        NEXT_TOUCHPOINT_AT.value_set(self._next_at),
+                        SEGMENT.value_set("bench"),
+                        PAUSED.value_set(False),
+                    ]
+                )
             await workflow.sleep(interval)
         self._next_at = None
         return self._sent

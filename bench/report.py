@@ -12,6 +12,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from bench.baseline import BASELINE_VARIANTS
 from kindly.dev_server import bundled_binary
 
 THROUGHPUT_RATIO = 0.9
@@ -68,12 +69,21 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         results["throughput"].update(
             baseline_touchpoints_per_second=base, kindly_touchpoints_per_second=kindly, ratio=ratio
         )
-        if all("baseline_sms_queue" in r for r in rounds):
-            queued = _mean([r["baseline_sms_queue"]["touchpoints_per_second"] for r in rounds])
-            results["throughput"].update(
-                baseline_sms_queue_touchpoints_per_second=queued,
-                ratio_to_baseline_sms_queue=round(kindly / queued, 3) if queued else 0.0,
-            )
+        variants = {}
+        for name, variant in BASELINE_VARIANTS.items():
+            if name != "baseline" and all(name in r for r in rounds):
+                rate = _mean([r[name]["touchpoints_per_second"] for r in rounds])
+                variants[name] = {
+                    "label": variant.label,
+                    "touchpoints_per_second": rate,
+                    "ratio_to_baseline": round(rate / base, 3) if base else 0.0,
+                    "kindly_ratio_to_it": round(kindly / rate, 3) if rate else 0.0,
+                    "cpu_ms_per_touchpoint": {
+                        process: _mean([r[name]["cpu_ms_per_touchpoint"].get(process, 0.0) for r in rounds])
+                        for process in rounds[0][name]["cpu_ms_per_touchpoint"]
+                    },
+                }
+        results["throughput"]["variants"] = variants
         targets.append(
             {
                 "target": "Kindly touchpoint throughput >= 0.9 x bare Temporal",
@@ -173,13 +183,13 @@ def table(results: dict[str, Any]) -> str:
                 f"{t['ratio']:.2f}",
             )
         )
-        if "baseline_sms_queue_touchpoints_per_second" in t:
+        for variant in t.get("variants", {}).values():
             lines.append(
                 _row(
-                    "  bare with SMS on a rate-limited queue",
-                    t["baseline_sms_queue_touchpoints_per_second"],
+                    f"  {variant['label']}",
+                    f"{variant['touchpoints_per_second']} ({variant['ratio_to_baseline']:.2f} x)",
                     t["kindly_touchpoints_per_second"],
-                    f"{t['ratio_to_baseline_sms_queue']:.2f}",
+                    f"{variant['kindly_ratio_to_it']:.2f}",
                 )
             )
         first = t["rounds"][0]
@@ -321,13 +331,14 @@ def chart(results: dict[str, Any], path: Path) -> None:
     if "throughput" in results:
         t = results["throughput"]
         names, values = ["bare Temporal"], [t["baseline_touchpoints_per_second"]]
-        if "baseline_sms_queue_touchpoints_per_second" in t:
-            names.append("bare, SMS on\nrate-limited queue")
-            values.append(t["baseline_sms_queue_touchpoints_per_second"])
+        for variant in t.get("variants", {}).values():
+            names.append(variant["label"].removeprefix("bare, ").replace(" + ", " +\n"))
+            values.append(variant["touchpoints_per_second"])
         names.append("Kindly")
         values.append(t["kindly_touchpoints_per_second"])
         ax.bar(names, values, color=[colors[0]] * (len(values) - 1) + [colors[1]])
         ax.axhline(values[0] * 0.9, color="red", linestyle="--", label="target: 0.9 x bare")
+        ax.tick_params(axis="x", labelsize=7)
         ax.legend()
     ax.set_title("SMS touchpoints per second (dev server)")
 
