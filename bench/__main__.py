@@ -33,13 +33,14 @@ server is a different, in-memory implementation whose speed says nothing about a
   calendar, in a fixed-offset zone (``Etc/GMT±N``) where it is now 14:xx, due today. The ``due_today``
   reminder is then due at once: 14:xx is inside the 09:00-20:00 window and after every account's
   spread offset (at most three hours after 09:00). The baseline gets as many accounts, each with one
-  activity and then its timer. All workflows are started first, with no worker running; then the
-  worker process starts and the backlog drains. Touchpoints per second = accounts / (time of the
-  last message at the gateway - time the worker first polled). Both systems are measured alike, in
-  alternating order over ``--rounds`` rounds (on 2 shared cores the order matters), each on a fresh
-  server; the mean is reported. The bare variants are measured the same way. Kindly's SMS rate
-  limit is set far above reach here (the herd measures it), and both workers keep Kindly's default
-  sticky cache (1,000).
+  activity and then its timer. All workflows are started first, with no worker running; once the
+  server is idle again (done with the starts' visibility records), the worker process starts and the
+  backlog drains, as a morning's timers find a server that took the imports days before.
+  Touchpoints per second = accounts / (time of the last message at the gateway - time the worker
+  first polled). Both systems are measured alike, in alternating order over ``--rounds`` rounds (on
+  2 shared cores the order matters), each on a fresh server; the mean is reported. The bare variants
+  are measured the same way. Kindly's SMS rate limit is set far above reach here (the herd measures
+  it), and both workers keep Kindly's default sticky cache (1,000).
 * **Actions and history events per touchpoint** are counts, not times, so they are taken where the
   cadence can run: ``--cost-accounts`` accounts of each system go through ``--touchpoints`` SMS
   touchpoints on the time-skipping test server (the standard cadence: due day, one day overdue, then
@@ -55,7 +56,8 @@ server is a different, in-memory implementation whose speed says nothing about a
 * **Bulk import**: ``--accounts`` accounts due in 30 days started with no worker running, through
   ``kindly.portfolio.import_portfolio`` and through bare ``client.start_workflow`` calls of the same
   workflow type and input (and the same with the search attributes), all at ``--import-concurrency``
-  (the CLI's default, 16), in alternating order over ``--rounds`` rounds; the mean is reported.
+  (the CLI's default, 16), in alternating order over ``--rounds`` rounds, each timed from an idle
+  server (done registering the search attributes); the mean is reported.
 * **Worker memory**: ``python worker.py`` with ``COLLECTIONS_MAX_CACHED_WORKFLOWS=--cache``; accounts
   due in 30 days (each plans, upserts its search attributes and sleeps) are imported in steps up to
   ``--open-accounts``, unprepared so that each run publishes its stage when the worker has run it;

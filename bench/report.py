@@ -75,6 +75,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                 rate = _mean([r[name]["touchpoints_per_second"] for r in rounds])
                 variants[name] = {
                     "label": variant.label,
+                    "chart_label": variant.chart_label,
                     "touchpoints_per_second": rate,
                     "ratio_to_baseline": round(rate / base, 3) if base else 0.0,
                     "kindly_ratio_to_it": round(kindly / rate, 3) if rate else 0.0,
@@ -330,15 +331,14 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax = axes[0][0]
     if "throughput" in results:
         t = results["throughput"]
-        names, values = ["bare Temporal"], [t["baseline_touchpoints_per_second"]]
+        names, values = ["bare\nTemporal"], [t["baseline_touchpoints_per_second"]]
         for variant in t.get("variants", {}).values():
-            names.append(variant["label"].removeprefix("bare, ").replace(" + ", " +\n"))
+            names.append(variant["chart_label"])
             values.append(variant["touchpoints_per_second"])
         names.append("Kindly")
         values.append(t["kindly_touchpoints_per_second"])
         ax.bar(names, values, color=[colors[0]] * (len(values) - 1) + [colors[1]])
         ax.axhline(values[0] * 0.9, color="red", linestyle="--", label="target: 0.9 x bare")
-        ax.tick_params(axis="x", labelsize=7)
         ax.legend()
     ax.set_title("SMS touchpoints per second (dev server)")
 
