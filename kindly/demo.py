@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 from temporalio.client import Client
 
 from kindly.contract import AccountInput
-from kindly.preparation import AccountPreparer
-from kindly.temporal import start_account
+from kindly.preparation import AccountPreparer, NewRun, record_started
+from kindly.temporal import open_account
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +84,15 @@ async def start_demo_portfolio(
     workflow ids."""
     accounts = demo_accounts()
     prepared = await asyncio.to_thread(preparer.prepare, accounts) if preparer is not None else None
-    ids = []
+    ids, new_runs = [], []
     for i, account in enumerate(accounts):
-        handle = await start_account(
+        opened = await open_account(
             client, account, task_queue=task_queue, prepared=prepared[i] if prepared else None
         )
-        ids.append(handle.id)
+        ids.append(opened.handle.id)
+        if opened.created and prepared:
+            new_runs.append(NewRun(account, prepared[i].prepared, opened.first_run_id))
+    if preparer is not None:
+        await record_started(preparer, new_runs)
     logger.info("demo portfolio: %d accounts running", len(ids))
     return ids

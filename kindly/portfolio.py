@@ -9,7 +9,8 @@ portfolio at all (missing or unknown header columns) raises ``PortfolioFormatErr
 which starts nothing where a run of the account is open or kept, so importing the same file twice
 starts nothing new. Given an ``AccountPreparer`` it prepares the accounts chunk by chunk (one
 database transaction per ``PREPARE_CHUNK`` accounts, while earlier chunks are being started), so that
-each run begins without a local activity and with its search attributes (``kindly.preparation``).
+each run begins without a local activity and with its search attributes (``kindly.preparation``), and
+writes the new runs' first audit entries (``started``) chunk by chunk as well.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from kindly.contract import AccountInput, workflow_id_for
 from kindly.errors import KindlyError
-from kindly.preparation import AccountPreparer, PreparedStart
+from kindly.preparation import AccountPreparer, NewRun, PreparedStart, record_started
 from kindly.temporal import start_new_account
 from kindly.validation import describe_validation_error
 
@@ -238,6 +239,25 @@ async def import_portfolio(
         prepared = await chunks[index]
         return None if prepared is None else prepared[position % PREPARE_CHUNK]
 
+    new_runs: dict[int, list[NewRun]] = {}
+    unfinished = {
+        index: len(accounts[index * PREPARE_CHUNK : (index + 1) * PREPARE_CHUNK])
+        for index in range((len(accounts) + PREPARE_CHUNK - 1) // PREPARE_CHUNK)
+    }
+    audit_writes: list[asyncio.Task[None]] = []
+
+    def finished(
+        position: int, account: AccountInput, prepared: PreparedStart | None, result: AccountImport
+    ) -> None:
+        """Once every account of a chunk is through, its new runs' first audit entries are written in
+        one transaction (``AccountPreparer.record_started``), while later chunks are started."""
+        index = position // PREPARE_CHUNK
+        if result.outcome == ImportOutcome.STARTED and prepared is not None and result.run_id:
+            new_runs.setdefault(index, []).append(NewRun(account, prepared.prepared, result.run_id))
+        unfinished[index] -= 1
+        if unfinished[index] == 0 and preparer is not None and index in new_runs:
+            audit_writes.append(asyncio.create_task(record_started(preparer, new_runs.pop(index))))
+
     async def one(position: int, account: AccountInput) -> AccountImport:
         async with semaphore:
             prepared = await preparation(position)
@@ -249,11 +269,13 @@ async def import_portfolio(
                 and preparer is not None
             ):
                 result = await _finish_preparation(preparer, account, prepared, result)
+        finished(position, account, prepared, result)
         if on_progress is not None:
             on_progress(result)
         return result
 
     results = await asyncio.gather(*(one(position, account) for position, account in enumerate(accounts)))
+    await asyncio.gather(*audit_writes)
     return ImportReport(results=list(results))
 
 

@@ -12,10 +12,17 @@ the first plan made by the workflow's own code (``plan_next``) so that the accou
 go with its start. The run receives the preparation as its third argument and begins with no local
 activity, no version marker and no upsert: its first workflow task only schedules the first step.
 The account is findable by stage and segment from the moment it is imported, worker or not.
+
+After the starts, the starter writes each new run's first audit entries (``started``, and
+``opted_out``) under the keys the run itself would use (``record_started``, one transaction per
+chunk), so the audit log shows the account from its import on; the run writes the same rows with its
+first action, which then finds them there. A failed write loses nothing: the run's rows still come.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,14 +32,16 @@ from temporalio.common import TypedSearchAttributes
 
 from activities.inputs import PreparedAccount
 from kindly.contacts import PhoneIndex, create_tables
-from kindly.contract import AccountInput
-from kindly.db import make_engine
+from kindly.contract import AccountInput, workflow_id_for
+from kindly.db import AuditEntry, AuditStore, make_engine
 from kindly.keyring import load_keyring
 from kindly.policy.model import ContactPolicy, load_policies, policy_for
 from kindly.policy.schedule import plan_next, zone_date
 from kindly.search_attributes import snapshot_attributes
 from kindly.settings import Settings
-from kindly.state import AccountState, search_snapshot
+from kindly.state import AccountState, audit_event_key, search_snapshot, start_entries
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,18 +57,30 @@ class PreparedStart:
     (an open run's number is the workflow's to change)."""
 
 
+@dataclass(frozen=True)
+class NewRun:
+    """A run a prepared start created: what its first audit entries are written from."""
+
+    account: AccountInput
+    prepared: PreparedAccount
+    run_id: str
+
+
 class AccountPreparer:
-    """Prepares accounts before their start (``prepare``) and finishes after it (``started``)."""
+    """Prepares accounts before their start (``prepare``) and finishes after it (``started``,
+    ``record_started``)."""
 
     def __init__(
         self,
         phones: PhoneIndex,
         policies: Mapping[str, ContactPolicy],
         *,
+        audit: AuditStore | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.phones = phones
         self.policies = dict(policies)
+        self.audit = audit
         self._clock = clock
         self._arguments: dict[tuple[int, bool], tuple[PreparedAccount, dict[str, Any]]] = {}
 
@@ -71,7 +92,7 @@ class AccountPreparer:
         policies = load_policies(
             settings.policy_file, continue_as_new_after_events=settings.continue_as_new_after_events
         )
-        return cls(PhoneIndex(engine, load_keyring(settings)), policies)
+        return cls(PhoneIndex(engine, load_keyring(settings)), policies, audit=AuditStore(engine))
 
     def prepare(self, accounts: Sequence[AccountInput]) -> list[PreparedStart]:
         """One transaction for all of ``accounts`` (blocking: call it from a thread)."""
@@ -91,6 +112,28 @@ class AccountPreparer:
         """After the start created a run (blocking): index its number where another one was."""
         if start.replace_number_once_started:
             self.phones.replace(account.account_id, account.phone)
+
+    def record_started(self, runs: Sequence[NewRun]) -> int:
+        """Write the new runs' first audit entries in one transaction (blocking); how many were new.
+        Without an audit store (a preparer built for planning only) nothing is written."""
+        if self.audit is None or not runs:
+            return 0
+        at = self._clock()
+        return self.audit.append(
+            [
+                AuditEntry(
+                    event_key=audit_event_key(workflow_id_for(run.account.account_id), run.run_id, sequence),
+                    account_id=run.account.account_id,
+                    at=at,
+                    kind=str(kind),
+                    detail=detail,
+                )
+                for run in runs
+                for sequence, (kind, detail) in enumerate(
+                    start_entries(run.account, opted_out=run.prepared.opted_out), start=1
+                )
+            ]
+        )
 
     def _argument(self, policy: ContactPolicy, opted_out: bool) -> tuple[PreparedAccount, dict[str, Any]]:
         """One preparation (and its JSON) per policy and opt-out: a portfolio has few of each."""
@@ -114,4 +157,18 @@ class AccountPreparer:
             argument=argument,
             search_attributes=snapshot_attributes(search_snapshot(state, today, step.at)),
             replace_number_once_started=elsewhere,
+        )
+
+
+async def record_started(preparer: AccountPreparer, runs: Sequence[NewRun]) -> None:
+    """``preparer.record_started`` from a thread, best effort: on failure the runs' own first action
+    writes the same entries, so it is logged and nothing else."""
+    try:
+        await asyncio.to_thread(preparer.record_started, runs)
+    except Exception:
+        log.warning(
+            "could not write the first audit entries of %d new run(s); each run writes them with its "
+            "first action",
+            len(runs),
+            exc_info=True,
         )

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
-from kindly.contract import AccountInput, Outcome, Stage, TemplateName, TimelineEntry
+from kindly.contract import AccountInput, Outcome, Stage, TemplateName, TimelineEntry, TimelineKind
 from kindly.policy.model import ContactPolicy
 from kindly.search_attributes import SearchSnapshot
 
@@ -96,6 +96,26 @@ class AccountState(BaseModel):
             contact_before=account.contact_before,
             opted_out=opted_out,
         )
+
+
+def start_entries(account: AccountInput, *, opted_out: bool) -> list[tuple[TimelineKind, str]]:
+    """The timeline entries a new run begins with, in order (its audit events 1 and 2): written by the
+    workflow, and also by a starter that prepared the run (``kindly.preparation``), under the same
+    event keys, so whichever writes first is the one row."""
+    entries = [
+        (
+            TimelineKind.STARTED,
+            f"segment {account.segment}, {account.amount_due} {account.currency} due {account.due_date}",
+        )
+    ]
+    if opted_out:
+        entries.append((TimelineKind.OPTED_OUT, "number opted out earlier: no SMS, contact by phone"))
+    return entries
+
+
+def audit_event_key(workflow_id: str, first_run_id: str, sequence: int) -> str:
+    """The audit log's key of a run's ``sequence``-th timeline entry (``events_recorded`` order)."""
+    return f"{workflow_id}/{first_run_id}/ev-{sequence}"
 
 
 def search_snapshot(state: AccountState, today: date, next_touchpoint_at: datetime | None) -> SearchSnapshot:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 
@@ -78,20 +79,40 @@ async def start_account(
     A closed workflow (repaid, settled, closed) is not restarted under the same id; only a failed or
     terminated one is, so a finished account is never texted again by a re-import: its handle is
     returned instead (``handle.result()`` gives how it ended). ``prepared`` (``kindly.preparation``)
-    lets the run begin without preparing itself; whether this call started a run is not told here,
-    so finishing a preparation (``AccountPreparer.started``) is ``start_new_account``'s caller's.
+    lets the run begin without preparing itself; ``open_account`` also tells whether this call
+    started the run, which finishing a preparation needs.
     """
+    return (await open_account(client, account, task_queue=task_queue, prepared=prepared)).handle
+
+
+@dataclass(frozen=True)
+class OpenedAccount:
+    handle: WorkflowHandle[object, AccountResult]
+    created: bool
+    """This call started the run (False: the handle is of a run that was already there)."""
+
+    @property
+    def first_run_id(self) -> str:
+        """The run chain's first run id: the new run's own when ``created``."""
+        return self.handle.first_execution_run_id or self.handle.result_run_id or ""
+
+
+async def open_account(
+    client: Client, account: AccountInput, *, task_queue: str, prepared: PreparedStart | None = None
+) -> OpenedAccount:
+    """``start_account``, saying whether the run is new: one start that fails where a run is open or
+    kept, and names that run, whose handle is returned instead."""
     try:
-        return await _start(client, account, task_queue, WorkflowIDConflictPolicy.USE_EXISTING, prepared)
+        handle = await _start(client, account, task_queue, WorkflowIDConflictPolicy.FAIL, prepared)
+        return OpenedAccount(handle, created=True)
     except WorkflowAlreadyStartedError as err:
-        # Only a closed run that the reuse policy keeps (completed) gets here: an open one is
-        # returned by USE_EXISTING above.
-        return client.get_workflow_handle(
+        existing = client.get_workflow_handle(
             workflow_id_for(account.account_id),
             run_id=err.run_id,
             first_execution_run_id=err.first_run_id,
             result_type=AccountResult,
         )
+        return OpenedAccount(existing, created=False)
 
 
 async def start_new_account(

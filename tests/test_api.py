@@ -29,7 +29,7 @@ from kindly.api import ApiSettings, create_app
 from kindly.api.security import kindly_headers, twilio_signature
 from kindly.contacts import PhoneIndex, create_tables
 from kindly.contract import AccountResult
-from kindly.db import make_engine
+from kindly.db import AuditStore, make_engine
 from kindly.errors import DecryptionError
 from kindly.keyring import KeyRing, generate_key, load_keyring
 from kindly.settings import Settings
@@ -196,9 +196,15 @@ async def test_start_account_then_read_status(api: Api) -> None:
     started = events[0].workflow_execution_started_event_attributes
     assert "CollectionStage" in started.search_attributes.indexed_fields
     assert not [e for e in events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    # ... and the API wrote its first audit entry, under the key the run would use.
+    run_id = events[0].workflow_execution_started_event_attributes.original_execution_run_id
+    audited = {e.event_key: e.kind for e in AuditStore(api.engine).audit_for(account_id)}
+    assert audited == {f"overdue-{account_id}/{run_id}/ev-1": "started"}
 
     again = await api.http.post("/accounts", json=account_body(api, account_id=account_id), headers=AUTH)
     assert again.status_code == 201, "re-posting an account is harmless"
+    assert again.json()["run_id"] == run_id
+    assert len(AuditStore(api.engine).audit_for(account_id)) == 1, "and writes nothing again"
 
 
 async def test_api_key_is_required(api: Api) -> None:

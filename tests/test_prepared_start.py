@@ -25,7 +25,7 @@ from kindly.db import AuditStore, make_engine
 from kindly.keyring import load_keyring
 from kindly.policy.model import load_policies
 from kindly.portfolio import ImportOutcome, import_portfolio
-from kindly.preparation import AccountPreparer, PreparedStart
+from kindly.preparation import AccountPreparer, NewRun, PreparedStart
 from kindly.search_attributes import ALL_KEYS, NEXT_TOUCHPOINT_AT
 from kindly.settings import Settings
 from kindly.temporal import start_account
@@ -49,7 +49,11 @@ def _phones(settings: Settings) -> PhoneIndex:
 
 
 def _preparer(settings: Settings, now: datetime) -> AccountPreparer:
-    return AccountPreparer(_phones(settings), load_policies(settings.policy_file), clock=lambda: now)
+    """As ``AccountPreparer.from_settings`` builds it, at ``now``."""
+    engine = make_engine(settings.database_url)
+    return AccountPreparer(
+        _phones(settings), load_policies(settings.policy_file), audit=AuditStore(engine), clock=lambda: now
+    )
 
 
 def _first_task_commands(events: list[HistoryEvent]) -> list[int]:
@@ -236,3 +240,63 @@ async def _marker_names(handle: WorkflowHandle[Any, Any]) -> list[str]:
         async for event in handle.fetch_history_events()
         if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
     ]
+
+
+async def test_an_import_writes_its_new_runs_first_audit_entries_once(
+    env: WorkflowEnvironment, client: Client, settings: Settings, store: AuditStore
+) -> None:
+    """The audit log shows an imported account from its import on, not from its first reminder days
+    later; the run's own write of the same entries (with its first SMS) adds no second row."""
+    account_due_now, now = await _overdue_account_due_now(env, phone="+8613400134000")
+    later = make_account(now.date() + timedelta(days=20), phone="+8613400134001")
+    stopped = make_account(now.date() + timedelta(days=20), phone="+8613400134002")
+    _phones(settings).record_opt_out(stopped.phone, "LN-EARLIER-ACCOUNT")
+    accounts = [account_due_now, later, stopped]
+
+    report = await import_portfolio(
+        client, accounts, task_queue=settings.task_queue, preparer=_preparer(settings, now)
+    )
+    STARTED.extend(client.get_workflow_handle(workflow_id_for(a.account_id)) for a in accounts)
+    run_ids = report.run_ids()
+
+    def keyed(account: AccountInput) -> dict[str, str]:
+        return {entry.event_key: entry.kind for entry in store.audit_for(account.account_id)}
+
+    first_run = f"{workflow_id_for(later.account_id)}/{run_ids[later.account_id]}"
+    assert keyed(later) == {f"{first_run}/ev-1": TimelineKind.STARTED}, (
+        "written by the importer: the run's first action is 20 days away"
+    )
+    stopped_run = f"{workflow_id_for(stopped.account_id)}/{run_ids[stopped.account_id]}"
+    assert keyed(stopped) == {
+        f"{stopped_run}/ev-1": TimelineKind.STARTED,
+        f"{stopped_run}/ev-2": TimelineKind.OPTED_OUT,
+    }
+
+    handle = client.get_workflow_handle(workflow_id_for(account_due_now.account_id))
+    await eventually(lambda: status(handle), lambda s: s.sms_sent == 1)
+    kinds = [entry.kind for entry in store.audit_for(account_due_now.account_id)]
+    assert kinds.count(TimelineKind.STARTED) == 1 and TimelineKind.SMS_SENT in kinds
+
+    again = await import_portfolio(
+        client, accounts, task_queue=settings.task_queue, preparer=_preparer(settings, now)
+    )
+    assert [r.outcome for r in again.results] == [ImportOutcome.ALREADY_RUNNING] * 3
+    assert len(keyed(later)) == 1, "a re-import starts no run and writes nothing"
+
+
+class _AuditDownPreparer(AccountPreparer):
+    def record_started(self, runs: Sequence[NewRun]) -> int:
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+
+async def test_an_import_whose_audit_write_fails_still_starts_and_reports_no_error(
+    env: WorkflowEnvironment, client: Client, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runs write the same entries with their first action: the import loses nothing."""
+    now = await env.get_current_time()
+    preparer = _AuditDownPreparer(_phones(settings), load_policies(settings.policy_file), clock=lambda: now)
+    account = make_account(now.date() + timedelta(days=20), phone="+8613400134100")
+    report = await import_portfolio(client, [account], task_queue=settings.task_queue, preparer=preparer)
+    STARTED.append(client.get_workflow_handle(workflow_id_for(account.account_id)))
+    assert [(r.outcome, r.error) for r in report.results] == [(ImportOutcome.STARTED, None)]
+    assert "could not write the first audit entries of 1 new run(s)" in caplog.text

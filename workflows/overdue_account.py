@@ -79,7 +79,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from kindly.policy.tones import choose_template
     from kindly.search_attributes import SearchSnapshot, snapshot_of, snapshot_updates
-    from kindly.state import TIMELINE_LIMIT, AccountState, current_stage, search_snapshot, stage_by_date
+    from kindly.state import (
+        TIMELINE_LIMIT,
+        AccountState,
+        audit_event_key,
+        current_stage,
+        search_snapshot,
+        stage_by_date,
+        start_entries,
+    )
     from kindly.summaries import describe_position
     from kindly.validation import describe_validation_error
     from workflows.metrics import WorkflowMetrics
@@ -230,13 +238,9 @@ class OverdueAccountWorkflow:
         now = workflow.now()
         state = AccountState.for_new_account(parsed, policy, zone_date(parsed.timezone, now), opted_out=False)
         self._state = state
-        self._record(
-            TimelineKind.STARTED,
-            f"segment {parsed.segment}, {parsed.amount_due} {parsed.currency} due {parsed.due_date}",
-        )
-        if opted_out:
-            state.opted_out = True
-            self._record(TimelineKind.OPTED_OUT, "number opted out earlier: no SMS, contact by phone")
+        for kind, detail in start_entries(parsed, opted_out=opted_out):
+            self._record(kind, detail)
+        state.opted_out = opted_out
         if by_starter:
             # The starter gave the first search attributes with the start: publish only what differs,
             # and not before a first step due at once (its outcome is published right after it).
@@ -556,7 +560,7 @@ class OverdueAccountWorkflow:
         info = workflow.info()
         return [
             AuditRecord(
-                event_key=f"{info.workflow_id}/{info.first_execution_run_id}/ev-{first_seq + i}",
+                event_key=audit_event_key(info.workflow_id, info.first_execution_run_id, first_seq + i),
                 account_id=state.account.account_id,
                 at=datetime.fromisoformat(entry.at),
                 kind=entry.kind,
@@ -571,8 +575,9 @@ class OverdueAccountWorkflow:
         if state.events_recorded == state.events_audited:
             return False
         if state.events_audited == 0 and state.events_recorded == self._entries_of_prepared_start:
-            # A prepared run's "started" entries ride on its first action (or its end): a local
-            # activity for them alone would cost every such account a billed action.
+            # A prepared run's "started" entries ride on its first action (or its end): its starter
+            # wrote them already (``AccountPreparer.record_started``), and a local activity for them
+            # alone would cost every such account a billed action.
             return False
         return step.at is None or step.at - workflow.now() > AUDIT_PIGGYBACK_WINDOW
 

@@ -52,7 +52,7 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
         api_settings=api_settings,
         phones=phones,
         audit=AuditStore(engine),
-        preparer=AccountPreparer(phones, policies),
+        preparer=AccountPreparer(phones, policies, audit=AuditStore(engine)),
     )
     app.include_router(ops.router)
     app.include_router(webhooks.router)

@@ -39,7 +39,8 @@ from kindly.operations import (
     find_accounts,
     signal_account,
 )
-from kindly.temporal import start_account
+from kindly.preparation import NewRun, record_started
+from kindly.temporal import open_account
 
 router = APIRouter(prefix="/accounts", tags=["operations"], dependencies=[Depends(require_api_key)])
 
@@ -67,8 +68,11 @@ class SignalAccepted(BaseModel):
 async def start(account: AccountInput, ctx: Context) -> AccountStarted:
     """Start the account's workflow, or return the one already running (re-posting is harmless)."""
     [prepared] = await run_in_threadpool(ctx.preparer.prepare, [account])
-    handle = await start_account(ctx.client, account, task_queue=ctx.settings.task_queue, prepared=prepared)
+    opened = await open_account(ctx.client, account, task_queue=ctx.settings.task_queue, prepared=prepared)
+    handle = opened.handle
     await run_in_threadpool(ctx.phones.register, account.phone, account.account_id)
+    if opened.created:
+        await record_started(ctx.preparer, [NewRun(account, prepared.prepared, opened.first_run_id)])
     return AccountStarted(
         account_id=account.account_id,
         workflow_id=handle.id,
