@@ -48,6 +48,10 @@ def cli_env(env: WorkflowEnvironment, settings: Settings) -> dict[str, str | Non
         "COLLECTIONS_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
         "COLLECTIONS_TEMPORAL_NAMESPACE": env.client.namespace,
         "COLLECTIONS_TASK_QUEUE": settings.task_queue,
+        # The workers' database and policy file, as a deployment's importer must have them (and so
+        # that no test writes into the project's own .data/kindly.db).
+        "COLLECTIONS_DATABASE_URL": settings.database_url,
+        "COLLECTIONS_POLICY_FILE": str(settings.policy_file),
         "COLUMNS": "200",  # wide enough that tables do not truncate account ids
         **WORKER_ENV,  # the worker's keys: the CLI decrypts what the worker encrypted
     }
