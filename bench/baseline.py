@@ -23,21 +23,16 @@ from datetime import datetime, timedelta
 
 from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
     import httpx
 
+    # Kindly's attributes and its upsert of them, for the variants that upsert (registered by the bench).
+    from kindly.search_attributes import snapshot_updates
+
 WORKFLOW_TYPE = "BaselineWorkflow"
-STAGE = SearchAttributeKey.for_keyword("CollectionStage")
-DAYS_PAST_DUE = SearchAttributeKey.for_int("DaysPastDue")
-AMOUNT_DUE = SearchAttributeKey.for_float("AmountDue")
-UNANSWERED_SMS = SearchAttributeKey.for_int("UnansweredSms")
-NEXT_TOUCHPOINT_AT = SearchAttributeKey.for_datetime("NextTouchpointAt")
-SEGMENT = SearchAttributeKey.for_keyword("Segment")
-PAUSED = SearchAttributeKey.for_bool("Paused")
-"""Kindly's attribute names and types, for the variants that upsert them (registered by the bench)."""
 
 
 @dataclass(frozen=True)
@@ -150,15 +145,9 @@ class BaselineWorkflow:
             self._next_at = workflow.now() + interval
             if params.upsert:
                 workflow.upsert_search_attributes(
-                    [
-                        STAGE.value_set("overdue"),
-                        DAYS_PAST_DUE.value_set(touchpoint),
-                        AMOUNT_DUE.value_set(1500.0),
-                        UNANSWERED_SMS.value_set(touchpoint),
-                        NEXT_TOUCHPOINT_AT.value_set(self._next_at),
-                        SEGMENT.value_set("bench"),
-                        PAUSED.value_set(False),
-                    ]
+                    snapshot_updates(
+                        ("overdue", touchpoint, 1500.0, touchpoint, self._next_at, "bench", False)
+                    )
                 )
             await workflow.sleep(interval)
         self._next_at = None
