@@ -29,8 +29,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from kindly.contract import Close, Pause, RefreshPolicy, Repayment, Resume, Settle, SignalName
+from kindly.errors import AccountNotFoundError
 from kindly.operations import (
-    AccountNotFoundError,
     account_query,
     account_status,
     account_timeline,

@@ -21,6 +21,14 @@
             5xx, timeout or connection failure: Temporal retries the activity with backoff, sending the
             same idempotency key each time.
 
+    ``AccountNotFoundError``
+        No workflow exists for this account id (an operator's typo, an account never imported).
+
+        ``AccountClosedError``
+            The account's workflow exists but has ended (settled or closed): it takes no
+            more signals. A subclass because Temporal answers both with NOT_FOUND and most callers
+            (replies, delivery receipts) treat them alike; the API answers it 409 instead of 404.
+
 ``DecryptionError``
     Encrypted data (a Temporal payload, a phone number in the database) that no configured key opens:
     an unknown key id (a retired key still in use), tampering, or a wrong key.
@@ -58,6 +66,14 @@ class PermanentDeliveryError(DeliveryError):
 
 class TransientDeliveryError(DeliveryError):
     """5xx, timeout or connection failure: worth retrying with the same idempotency key."""
+
+
+class AccountNotFoundError(KindlyError):
+    """No workflow exists for this account id."""
+
+
+class AccountClosedError(AccountNotFoundError):
+    """The account's workflow has ended: it takes no more signals."""
 
 
 class DecryptionError(KindlyError):

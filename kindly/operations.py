@@ -11,7 +11,7 @@ import asyncio
 from datetime import UTC, datetime
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from kindly import search_attributes as sa
@@ -25,11 +25,7 @@ from kindly.contract import (
     TimelineEntry,
     workflow_id_for,
 )
-from kindly.errors import KindlyError
-
-
-class AccountNotFoundError(KindlyError):
-    """No workflow exists for this account id."""
+from kindly.errors import AccountClosedError, AccountNotFoundError
 
 
 def account_handle(client: Client, account_id: str) -> WorkflowHandle[object, object]:
@@ -41,10 +37,18 @@ async def signal_account(client: Client, account_id: str, name: SignalName, payl
     expected = SIGNAL_MODELS[name]
     if not isinstance(payload, expected):
         raise TypeError(f"signal {name} takes {expected.__name__}, not {type(payload).__name__}")
+    handle = account_handle(client, account_id)
+    args = payload.model_dump(mode="json")
     try:
-        await account_handle(client, account_id).signal(name, payload.model_dump(mode="json"))
+        await handle.signal(name, args)
     except RPCError as err:
-        raise _translate(err, account_id) from err
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        if not await _running(handle, account_id):
+            raise
+        # It ended as the signal arrived and a new run of the account took over (continue-as-new):
+        # the new run takes the signal.
+        await handle.signal(name, args)
 
 
 async def account_status(client: Client, account_id: str) -> AccountStatus:
@@ -69,8 +73,30 @@ async def account_timeline(client: Client, account_id: str) -> list[TimelineEntr
 
 def _translate(err: RPCError, account_id: str) -> Exception:
     if err.status == RPCStatusCode.NOT_FOUND:
-        return AccountNotFoundError(f"no workflow for account {account_id!r}")
+        return _not_found(account_id)
     return err
+
+
+def _not_found(account_id: str) -> AccountNotFoundError:
+    return AccountNotFoundError(f"no workflow for account {account_id!r}")
+
+
+async def _running(handle: WorkflowHandle[object, object], account_id: str) -> bool:
+    """After a signal found no workflow: True when a run of the account is open after all; else
+    raises why not, none was ever started (``AccountNotFoundError``) or it has ended
+    (``AccountClosedError``)."""
+    try:
+        description = await handle.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise _not_found(account_id) from err
+        raise
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        return True
+    state = description.status.name.lower().replace("_", " ") if description.status else "closed"
+    raise AccountClosedError(
+        f"account {account_id!r} is closed ({state}): its workflow takes no more signals"
+    )
 
 
 # --- finding accounts through Temporal visibility -------------------------------------------------

@@ -14,7 +14,7 @@ from datetime import timedelta
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import httpx
@@ -23,12 +23,13 @@ import uvicorn
 from sqlalchemy import Engine
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.api import ApiSettings, create_app
 from kindly.api.security import kindly_headers, twilio_signature
 from kindly.contacts import PhoneIndex, create_tables
-from kindly.contract import AccountResult
+from kindly.contract import AccountResult, workflow_id_for
 from kindly.db import AuditStore, make_engine
 from kindly.errors import DecryptionError
 from kindly.keyring import KeyRing, generate_key, load_keyring
@@ -246,6 +247,84 @@ async def test_unknown_account_is_404(api: Api) -> None:
     assert response.status_code == 404
     response = await api.http.get("/accounts/NOPE-1/timeline", headers=AUTH)
     assert response.status_code == 404
+
+
+async def test_signal_to_a_closed_account_is_409_and_a_payment_for_it_is_kept(api: Api) -> None:
+    account_id = await start_account(api)
+    response = await api.http.post(
+        f"/accounts/{account_id}/settle", json={"amount": "1200.00", "reference": "SET-API-1"}, headers=AUTH
+    )
+    assert response.status_code == 202, response.text
+    await api.client.get_workflow_handle(workflow_id_for(account_id)).result()
+
+    # Temporal answers NOT_FOUND as for an account that never existed; the API tells them apart.
+    response = await api.http.post(f"/accounts/{account_id}/pause", json={"reason": "x"}, headers=AUTH)
+    assert response.status_code == 409, response.text
+    assert account_id in response.json()["detail"] and "closed (completed)" in response.json()["detail"]
+    never = await api.http.post("/accounts/NOPE-CLOSED/pause", json={"reason": "x"}, headers=AUTH)
+    assert never.status_code == 404, never.text
+
+    payment = {"account_id": account_id, "amount": "10.00", "reference": "BANK-LATE"}
+    late = await post_signed(api, "/webhooks/payments", payment)
+    assert late.status_code == 409 and "closed" in late.json()["detail"], late.text
+    kept = api.phones.payment("BANK-LATE")
+    assert kept is not None and kept.account_id == account_id and kept.signalled_at is None
+
+
+@pytest.mark.parametrize(
+    ("rpc_status", "http_status", "retry_after"),
+    [
+        (RPCStatusCode.RESOURCE_EXHAUSTED, 429, True),
+        (RPCStatusCode.UNAVAILABLE, 503, True),
+        (RPCStatusCode.DEADLINE_EXCEEDED, 503, True),
+        (RPCStatusCode.PERMISSION_DENIED, 502, False),
+        (RPCStatusCode.UNAUTHENTICATED, 502, False),
+        (RPCStatusCode.INTERNAL, 502, False),
+    ],
+)
+async def test_a_request_temporal_refuses_says_whether_to_retry(
+    env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    rpc_status: RPCStatusCode,
+    http_status: int,
+    retry_after: bool,
+) -> None:
+    """Through the app's own exception handlers: a client whose signal call Temporal refuses."""
+    refusing = RefusingClient(client, RPCError("namespace rate limit exceeded", rpc_status, b""))
+    engine = make_engine(settings.database_url)
+    app = create_app(cast(Client, refusing), settings, api_settings(), engine)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kindly") as http:
+            response = await http.post("/accounts/LN-REFUSED/pause", json={"reason": "x"}, headers=AUTH)
+    finally:
+        engine.dispose()
+    assert response.status_code == http_status, response.text
+    assert rpc_status.name in response.json()["detail"]
+    assert ("retry-after" in response.headers) is retry_after
+
+
+class RefusingClient:
+    """A Temporal client whose workflow handles refuse every signal with ``error``."""
+
+    def __init__(self, client: Client, error: RPCError) -> None:
+        self._client = client
+        self._error = error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_workflow_handle(self, workflow_id: str) -> Any:
+        error = self._error
+
+        class Handle:
+            id = workflow_id
+
+            async def signal(self, *_: Any, **__: Any) -> None:
+                raise error
+
+        return Handle()
 
 
 async def test_pause_resume_and_repayment_change_the_status(api: Api) -> None:

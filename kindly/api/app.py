@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from kindly.api import codec_server, ops, receipts, webhooks
 from kindly.api.deps import ApiContext
@@ -20,8 +20,8 @@ from kindly.api.settings import ApiSettings
 from kindly.codec import EncryptionCodec
 from kindly.contacts import PhoneIndex, create_tables
 from kindly.db import AuditStore
+from kindly.errors import AccountClosedError, AccountNotFoundError
 from kindly.keyring import load_keyring
-from kindly.operations import AccountNotFoundError
 from kindly.policy.model import load_policies
 from kindly.preparation import AccountPreparer
 from kindly.settings import Settings
@@ -59,7 +59,8 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
     app.include_router(receipts.router)
     app.include_router(codec_server.router)
     app.add_exception_handler(AccountNotFoundError, _account_not_found)
-    app.add_exception_handler(RPCError, _temporal_unavailable)
+    app.add_exception_handler(AccountClosedError, _account_closed)
+    app.add_exception_handler(RPCError, _temporal_refused)
     app.add_middleware(
         BodySizeLimit,
         max_body_bytes=api_settings.max_body_bytes,
@@ -74,11 +75,47 @@ async def _account_not_found(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
 
 
-async def _temporal_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    # Nothing was lost: the caller (a webhook provider, an operator) may safely retry.
+async def _account_closed(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
+
+
+TEMPORAL_RETRY_AFTER_SECONDS = 1
+"""What a 429 or 503 tells the caller to wait; webhook providers and scripts back off from there."""
+
+_TEMPORAL_BUSY = {RPCStatusCode.RESOURCE_EXHAUSTED}
+_TEMPORAL_UNAVAILABLE = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.ABORTED,
+}
+
+
+def temporal_error_status(err: RPCError) -> int:
+    """The HTTP status for a request Temporal refused; in every case nothing was changed.
+
+    Rate-limited (a namespace's RPS limit, e.g. during a bulk action): 429. Unreachable, timed out or
+    cancelled: 503. Both say "retry" to a webhook provider. Anything else (credentials Temporal
+    refuses, a namespace that does not exist, an internal error) is the deployment's fault, not the
+    caller's, and no retry by the caller will cure it: 502, naming Temporal's status.
+    """
+    if err.status in _TEMPORAL_BUSY:
+        return status.HTTP_429_TOO_MANY_REQUESTS
+    if err.status in _TEMPORAL_UNAVAILABLE:
+        return status.HTTP_503_SERVICE_UNAVAILABLE
+    return status.HTTP_502_BAD_GATEWAY
+
+
+async def _temporal_refused(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RPCError)
+    code = temporal_error_status(exc)
+    headers = (
+        {"Retry-After": str(TEMPORAL_RETRY_AFTER_SECONDS)} if code != status.HTTP_502_BAD_GATEWAY else None
+    )
     return JSONResponse(
-        {"detail": f"Temporal did not accept the request: {exc}"},
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        {"detail": f"Temporal did not accept the request ({exc.status.name}): {exc.message}"},
+        status_code=code,
+        headers=headers,
     )
 
 

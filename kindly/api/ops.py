@@ -51,6 +51,9 @@ SEGMENT_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 _Responses = dict[int | str, dict[str, Any]]
 _NOT_FOUND: _Responses = {status.HTTP_404_NOT_FOUND: {"description": "No workflow exists for this account"}}
 _UNAUTHORIZED: _Responses = {status.HTTP_401_UNAUTHORIZED: {"description": "Missing or invalid X-API-Key"}}
+_CLOSED: _Responses = {
+    status.HTTP_409_CONFLICT: {"description": "The account's workflow has ended: it takes no more signals"}
+}
 
 
 class AccountStarted(BaseModel):
@@ -105,7 +108,7 @@ def _signal_route(path: str) -> Callable[[F], F]:
         path,
         status_code=status.HTTP_202_ACCEPTED,
         response_model=SignalAccepted,
-        responses=_NOT_FOUND | _UNAUTHORIZED,
+        responses=_NOT_FOUND | _CLOSED | _UNAUTHORIZED,
     )
 
 

@@ -35,7 +35,8 @@ from kindly.api.webhooks import (
 from kindly.contacts import FAILED_STATES
 from kindly.contract import SignalName, SmsUndeliverable
 from kindly.db import AuditEntry
-from kindly.operations import AccountNotFoundError, signal_account
+from kindly.errors import AccountNotFoundError
+from kindly.operations import signal_account
 
 log = logging.getLogger(__name__)
 

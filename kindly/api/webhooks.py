@@ -34,8 +34,9 @@ from kindly.api.security import (
     verify_twilio,
 )
 from kindly.contract import CustomerReply, Money, Repayment, SignalName
+from kindly.errors import AccountNotFoundError
 from kindly.masking import mask_phone
-from kindly.operations import AccountNotFoundError, signal_account
+from kindly.operations import signal_account
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,8 @@ async def json_inbound(request: Request, ctx: Context) -> InboundResult:
         403: {"description": SIGNATURE_REFUSED},
         404: {"description": "No workflow exists for this account"},
         409: {
-            "description": f"The reference was already used for another account or amount; or: {IN_PROGRESS}"
+            "description": "The reference was already used for another account or amount; or the account "
+            f"is closed (the payment is kept for an operator, not signalled); or: {IN_PROGRESS}"
         },
     },
     openapi_extra=signed_json_body(PaymentNotice),
