@@ -5,6 +5,10 @@ Tampered bodies, wrong secrets, missing headers, stale or future timestamps and 
 variants first and the genuine request with the same content last: that one is accepted *as new*
 (so no variant stored anything) and its signal reaches the workflow after theirs would have (so
 none of them signalled anything).
+
+During a rotation of the webhook secret or the Twilio auth token the previous one is accepted as
+well, with the same replay protection, and nothing in the answer tells which one signed; a previous
+secret without a current one stops the API at start-up.
 """
 
 from __future__ import annotations
@@ -13,20 +17,34 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
+import os
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import pytest
+import uvicorn
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
+import kindly.api.__main__ as api_main
 from activities.audit_rows import action_row
+from kindly.api import ApiSettings, create_app
 from kindly.api.security import kindly_headers, twilio_signature
-from kindly.db import AuditStore, OutboxEntry
+from kindly.contacts import PhoneIndex
+from kindly.db import AuditStore, OutboxEntry, make_engine
+from kindly.keyring import load_keyring
+from kindly.settings import Settings
 from tests import test_api
 from tests.conftest import eventually
+from tests.lifecycle_helpers import local_today
 from tests.test_api import (
     MAX_BODY,
     PUBLIC_BASE,
@@ -262,6 +280,238 @@ async def test_hostile_twilio_status_callback_is_refused_and_audits_nothing(api:
     kinds = await eventually(partial(timeline_kinds, api, account_id), lambda k: "sms_undeliverable" in k)
     assert kinds.count("sms_undeliverable") == 1
     assert [row.outcome for row in _receipts(audit, account_id)] == ["undelivered"]
+
+
+# --- rotation of the secrets ----------------------------------------------------------------------
+
+NEW_WEBHOOK_SECRET = "rotated-webhook-secret"
+NEW_TWILIO_TOKEN = "rotated-twilio-token"
+
+
+@asynccontextmanager
+async def serving(
+    env: WorkflowEnvironment, client: Client, settings: Settings, api_settings: ApiSettings
+) -> AsyncIterator[Api]:
+    """The API with ``api_settings`` on a real server, as the ``api`` fixture serves its own."""
+    engine = make_engine(settings.database_url)
+    app = create_app(client, settings, api_settings, engine)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    for _ in range(400):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.025)
+    assert server.started, "uvicorn did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            yield Api(
+                http=http,
+                engine=engine,
+                client=client,
+                today=await local_today(env),
+                phones=PhoneIndex(engine, load_keyring(settings)),
+                database=Path(settings.database_url.removeprefix("sqlite:///")),
+            )
+    finally:
+        server.should_exit = True
+        await task
+        engine.dispose()
+
+
+@pytest.fixture
+async def rotating(env: WorkflowEnvironment, client: Client, settings: Settings) -> AsyncIterator[Api]:
+    """The API mid-rotation: new current secrets, the ``api`` fixture's ones as the previous."""
+    rotated = test_api.api_settings(
+        webhook_secret=NEW_WEBHOOK_SECRET,
+        webhook_previous_secrets=[WEBHOOK_SECRET],
+        twilio_auth_token=NEW_TWILIO_TOKEN,
+        twilio_previous_auth_tokens=[TWILIO_TOKEN],
+    )
+    async with serving(env, client, settings, rotated) as api:
+        yield api
+
+
+def same_answer(one: httpx.Response, other: httpx.Response) -> None:
+    """Two accepted requests answered alike: nothing tells which secret signed which."""
+    assert one.status_code == other.status_code
+    assert sorted(one.headers.keys()) == sorted(other.headers.keys())
+    assert one.headers["content-type"] == other.headers["content-type"]
+
+
+async def test_json_webhook_accepts_the_previous_secret_once_and_tells_nothing(
+    rotating: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="kindly.api.security")
+    phone = "+8613800000033"
+    account_id = await start_account(rotating, phone=phone)
+    old = {"from": phone, "text": "paid yesterday", "message_id": "M-ROT-OLD"}
+    new = {"from": phone, "text": "paid today", "message_id": "M-ROT-NEW"}
+    raw_old, raw_new = json.dumps(old).encode(), json.dumps(new).encode()
+    now = int(time.time())
+
+    # A secret neither current nor previous: the refusal every bad signature gets. A previous-secret
+    # signature is held to the timestamp tolerance like any other.
+    unknown = await rotating.http.post(
+        "/webhooks/sms", content=raw_old, headers={**JSON, **kindly_headers("never-configured", raw_old, now)}
+    )
+    tampered = await rotating.http.post(
+        "/webhooks/sms",
+        content=raw_new,
+        headers={**JSON, **kindly_headers(WEBHOOK_SECRET, raw_old, now)},
+    )
+    for response in (unknown, tampered):
+        assert response.status_code == 403, response.text
+        assert response.json() == {"detail": "invalid X-Kindly-Signature"}
+    stale = await rotating.http.post(
+        "/webhooks/sms",
+        content=raw_old,
+        headers={**JSON, **kindly_headers(WEBHOOK_SECRET, raw_old, now - TOLERANCE - 60)},
+    )
+    assert stale.status_code == 403 and "outside the 300 s" in stale.json()["detail"], stale.text
+    assert rotating.phones.inbound_messages(phone) == []
+
+    # Signed with the previous secret: accepted once, its replays refused (even at once).
+    by_old, *_ = await replayed(
+        rotating, "/webhooks/sms", raw_old, {**JSON, **kindly_headers(WEBHOOK_SECRET, raw_old, now)}
+    )
+    # Signed with the current secret: accepted once as well, and answered alike.
+    by_new, *_ = await replayed(
+        rotating, "/webhooks/sms", raw_new, {**JSON, **kindly_headers(NEW_WEBHOOK_SECRET, raw_new, now)}
+    )
+    assert by_old.json() == by_new.json() == {"status": "accepted", "matched_accounts": 1}
+    same_answer(by_old, by_new)
+
+    kinds = await eventually(
+        partial(timeline_kinds, rotating, account_id), lambda k: k.count("reply_received") >= 2
+    )
+    assert kinds.count("reply_received") == 2
+    stored = sorted(m.provider_message_id for m in rotating.phones.inbound_messages(phone))
+    assert stored == ["M-ROT-NEW", "M-ROT-OLD"]
+
+    # Only the log says that the previous secret is still in use (so the rotation is not over), by
+    # position, never by value.
+    noted = [r for r in caplog.records if "webhook_previous_secrets[0]" in r.getMessage()]
+    assert noted and all(r.levelno == logging.WARNING for r in noted), noted
+    assert all(r.getMessage().startswith("/webhooks/sms signed with") for r in noted), noted
+    assert not [m for m in caplog.messages if WEBHOOK_SECRET in m or NEW_WEBHOOK_SECRET in m]
+
+
+async def test_twilio_webhook_accepts_the_previous_auth_token_once(
+    rotating: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="kindly.api.security")
+    path = "/webhooks/sms/twilio"
+    url = PUBLIC_BASE + path
+    phone = "+8613800000034"  # no account: stored and answered, which is all this test needs
+    old = {"From": phone, "Body": "signed before the promotion", "MessageSid": "SM-ROT-OLD"}
+    new = {"From": phone, "Body": "signed after the promotion", "MessageSid": "SM-ROT-NEW"}
+
+    unknown = twilio_signature("never-configured", url, old.items())
+    response = await rotating.http.post(
+        path, content=urlencode(old).encode(), headers={**FORM, "X-Twilio-Signature": unknown}
+    )
+    assert response.status_code == 403, response.text
+    assert response.json() == {"detail": "invalid X-Twilio-Signature"}
+
+    signed_old = {**FORM, "X-Twilio-Signature": twilio_signature(TWILIO_TOKEN, url, old.items())}
+    by_old, *_ = await replayed(rotating, path, urlencode(old).encode(), signed_old)
+    signed_new = {**FORM, "X-Twilio-Signature": twilio_signature(NEW_TWILIO_TOKEN, url, new.items())}
+    by_new, *_ = await replayed(rotating, path, urlencode(new).encode(), signed_new)
+    assert by_old.text == by_new.text and "<Response/>" in by_old.text
+    same_answer(by_old, by_new)
+    stored = sorted(m.provider_message_id for m in rotating.phones.inbound_messages(phone))
+    assert stored == ["SM-ROT-NEW", "SM-ROT-OLD"]
+    assert any("twilio_previous_auth_tokens[0]" in m for m in caplog.messages), caplog.messages
+    assert not [m for m in caplog.messages if TWILIO_TOKEN in m or NEW_TWILIO_TOKEN in m]
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        (
+            {"COLLECTIONS_WEBHOOK_PREVIOUS_SECRETS": '["old-webhook-secret"]'},
+            "webhook_previous_secrets: set without webhook_secret",
+        ),
+        (
+            {"COLLECTIONS_TWILIO_PREVIOUS_AUTH_TOKENS": '["old-twilio-token"]'},
+            "twilio_previous_auth_tokens: set without twilio_auth_token",
+        ),
+        (
+            {
+                "COLLECTIONS_WEBHOOK_SECRET": "new-webhook-secret",
+                "COLLECTIONS_WEBHOOK_PREVIOUS_SECRETS": "old-webhook-secret",
+            },
+            'webhook_previous_secrets: expected a JSON list of secrets, e.g. ["old-secret"]',
+        ),
+        (
+            {
+                "COLLECTIONS_WEBHOOK_SECRET": "new-webhook-secret",
+                "COLLECTIONS_WEBHOOK_PREVIOUS_SECRETS": '["old-webhook-secret", ""]',
+            },
+            "webhook_previous_secrets: entry 1 is empty",
+        ),
+        (
+            {
+                "COLLECTIONS_WEBHOOK_SECRET": "new-webhook-secret",
+                "COLLECTIONS_WEBHOOK_PREVIOUS_SECRETS": '["new-webhook-secret"]',
+            },
+            "webhook_previous_secrets: entry 0 repeats webhook_secret",
+        ),
+        # An empty HMAC key would let anybody sign: refused, not taken as a secret.
+        ({"COLLECTIONS_WEBHOOK_SECRET": ""}, "webhook_secret: "),
+        ({"COLLECTIONS_TWILIO_AUTH_TOKEN": ""}, "twilio_auth_token: "),
+        ({"COLLECTIONS_API_KEY": ""}, "api_key: "),
+    ],
+)
+def test_a_misconfigured_rotation_stops_the_api_naming_the_setting(
+    environment: dict[str, str], expected: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    isolated_environment(monkeypatch, tmp_path, {"COLLECTIONS_API_KEY": "test-api-key", **environment})
+
+    def must_not_serve(*_: Any) -> Any:
+        raise AssertionError("the API started with an invalid configuration")
+
+    monkeypatch.setattr(api_main, "serve", must_not_serve)
+    with pytest.raises(SystemExit) as stopped:
+        api_main.main()
+    message = str(stopped.value.code)
+    assert message.startswith("invalid configuration: ") and expected in message, message
+    for secret in ("old-webhook-secret", "new-webhook-secret", "old-twilio-token"):
+        assert secret not in message, message
+
+
+def test_previous_secrets_are_a_json_list_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    base = {
+        "COLLECTIONS_API_KEY": "k",
+        "COLLECTIONS_WEBHOOK_SECRET": "new",
+        "COLLECTIONS_TWILIO_AUTH_TOKEN": "t",
+    }
+    isolated_environment(
+        monkeypatch,
+        tmp_path,
+        {
+            **base,
+            "COLLECTIONS_WEBHOOK_PREVIOUS_SECRETS": '["old", "older"]',
+            "COLLECTIONS_TWILIO_PREVIOUS_AUTH_TOKENS": "",  # empty, as when a rotation is over
+        },
+    )
+    settings = ApiSettings()
+    assert [s.get_secret_value() for s in settings.webhook_previous_secrets] == ["old", "older"]
+    assert settings.twilio_previous_auth_tokens == []
+    assert "older" not in repr(settings) and "older" not in str(settings.model_dump())
+
+
+def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variables: dict[str, str]) -> None:
+    """Exactly ``variables`` among the ``COLLECTIONS_`` ones, and no ``.env`` file to read."""
+    for variable in list(os.environ):
+        if variable.startswith("COLLECTIONS_"):
+            monkeypatch.delenv(variable)
+    for variable, value in variables.items():
+        monkeypatch.setenv(variable, value)
+    monkeypatch.chdir(tmp_path)
 
 
 # --- helpers --------------------------------------------------------------------------------------

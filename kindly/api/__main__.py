@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from datetime import timedelta
 
@@ -28,6 +29,10 @@ async def serve(settings: Settings, api_settings: ApiSettings) -> None:
 
 
 def main() -> None:
+    # Kindly's own records (replies for finished accounts, a webhook signed with a secret being rotated
+    # out, a column added to the database) go to stderr beside uvicorn's; none holds a number in clear.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = Settings()
         api_settings = ApiSettings()

@@ -10,6 +10,13 @@ from the API's clock is refused, and so is a signature already used: an eavesdro
 be sent again, neither later (timestamp) nor at once (the used signature is stored until its
 timestamp leaves the tolerance).
 
+Rotation: a signature made with a previous secret (``webhook_previous_secrets``,
+``twilio_previous_auth_tokens``) is accepted as well, so that the secret can change without a window
+in which one side refuses the other's requests. Every accepted secret is compared, whichever matches,
+and the answer does not say which one did; only the log does, so that operators see when senders have
+stopped using the old secret. Signing (``kindly_headers``) uses the current secret alone. A replay is
+refused whichever secret signed it: what is stored is the signature itself.
+
 Twilio's scheme has no timestamp: its signature covers the URL and the form only, so a captured
 request would verify for ever. Its signatures are remembered for ``twilio_replay_window_seconds``
 and a second use within that window is refused as well. Twilio itself re-sends a request when our
@@ -27,9 +34,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import re
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, cast
@@ -37,6 +45,7 @@ from typing import Annotated, cast
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader
+from pydantic import SecretStr
 
 from kindly.api.settings import ApiSettings
 from kindly.contacts import PhoneIndex
@@ -48,6 +57,8 @@ KINDLY_TIMESTAMP_HEADER = "X-Kindly-Timestamp"
 
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 
+log = logging.getLogger(__name__)
+
 _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
 
@@ -57,6 +68,28 @@ def api_settings_of(request: Request) -> ApiSettings:
 
 def secrets_equal(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def matching_index(given: str, expected: Sequence[str]) -> int | None:
+    """The index of the first of ``expected`` equal to ``given``, or None. Every one is compared, in
+    constant time, whichever matches: the time taken does not tell which one did."""
+    matched: int | None = None
+    for index, candidate in enumerate(expected):
+        if secrets_equal(given, candidate) and matched is None:
+            matched = index
+    return matched
+
+
+def _note_previous(request: Request, matched: int, setting: str, current: str) -> None:
+    """Log a request signed with a previous secret: the rotation is not over until none arrives. A
+    warning, which ``python -m kindly.api`` shows without any logging configured."""
+    log.warning(
+        "%s signed with %s[%d]: its sender does not sign with %s yet",
+        request.url.path,
+        setting,
+        matched,
+        current,
+    )
 
 
 async def require_api_key(request: Request, api_key: Annotated[str | None, Depends(_api_key_header)]) -> None:
@@ -92,7 +125,8 @@ def public_url(request: Request, public_base_url: str | None) -> str:
 
 
 def verify_twilio(request: Request, params: list[tuple[str, str]], auth_token: str | None) -> SignatureUse:
-    """403 unless ``X-Twilio-Signature`` matches; the use to record against replays."""
+    """403 unless ``X-Twilio-Signature`` matches with ``auth_token`` or one of the settings'
+    ``twilio_previous_auth_tokens``; the use to record against replays."""
     if auth_token is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Twilio webhook is not configured")
     given = request.headers.get(TWILIO_SIGNATURE_HEADER)
@@ -100,8 +134,12 @@ def verify_twilio(request: Request, params: list[tuple[str, str]], auth_token: s
         raise _forbidden(f"missing {TWILIO_SIGNATURE_HEADER} header")
     settings = api_settings_of(request)
     url = public_url(request, settings.public_base_url)
-    if not secrets_equal(given, twilio_signature(auth_token, url, params)):
+    tokens = [auth_token, *_values(settings.twilio_previous_auth_tokens)]
+    matched = matching_index(given, [twilio_signature(token, url, params) for token in tokens])
+    if matched is None:
         raise _forbidden(f"invalid {TWILIO_SIGNATURE_HEADER}")
+    if matched:
+        _note_previous(request, matched - 1, "twilio_previous_auth_tokens", "twilio_auth_token")
     return SignatureUse(
         digest=_digest("twilio", given),
         expires_at=int(time.time()) + settings.twilio_replay_window_seconds,
@@ -128,7 +166,8 @@ def kindly_headers(secret: str, body: bytes, timestamp: int | None = None) -> di
 
 
 def verify_kindly(request: Request, body: bytes) -> SignatureUse:
-    """403, naming the reason, unless the signature matches and its timestamp is within tolerance.
+    """403, naming the reason, unless the signature matches (made with ``webhook_secret`` or one of
+    ``webhook_previous_secrets``) and its timestamp is within tolerance.
 
     The signature is checked before the timestamp, so an unsigned caller learns nothing about the
     clock; whether it was used before is ``single_use``'s part.
@@ -146,7 +185,9 @@ def verify_kindly(request: Request, body: bytes) -> SignatureUse:
     if not _UNIX_SECONDS.fullmatch(stamp):
         raise _forbidden(f"invalid {KINDLY_TIMESTAMP_HEADER}: unix seconds expected")
     timestamp = int(stamp)
-    if not secrets_equal(given, kindly_signature(secret.get_secret_value(), body, timestamp)):
+    keys = _values([secret, *settings.webhook_previous_secrets])
+    matched = matching_index(given, [kindly_signature(key, body, timestamp) for key in keys])
+    if matched is None:
         raise _forbidden(f"invalid {KINDLY_SIGNATURE_HEADER}")
     tolerance = settings.webhook_tolerance_seconds
     skew = int(time.time()) - timestamp
@@ -156,6 +197,8 @@ def verify_kindly(request: Request, body: bytes) -> SignatureUse:
         raise _forbidden(
             f"{KINDLY_TIMESTAMP_HEADER} is {-skew} s in the future, outside the {tolerance} s tolerance"
         )
+    if matched:  # logged once the request passed every check but the replay store's
+        _note_previous(request, matched - 1, "webhook_previous_secrets", "webhook_secret")
     # Past this instant the timestamp check refuses the request anyway: no need to remember it longer.
     return SignatureUse(
         digest=_digest("kindly", given), expires_at=timestamp + tolerance, header=KINDLY_SIGNATURE_HEADER
@@ -172,6 +215,10 @@ class SignatureUse:
     digest: str
     expires_at: int  # unix seconds
     header: str
+
+
+def _values(secrets: Iterable[SecretStr]) -> list[str]:
+    return [secret.get_secret_value() for secret in secrets]
 
 
 def _digest(scheme: str, signature: str) -> str:
