@@ -38,6 +38,7 @@ from kindly.demo import start_demo_portfolio
 from kindly.dev_server import start_dev_server
 from kindly.keyring import ensure_development_keys, load_keyring
 from kindly.policy.model import load_policies
+from kindly.policy.registry import PolicyRegistry, policy_source
 from kindly.preparation import AccountPreparer
 from kindly.rate_limit import sms_task_queue_rate
 from kindly.search_attributes import ensure_search_attributes
@@ -110,6 +111,9 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
         settings.policy_file, continue_as_new_after_events=settings.continue_as_new_after_events
     )
     engine = make_engine(settings.database_url)
+    # Starters check the policy they prepare accounts with against this one (kindly.policy.registry).
+    fingerprint = PolicyRegistry(engine).register(policies)
+    logger.info("contact policy %s from %s", fingerprint, policy_source(settings))
     store = AuditStore(engine)
     async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
         messaging = MessagingActivities(build_sms_provider(settings, http), renderer, store)

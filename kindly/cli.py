@@ -94,6 +94,27 @@ def _preparer(settings: Settings) -> AccountPreparer | None:
         return None
 
 
+def _check_policy(preparer: AccountPreparer, *, skip: bool) -> None:
+    """Refuse (exit 2) to start accounts on a policy other than the workers' latest, unless ``skip``."""
+    try:
+        check = preparer.check_policy()
+    except Exception as error:  # the database went away since the preparer was built
+        _fail(f"cannot check the policy against the workers': {error}", EXIT_INCOMPLETE)
+    if check is None or (check.matches and check.checked):
+        return
+    message = check.describe(preparer.policy_source)
+    if not check.checked:
+        err.print(f"[yellow]warning:[/] {message}", highlight=False)
+    elif skip:
+        err.print(f"[yellow]warning (--skip-policy-check):[/] {message}", highlight=False)
+    else:
+        _fail(
+            f"{message}. Nothing was started. Give this command the workers' policy file and settings, "
+            "or pass --skip-policy-check to start the accounts on this one.",
+            EXIT_USAGE,
+        )
+
+
 def _payload(model: type[M], **fields: Any) -> M:
     """The signal payload, validated before connecting: a bad value exits 2 naming the field."""
     try:
@@ -129,13 +150,26 @@ def import_command(
     concurrency: Annotated[
         int, typer.Option(min=1, max=256, help="How many workflows to start at a time.")
     ] = 16,
+    skip_policy_check: Annotated[
+        bool,
+        typer.Option(
+            "--skip-policy-check",
+            help="Start accounts on this process's policy even where it differs from the workers'.",
+        ),
+    ] = False,
 ) -> None:
-    """Start one workflow per good row of PATH; list bad rows by line. Exit 1 if any row was bad."""
+    """Start one workflow per good row of PATH; list bad rows by line. Exit 1 if any row was bad.
+
+    Accounts start on the contact policy of this process's settings: it must be the one the workers
+    registered last, or nothing is started (exit 2) and the differences are listed."""
     settings = _settings()
     try:
         portfolio = read_portfolio(path)
     except PortfolioFormatError as error:
         _fail(str(error), EXIT_USAGE)
+    preparer = _preparer(settings)
+    if preparer is not None and portfolio.accounts:
+        _check_policy(preparer, skip=skip_policy_check)
 
     if portfolio.errors:
         table = Table(title=f"{len(portfolio.errors)} bad row(s) in {path} — not imported")
@@ -165,7 +199,7 @@ def import_command(
                 task_queue=settings.task_queue,
                 concurrency=concurrency,
                 on_progress=advance,
-                preparer=_preparer(settings),
+                preparer=preparer,
             )
 
     report = _run(settings, run) if portfolio.accounts else ImportReport()

@@ -13,11 +13,14 @@ used for every lookup), and, only where somebody needs to read the number back, 
 * ``sms_opt_out``: hash and encrypted number. The opt-out is the one record of a customer's wish that
   outlives every workflow: compliance must be able to say which number opted out, and a new lookup
   key needs the numbers to hash them again.
-* ``inbound_sms`` (the sender of each inbound SMS): hash and encrypted number. A message from an
-  unknown number is kept for an operator, who needs the number to follow it up.
+* ``inbound_sms`` (each inbound SMS): the sender's hash and encrypted number, and the text encrypted
+  too, in ``body_encrypted`` (``KeyRing.seal_text(text)``): a reply is personal data in itself ("I lost
+  my job", health details). A message from an unknown number is kept for an operator, who needs the
+  number to follow it up. ``PhoneIndex.open_body(message)`` reads the text, ``open_phone`` the number;
+  nothing else should read the columns (see *Older databases* for ``body``).
 
 A lookup key that differs from the one the rows were written with finds nothing, and a wrong
-encryption key cannot open ``phone_encrypted`` (``DecryptionError``).
+encryption key cannot open ``phone_encrypted`` or ``body_encrypted`` (``DecryptionError``).
 
 **Idempotency.** Inbound messages and payment notifications are keyed by the provider's id / the
 payment reference (unique constraints, so a concurrent duplicate's insert fails instead of racing a
@@ -31,6 +34,16 @@ sender's retry, a crashed process's claim lapses after ``CLAIM_SECONDS``.
 development database from an older version keeps working (its old rows are not read) instead of
 failing on a missing column; ``create_tables`` logs a warning naming the old tables, which hold numbers
 in clear and should be dropped.
+
+Before inbound texts were encrypted, ``inbound_sms`` kept the text in clear in ``body``. That table is
+kept (a new name would forget which messages were already routed, and a provider's retry of one would
+reach the workflow again): ``create_tables`` adds the nullable column ``body_encrypted`` to it, under
+the lock ``make_engine`` creates tables under. New rows store ``""`` in ``body`` (the column stays,
+``NOT NULL``, for older processes still inserting) and the ciphertext in ``body_encrypted``; a row with
+``body_encrypted`` ``NULL`` was written by an older version and its ``body`` is read as it is. The
+column, not the look of the value, tells the two apart: a reply may itself read ``k1:abc…``, and
+guessing from a failed decryption would hand out ciphertext as text under a wrong key instead of
+raising ``DecryptionError``. Old rows keep their text in clear until they are deleted.
 """
 
 from __future__ import annotations
@@ -54,12 +67,13 @@ from sqlalchemy import (
     delete,
     inspect,
     or_,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import AutoString, Field, Session, SQLModel, col, select
 
-from kindly.db import insert_ignoring_duplicates
+from kindly.db import SCHEMA_LOCK_KEY, insert_ignoring_duplicates
 from kindly.keyring import KeyRing
 
 log = logging.getLogger(__name__)
@@ -97,7 +111,8 @@ class PhoneIndexEntry(SQLModel, table=True):
 
 
 class InboundMessage(SQLModel, table=True):
-    """Every inbound SMS, matched or not: never lost. The sender's number is hashed and encrypted."""
+    """Every inbound SMS, matched or not: never lost. The sender's number is hashed and encrypted, the
+    text encrypted: read it with ``PhoneIndex.open_body``, never from the columns."""
 
     __tablename__ = "inbound_sms"
     __table_args__ = (UniqueConstraint("provider", "provider_message_id"),)
@@ -107,7 +122,11 @@ class InboundMessage(SQLModel, table=True):
     provider_message_id: str = Field(index=True)
     phone_hash: str = Field(index=True, max_length=64)
     phone_encrypted: str
-    body: str
+    # The text, ``KeyRing.seal_text(text)``; NULL in a row written before texts were encrypted.
+    body_encrypted: str | None = None
+    # Column ``body``: such an older row's text, in clear; ``""`` in every newer row. Not named
+    # ``body`` here so that no reader takes it for the text (``PhoneIndex.open_body`` reads both).
+    legacy_body: str = Field(default="", sa_column=Column("body", AutoString, nullable=False))
     received_at: datetime = Field(default_factory=_utcnow)
     matched_account_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     signalled_account_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -188,9 +207,16 @@ API_TABLES = [
 ]
 
 
+# Columns added to a table after its first release, which ``create_all`` does not add to an existing
+# table: (table, column). Each is nullable, so adding it to a table with rows is safe and instant.
+ADDED_COLUMNS = (("inbound_sms", "body_encrypted"),)
+
+
 def create_tables(engine: Engine) -> None:
-    """Create the API's tables; warn about tables of older versions that hold numbers in clear."""
+    """Create the API's tables and add the columns of ``ADDED_COLUMNS`` a table from an older version
+    lacks; warn about tables of older versions that hold numbers in clear."""
     SQLModel.metadata.create_all(engine, tables=API_TABLES)
+    _add_missing_columns(engine)
     legacy = sorted(set(LEGACY_TABLES) & set(inspect(engine).get_table_names()))
     if legacy:
         log.warning(
@@ -200,6 +226,41 @@ def create_tables(engine: Engine) -> None:
             engine.url.render_as_string(hide_password=True),
             ", ".join(legacy),
         )
+
+
+def _missing_columns(connection: Connection) -> list[tuple[str, str]]:
+    inspector = inspect(connection)
+    present = {table: {c["name"] for c in inspector.get_columns(table)} for table, _ in ADDED_COLUMNS}
+    return [(table, column) for table, column in ADDED_COLUMNS if column not in present[table]]
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """``ALTER TABLE … ADD COLUMN`` for each column of ``ADDED_COLUMNS`` the database lacks.
+
+    Checked without a lock first (nothing to do but once per database). Then, as ``make_engine``
+    creates tables, under the advisory lock on PostgreSQL or a write lock on SQLite, checked again and
+    added, so concurrently starting processes add a column once instead of failing on the duplicate.
+    A process of the older version keeps working beside the new column: it names its columns in
+    every statement, and its inserts leave the column NULL.
+    """
+    with engine.connect() as connection:
+        if not _missing_columns(connection):
+            return
+    backend = engine.dialect.name
+    with engine.begin() as connection:
+        if backend == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        elif backend == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        for table_name, column_name in _missing_columns(connection):
+            column = SQLModel.metadata.tables[table_name].c[column_name]
+            assert column.nullable, f"{table_name}.{column_name}: only nullable columns can be added"
+            preparer = connection.dialect.identifier_preparer
+            connection.exec_driver_sql(
+                f"ALTER TABLE {preparer.quote(table_name)} ADD COLUMN {preparer.quote(column_name)} "
+                f"{column.type.compile(dialect=connection.dialect)}"
+            )
+            log.info("added column %s.%s to the database", table_name, column_name)
 
 
 @dataclass(frozen=True)
@@ -239,6 +300,13 @@ class PhoneIndex:
 
     def _seal(self, phone: str) -> str:
         return self._keyring.seal_text(normalise_phone(phone))
+
+    def open_body(self, message: InboundMessage) -> str:
+        """The text of an inbound SMS (``DecryptionError`` with a wrong key). A row written before
+        texts were encrypted (``body_encrypted`` NULL) holds it in clear: returned as it is."""
+        if message.body_encrypted is None:
+            return message.legacy_body
+        return self._keyring.open_text(message.body_encrypted)
 
     # --- phone index ------------------------------------------------------------------------------
 
@@ -366,7 +434,8 @@ class PhoneIndex:
     def record_inbound(
         self, provider: str, provider_message_id: str, from_phone: str, body: str
     ) -> InboundMessage:
-        """The stored message for this provider id, storing it (with its matches) when new."""
+        """The stored message for this provider id, storing it (with its matches) when new; the
+        number and ``body`` are stored encrypted (``open_phone``, ``open_body`` read them)."""
         digest = self.phone_hash(from_phone)
         with Session(self._engine) as session:
             row = self._inbound(session, provider, provider_message_id)
@@ -377,7 +446,7 @@ class PhoneIndex:
                         provider_message_id=provider_message_id,
                         phone_hash=digest,
                         phone_encrypted=self._seal(from_phone),
-                        body=body,
+                        body_encrypted=self._keyring.seal_text(body),
                         matched_account_ids=self._accounts_for(session, digest),
                     )
                 )
@@ -426,6 +495,7 @@ class PhoneIndex:
                 session.commit()
 
     def inbound_messages(self, from_phone: str | None = None) -> list[InboundMessage]:
+        """Every stored inbound SMS, or those from one number (``open_body(message)`` reads a text)."""
         with Session(self._engine) as session:
             query = select(InboundMessage).order_by(col(InboundMessage.id))
             if from_phone is not None:

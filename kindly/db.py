@@ -1,4 +1,5 @@
-"""The application database: the audit log and the send outbox (sqlmodel; SQLite or PostgreSQL).
+"""The application database: the audit log, the send outbox and the policies workers run (sqlmodel;
+SQLite or PostgreSQL).
 
 Tables are created on first use. Every write is idempotent by a natural key, because activities
 that write them may be retried: an audit row by its event key, an outbox row by its idempotency key.
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
+    Column,
     Connection,
     Engine,
     Executable,
@@ -71,6 +74,22 @@ class OutboxEntry(SQLModel, table=True):
     completed_at: datetime | None = None
 
 
+class WorkerPolicy(SQLModel, table=True):
+    """A contact policy a worker started with (``kindly.policy.registry``): what starters check theirs
+    against. Configuration only, no personal data."""
+
+    __tablename__ = "worker_policy"
+
+    fingerprint: str = Field(primary_key=True, max_length=16)
+    policies: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    first_registered_at: datetime
+    last_registered_at: datetime = Field(index=True)
+
+
+SCHEMA_LOCK_KEY = 0x6B696E646C79
+"""PostgreSQL advisory-lock key ("kindly") under which one process at a time changes the schema."""
+
+
 def make_engine(database_url: str) -> Engine:
     """An engine with the tables created, for SQLite or PostgreSQL (or any SQLAlchemy URL).
 
@@ -115,8 +134,7 @@ def make_engine(database_url: str) -> Engine:
 
     with engine.begin() as connection:
         if backend == "postgresql":
-            # Any constant key ("kindly"): one process at a time creates the tables.
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": 0x6B696E646C79})
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
         elif backend == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         SQLModel.metadata.create_all(connection)

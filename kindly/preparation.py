@@ -25,7 +25,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.common import TypedSearchAttributes
@@ -36,6 +36,7 @@ from kindly.contract import AccountInput, workflow_id_for
 from kindly.db import AuditEntry, AuditStore, make_engine
 from kindly.keyring import load_keyring
 from kindly.policy.model import ContactPolicy, load_policies, policy_for
+from kindly.policy.registry import PolicyCheck, PolicyRegistry, policy_source
 from kindly.policy.schedule import plan_next, zone_date
 from kindly.search_attributes import snapshot_attributes
 from kindly.settings import Settings
@@ -76,13 +77,18 @@ class AccountPreparer:
         policies: Mapping[str, ContactPolicy],
         *,
         audit: AuditStore | None = None,
+        registry: PolicyRegistry | None = None,
+        policy_source: str = "this process's settings",
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.phones = phones
         self.policies = dict(policies)
         self.audit = audit
+        self.registry = registry
+        self.policy_source = policy_source
         self._clock = clock
         self._arguments: dict[tuple[int, bool], tuple[PreparedAccount, dict[str, Any]]] = {}
+        self._policy_check: tuple[datetime, PolicyCheck] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccountPreparer:
@@ -92,7 +98,25 @@ class AccountPreparer:
         policies = load_policies(
             settings.policy_file, continue_as_new_after_events=settings.continue_as_new_after_events
         )
-        return cls(PhoneIndex(engine, load_keyring(settings)), policies, audit=AuditStore(engine))
+        return cls(
+            PhoneIndex(engine, load_keyring(settings)),
+            policies,
+            audit=AuditStore(engine),
+            registry=PolicyRegistry(engine),
+            policy_source=policy_source(settings),
+        )
+
+    def check_policy(self, *, max_age: timedelta = timedelta(0)) -> PolicyCheck | None:
+        """This preparer's policies against the workers' latest (blocking); None without a registry.
+        A result younger than ``max_age`` is reused (the API checks before every start)."""
+        if self.registry is None:
+            return None
+        now = self._clock()
+        if self._policy_check is not None and now - self._policy_check[0] < max_age:
+            return self._policy_check[1]
+        check = self.registry.check(self.policies)
+        self._policy_check = (now, check)
+        return check
 
     def prepare(self, accounts: Sequence[AccountInput]) -> list[PreparedStart]:
         """One transaction for all of ``accounts`` (blocking: call it from a thread)."""

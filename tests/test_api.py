@@ -10,7 +10,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -33,8 +33,10 @@ from kindly.contract import AccountResult, workflow_id_for
 from kindly.db import AuditStore, make_engine
 from kindly.errors import DecryptionError
 from kindly.keyring import KeyRing, generate_key, load_keyring
+from kindly.policy.model import load_policies
+from kindly.policy.registry import PolicyRegistry
 from kindly.settings import Settings
-from tests.conftest import eventually
+from tests.conftest import TEST_POLICIES, eventually
 from tests.lifecycle_helpers import STARTED, local_today
 
 API_KEY = "test-api-key"
@@ -249,6 +251,32 @@ async def test_unknown_account_is_404(api: Api) -> None:
     assert response.status_code == 404
 
 
+async def test_start_on_a_policy_other_than_the_workers_is_refused_until_it_matches(
+    api: Api, settings: Settings, tmp_path: Path
+) -> None:
+    # The workers roll out a policy this API does not have: it registers after the fixture's worker.
+    rolled_out = tmp_path / "rolled-out.json"
+    rolled_out.write_text(
+        json.dumps({**TEST_POLICIES, "plain": {"holiday_calendar": None, "max_sms_per_day": 2}})
+    )
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    registry = PolicyRegistry(api.engine, clock=lambda: later)
+    registry.register(
+        load_policies(rolled_out, continue_as_new_after_events=settings.continue_as_new_after_events)
+    )
+
+    body = account_body(api)
+    response = await api.http.post("/accounts", json=body, headers=AUTH)
+    assert response.status_code == 503, response.text
+    assert "retry-after" in response.headers
+    detail = response.json()["detail"]
+    assert detail.startswith("not started:") and str(settings.policy_file) in detail
+    assert "segment 'plain': max_sms_per_day is 1 here, 2 on the workers" in detail
+    with pytest.raises(RPCError) as missing:
+        await api.client.get_workflow_handle(workflow_id_for(body["account_id"])).describe()
+    assert missing.value.status == RPCStatusCode.NOT_FOUND
+
+
 async def test_signal_to_a_closed_account_is_409_and_a_payment_for_it_is_kept(api: Api) -> None:
     account_id = await start_account(api)
     response = await api.http.post(
@@ -404,7 +432,7 @@ async def test_twilio_unknown_number_is_stored_and_answered(api: Api) -> None:
     assert response.status_code == 200 and "<Response/>" in response.text
     stored = api.phones.inbound_messages("+8613999999999")
     assert len(stored) == 1
-    assert stored[0].body == "who is this?" and stored[0].matched_account_ids == []
+    assert api.phones.open_body(stored[0]) == "who is this?" and stored[0].matched_account_ids == []
 
 
 async def test_json_inbound_sms_with_valid_and_invalid_signature(api: Api) -> None:
@@ -554,8 +582,11 @@ async def test_a_wrong_key_neither_finds_nor_opens_a_number(api: Api, settings: 
     )
     with pytest.raises(DecryptionError):
         wrong.open_phone(stored.phone_encrypted)
+    with pytest.raises(DecryptionError):
+        wrong.open_body(stored)
     assert wrong.inbound_messages(phone) == []
     assert api.phones.open_phone(stored.phone_encrypted) == phone
+    assert api.phones.open_body(stored) == "hello"
 
 
 def test_a_database_of_the_older_version_keeps_working_and_names_its_old_tables(

@@ -21,10 +21,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import Engine, create_engine, inspect, make_url, text
+from sqlalchemy import (
+    Column,
+    Engine,
+    MetaData,
+    Table,
+    UniqueConstraint,
+    create_engine,
+    inspect,
+    make_url,
+    text,
+)
 from sqlalchemy.exc import IntegrityError
 
-from kindly.contacts import PhoneIndex, create_tables
+from kindly.contacts import InboundMessage, PhoneIndex, create_tables
 from kindly.db import AuditEntry, AuditStore, OutboxEntry, _insert_each_ignoring_duplicates, make_engine
 from kindly.errors import DecryptionError
 from kindly.keyring import KeyRing
@@ -463,7 +473,7 @@ def test_inbound_message_is_stored_once_with_its_matches(phones: PhoneIndex) -> 
     rows = at_once(6, lambda: phones.record_inbound("webhook", "MSG-1", SAME_PHONE, "我失业了"))
     assert len({row.id for row in rows}) == 1
     [stored] = phones.inbound_messages(from_phone=PHONE)
-    assert (stored.body, stored.matched_account_ids, stored.signalled_account_ids) == (
+    assert (phones.open_body(stored), stored.matched_account_ids, stored.signalled_account_ids) == (
         "我失业了",
         ["LN-1", "LN-2"],
         [],
@@ -473,6 +483,118 @@ def test_inbound_message_is_stored_once_with_its_matches(phones: PhoneIndex) -> 
     other = phones.record_inbound("twilio", "MSG-1", "+8613700137000", "hello")
     assert other.id != stored.id and other.matched_account_ids == []
     assert len(phones.inbound_messages()) == 2
+
+
+REPLY = "I lost my job at the Qingshui mill, 我住院了"
+
+
+def test_inbound_text_is_stored_only_encrypted(engine: Engine, phones: PhoneIndex) -> None:
+    phones.record_inbound("webhook", "MSG-1", PHONE, REPLY)
+    phones.record_inbound("webhook", "MSG-2", PHONE, "")
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT body, body_encrypted FROM inbound_sms ORDER BY provider_message_id")
+        ).all()
+    assert [body for body, _ in rows] == ["", ""]
+    assert all(sealed.startswith("k1:") for _, sealed in rows), rows
+    for fragment in ("Qingshui", "lost my job", "住院"):
+        assert fragment not in repr(rows)
+    if engine.dialect.name == "sqlite":  # nor anywhere in the file, its WAL or shared memory
+        database = Path(str(engine.url.database))
+        for path in database.parent.glob(database.name + "*"):
+            content = path.read_bytes()
+            assert b"Qingshui" not in content and "住院".encode() not in content, path.name
+    first, empty = phones.inbound_messages(from_phone=SAME_PHONE)
+    assert (phones.open_body(first), phones.open_body(empty)) == (REPLY, "")
+    # Sealed anew each time: the same text twice is two different ciphertexts.
+    again = phones.record_inbound("webhook", "MSG-3", PHONE, REPLY)
+    assert again.body_encrypted != first.body_encrypted and phones.open_body(again) == REPLY
+
+
+def test_inbound_text_does_not_open_with_a_wrong_or_unknown_key(engine: Engine, phones: PhoneIndex) -> None:
+    phones.record_inbound("webhook", "MSG-1", PHONE, REPLY)
+    [stored] = phones.inbound_messages()
+    wrong_key = PhoneIndex(engine, new_keyring())  # the same key id "k1", another key
+    with pytest.raises(DecryptionError, match="does not open"):
+        wrong_key.open_body(stored)
+    retired = PhoneIndex(
+        engine, KeyRing(keys={"k2": os.urandom(32)}, current_id="k2", hash_key=os.urandom(32))
+    )
+    with pytest.raises(DecryptionError, match="unknown encryption key id 'k1'"):
+        retired.open_body(stored)
+    assert phones.open_body(stored) == REPLY
+
+
+def create_legacy_inbound_table(engine: Engine) -> Table:
+    """``inbound_sms`` as the version before texts were encrypted created it: no ``body_encrypted``,
+    the text in clear in ``body``."""
+    current: Table = InboundMessage.__table__  # type: ignore[attr-defined]
+    current.drop(engine)
+    legacy = Table(
+        "inbound_sms",
+        MetaData(),
+        *(
+            Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+            for c in current.columns
+            if c.name != "body_encrypted"
+        ),
+        UniqueConstraint("provider", "provider_message_id"),
+    )
+    legacy.create(engine)
+    return legacy
+
+
+def legacy_row(message_id: str, body: str, digest: str, sealed_phone: str) -> dict[str, Any]:
+    return {
+        "provider": "webhook",
+        "provider_message_id": message_id,
+        "phone_hash": digest,
+        "phone_encrypted": sealed_phone,
+        "body": body,
+        "received_at": AT,
+        "matched_account_ids": ["LN-1"],
+        "signalled_account_ids": ["LN-1"],
+        "routed_at": AT,
+    }
+
+
+def test_inbound_texts_of_an_older_database_still_read(engine: Engine, keyring: KeyRing) -> None:
+    legacy = create_legacy_inbound_table(engine)
+    phones = PhoneIndex(engine, keyring)
+    digest, sealed_phone = phones.phone_hash(PHONE), keyring.seal_text("+8613800138000")
+    # Written in clear by the older version; one reply happens to look like a sealed value.
+    looks_sealed = keyring.seal_text("something else")
+    with engine.begin() as connection:
+        connection.execute(
+            legacy.insert(),
+            [
+                legacy_row("OLD-1", "我失业了", digest, sealed_phone),
+                legacy_row("OLD-2", looks_sealed, digest, sealed_phone),
+            ],
+        )
+    assert "body_encrypted" not in {c["name"] for c in inspect(engine).get_columns("inbound_sms")}
+
+    at_once(4, lambda: create_tables(engine))  # processes starting together add the column once
+    create_tables(engine)
+    assert "body_encrypted" in {c["name"] for c in inspect(engine).get_columns("inbound_sms")}
+
+    old, old_lookalike = phones.inbound_messages(from_phone=PHONE)
+    assert (old.body_encrypted, phones.open_body(old)) == (None, "我失业了")
+    assert phones.open_body(old_lookalike) == looks_sealed  # the column decides, not the value's look
+    assert phones.open_phone(old.phone_encrypted) == "+8613800138000"
+    # A replay of an old message is still recognised as routed; a new one is stored encrypted.
+    assert phones.record_inbound("webhook", "OLD-1", PHONE, "我失业了").routed_at is not None
+    new = phones.record_inbound("webhook", "NEW-1", PHONE, REPLY)
+    assert new.legacy_body == "" and new.body_encrypted is not None and phones.open_body(new) == REPLY
+    # A process of the older version, still running beside the new one, inserts without the column.
+    with engine.begin() as connection:
+        connection.execute(legacy.insert(), [legacy_row("OLD-3", "still plain", digest, sealed_phone)])
+    assert [phones.open_body(m) for m in phones.inbound_messages()] == [
+        "我失业了",
+        looks_sealed,
+        REPLY,
+        "still plain",
+    ]
 
 
 def test_inbound_message_is_claimed_by_one_request_and_signalled_once_per_account(phones: PhoneIndex) -> None:

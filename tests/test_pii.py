@@ -2,7 +2,8 @@
 to the application database.
 
 One account with a distinctive name and two distinctive numbers goes through a real dev server and
-worker: its first reminder, a free-text reply quoting the name and a new number, a change of number,
+worker: its first reminder, a free-text reply quoting the name, a new number and a personal
+circumstance (stored as the inbound webhook stores it, then signalled), a change of number,
 a HELP reply (a second SMS, to the new number), STOP (a confirmation SMS and a stored opt-out) and a
 settlement. Then every place an operator or an attacker with access to Temporal could look is scanned:
 
@@ -13,14 +14,16 @@ settlement. Then every place an operator or an attacker with access to Temporal 
   details, timer and activity summaries, and the status and timeline queries;
 * every log record of the run (the worker's, the workflow's, the activities', the SDK's, at DEBUG),
   and the processes' own output (the SDK core's and the dev server's logs);
-* the application database file.
+* the application database file, where the inbound reply is stored.
 
 Positive controls make sure the scan could have failed: the gateway received the numbers (so they
-travelled in activity inputs) and the history, decoded with the codec, does contain the name.
+travelled in activity inputs), the history, decoded with the codec, does contain the name, and the
+stored reply, opened with the key ring, does contain the circumstance.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -37,7 +40,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.codec import ENCRYPTED_ENCODING
+from kindly.contacts import PhoneIndex, create_tables
 from kindly.contract import AccountResult, AccountStatus, TimelineEntry
+from kindly.db import make_engine
+from kindly.keyring import load_keyring
 from kindly.settings import Settings
 from kindly.temporal import start_account
 from tests.conftest import eventually, sms_requests
@@ -47,13 +53,15 @@ from tests.lifecycle_helpers import make_account
 NAME = "Zhuge Piitest"
 PHONE = "+8613912340987"
 NEW_PHONE = "+8613987650123"
+CIRCUMSTANCE = "lost my job at the Qingshui mill"
 
 
 def personal_data_variants() -> list[str]:
     """Every form the secrets could take: the name and its rare part; each number as E.164, as digits
-    only and as the national number. (A mask showing the last four digits is fine.)"""
+    only and as the national number (a mask showing the last four digits is fine); what the customer
+    told about themselves in a reply."""
     numbers = [form for phone in (PHONE, NEW_PHONE) for form in (phone, phone[1:], phone[3:])]
-    return [NAME, NAME.split()[1], *numbers]
+    return [NAME, NAME.split()[1], *numbers, CIRCUMSTANCE, "Qingshui"]
 
 
 def assert_free_of_personal_data(where: str, blob: str | bytes) -> None:
@@ -101,7 +109,13 @@ async def test_personal_data_never_reaches_temporal_logs_or_database_in_clear(
     await sms_to(PHONE, 1)
     await _record_shown(handle, shown, "after the first reminder")
 
-    await handle.signal("customer_reply", {"text": f"This is {NAME}, text me at {NEW_PHONE} please"})
+    # The reply as the inbound webhook handles it (kindly.api.webhooks): stored, then signalled.
+    reply = f"This is {NAME}, I {CIRCUMSTANCE}, text me at {NEW_PHONE} please"
+    engine = make_engine(settings.database_url)
+    phones = PhoneIndex(engine, load_keyring(settings))
+    await asyncio.to_thread(create_tables, engine)
+    await asyncio.to_thread(phones.record_inbound, "webhook", "M-PII-1", PHONE, reply)
+    await handle.signal("customer_reply", {"text": reply})
     await handle.signal("update_contact", {"phone": NEW_PHONE})
     await handle.signal("customer_reply", {"text": "HELP"})
     await sms_to(NEW_PHONE, 1)
@@ -157,7 +171,11 @@ async def test_personal_data_never_reaches_temporal_logs_or_database_in_clear(
     assert_free_of_personal_data("process stdout", out)
     assert_free_of_personal_data("process stderr", err)
 
-    # (d) The application database: phone numbers as keyed hash and ciphertext only.
+    # (d) The application database: phone numbers as keyed hash and ciphertext only, the reply's
+    # text as ciphertext only.
+    [stored] = phones.inbound_messages(PHONE)
+    assert phones.open_body(stored) == reply, "control: opened with the key ring, the reply is there"
+    engine.dispose()
     database = Path(settings.database_url.removeprefix("sqlite:///"))
     assert database.exists() and database.is_relative_to(tmp_path)
     for path in database.parent.glob(database.name + "*"):  # the file, its -wal and -journal

@@ -23,6 +23,7 @@ from kindly.db import AuditStore
 from kindly.errors import AccountClosedError, AccountNotFoundError
 from kindly.keyring import load_keyring
 from kindly.policy.model import load_policies
+from kindly.policy.registry import PolicyRegistry, policy_source
 from kindly.preparation import AccountPreparer
 from kindly.settings import Settings
 
@@ -52,7 +53,13 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
         api_settings=api_settings,
         phones=phones,
         audit=AuditStore(engine),
-        preparer=AccountPreparer(phones, policies, audit=AuditStore(engine)),
+        preparer=AccountPreparer(
+            phones,
+            policies,
+            audit=AuditStore(engine),
+            registry=PolicyRegistry(engine),
+            policy_source=policy_source(settings),
+        ),
     )
     app.include_router(ops.router)
     app.include_router(webhooks.router)
