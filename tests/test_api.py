@@ -9,6 +9,7 @@ import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -67,11 +68,13 @@ def api_settings(**overrides: Any) -> ApiSettings:
     return ApiSettings(_env_file=None, **{**values, **overrides})
 
 
-@pytest.fixture
-async def api(env: WorkflowEnvironment, client: Client, settings: Settings) -> AsyncIterator[Api]:
-    """The API on a real server, sharing the worker's database (as deployments do)."""
+@asynccontextmanager
+async def serving(
+    env: WorkflowEnvironment, client: Client, settings: Settings, with_settings: ApiSettings
+) -> AsyncIterator[Api]:
+    """The API with ``with_settings`` on a real server, sharing the worker's database (as deployments do)."""
     engine = make_engine(settings.database_url)
-    app = create_app(client, settings, api_settings(), engine)
+    app = create_app(client, settings, with_settings, engine)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     task = asyncio.create_task(server.serve())
     for _ in range(400):
@@ -94,6 +97,13 @@ async def api(env: WorkflowEnvironment, client: Client, settings: Settings) -> A
         server.should_exit = True
         await task
         engine.dispose()
+
+
+@pytest.fixture
+async def api(env: WorkflowEnvironment, client: Client, settings: Settings) -> AsyncIterator[Api]:
+    """The API with the test settings on a real server."""
+    async with serving(env, client, settings, api_settings()) as served:
+        yield served
 
 
 _ids = iter(range(1, 1_000_000))

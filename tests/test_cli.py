@@ -45,6 +45,14 @@ def mixed_portfolio(tmp_path: Path, due: date) -> Path:
     return path
 
 
+def one_account_portfolio(tmp_path: Path, account_id: str, today: date) -> Path:
+    """A good file of one account, due in 30 days (no reminder is due while a test runs)."""
+    path = tmp_path / "good.csv"
+    row = f"{account_id},Zhang Wei,+8613800138001,Asia/Shanghai,zh-CN,10,CNY,{today + timedelta(30)},plain,"
+    path.write_text(f"{HEADER}\n{row}\n", encoding="utf-8")
+    return path
+
+
 def cli_env(env: WorkflowEnvironment, settings: Settings) -> dict[str, str | None]:
     return {
         "COLLECTIONS_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
@@ -204,10 +212,7 @@ async def test_two_importers_of_one_account_at_once_start_it_once(
 async def test_import_of_a_good_file_exits_zero(
     env: WorkflowEnvironment, client: Client, settings: Settings, tmp_path: Path
 ) -> None:
-    today = await local_today(env)
-    path = tmp_path / "good.csv"
-    row = f"CLI-OK-1,Zhang Wei,+8613800138001,Asia/Shanghai,zh-CN,10,CNY,{today + timedelta(30)},plain,"
-    path.write_text(f"{HEADER}\n{row}\n", encoding="utf-8")
+    path = one_account_portfolio(tmp_path, "CLI-OK-1", await local_today(env))
     result = await kindly(env, settings, "import", str(path))
     track(client, "CLI-OK-1")
     assert result.exit_code == 0, result.output
@@ -218,10 +223,7 @@ async def test_import_on_a_policy_other_than_the_workers_starts_nothing_unless_t
     env: WorkflowEnvironment, client: Client, settings: Settings, tmp_path: Path
 ) -> None:
     # The `client` fixture's worker registered the settings' policy file as it started.
-    today = await local_today(env)
-    path = tmp_path / "good.csv"
-    row = f"CLI-POLICY-1,Zhang Wei,+8613800138001,Asia/Shanghai,zh-CN,10,CNY,{today + timedelta(30)},plain,"
-    path.write_text(f"{HEADER}\n{row}\n", encoding="utf-8")
+    path = one_account_portfolio(tmp_path, "CLI-POLICY-1", await local_today(env))
     other_file = tmp_path / "other-policies.json"
     other_file.write_text(json.dumps({**TEST_POLICIES, "plain": {"follow_up_interval_days": 9}}))
     importer = settings.model_copy(update={"policy_file": other_file})

@@ -21,7 +21,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -30,21 +29,17 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-import uvicorn
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 import kindly.api.__main__ as api_main
 from activities.audit_rows import action_row
-from kindly.api import ApiSettings, create_app
+from kindly.api import ApiSettings
 from kindly.api.security import kindly_headers, twilio_signature
-from kindly.contacts import PhoneIndex
-from kindly.db import AuditStore, OutboxEntry, make_engine
-from kindly.keyring import load_keyring
+from kindly.db import AuditStore, OutboxEntry
 from kindly.settings import Settings
 from tests import test_api
 from tests.conftest import eventually
-from tests.lifecycle_helpers import local_today
 from tests.test_api import (
     MAX_BODY,
     PUBLIC_BASE,
@@ -52,6 +47,7 @@ from tests.test_api import (
     WEBHOOK_SECRET,
     Api,
     fresh_timestamp,
+    serving,
     start_account,
     timeline_kinds,
 )
@@ -286,37 +282,6 @@ async def test_hostile_twilio_status_callback_is_refused_and_audits_nothing(api:
 
 NEW_WEBHOOK_SECRET = "rotated-webhook-secret"
 NEW_TWILIO_TOKEN = "rotated-twilio-token"
-
-
-@asynccontextmanager
-async def serving(
-    env: WorkflowEnvironment, client: Client, settings: Settings, api_settings: ApiSettings
-) -> AsyncIterator[Api]:
-    """The API with ``api_settings`` on a real server, as the ``api`` fixture serves its own."""
-    engine = make_engine(settings.database_url)
-    app = create_app(client, settings, api_settings, engine)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    for _ in range(400):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.025)
-    assert server.started, "uvicorn did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            yield Api(
-                http=http,
-                engine=engine,
-                client=client,
-                today=await local_today(env),
-                phones=PhoneIndex(engine, load_keyring(settings)),
-                database=Path(settings.database_url.removeprefix("sqlite:///")),
-            )
-    finally:
-        server.should_exit = True
-        await task
-        engine.dispose()
 
 
 @pytest.fixture
