@@ -8,8 +8,9 @@ Exit codes:
 * ``1`` — the command ran but not everything succeeded: ``import`` found bad rows (the good rows
   *were* imported; bad ones are listed with their line numbers) or some starts failed; the account
   does not exist; Temporal could not be reached or refused the request.
-* ``2`` — bad usage: an option value failed validation (the field is named, nothing was sent), or
-  the portfolio file is unreadable or its header is wrong (nothing was imported).
+* ``2`` — bad usage: an option value failed validation (the field is named, nothing was sent); the
+  portfolio file is unreadable or its header is wrong, or ``import``'s policy is not the workers'
+  (nothing was imported); the settings are unusable (e.g. no encryption keys).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from kindly.contract import Close, Pause, RefreshPolicy, Repayment, Resume, Settle, SignalName
-from kindly.errors import AccountNotFoundError
+from kindly.db import make_engine
+from kindly.errors import AccountNotFoundError, ConfigurationError
+from kindly.figures import FIGURES, MAX_DAYS, figures_report, parse_zone
 from kindly.operations import (
     account_query,
     account_status,
@@ -137,6 +140,8 @@ def _run(settings: Settings, action: Callable[[Client], Awaitable[T]]) -> T:
         return asyncio.run(main())
     except AccountNotFoundError as error:
         _fail(str(error), EXIT_INCOMPLETE)
+    except ConfigurationError as error:  # e.g. no encryption keys: nothing was sent
+        _fail(str(error), EXIT_USAGE)
     except RPCError as error:
         _fail(f"Temporal refused the request: {error.status.name}: {error.message}", EXIT_INCOMPLETE)
 
@@ -371,6 +376,54 @@ def list_accounts(
         )
     out.print(table)
     out.print(f"{len(rows)} account(s)", highlight=False)
+
+
+@app.command("figures")
+def figures_command(
+    day: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="The last day shown (default: today in --timezone)."),
+    ] = None,
+    days: Annotated[int, typer.Option(min=1, max=MAX_DAYS, help="How many days, ending with --day.")] = 7,
+    timezone: Annotated[str, typer.Option(help="Whose calendar days, e.g. Asia/Shanghai.")] = "UTC",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Daily figures (SMS sent, replies, repayments, escalations, ...) and open accounts by stage."""
+    try:
+        zone = parse_zone(timezone)
+    except ValueError as error:
+        _fail(f"--timezone: {error}", EXIT_USAGE)
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    try:
+        report = _run(
+            settings,
+            lambda client: figures_report(
+                engine, client, last_day=day.date() if day else None, days=days, zone=zone
+            ),
+        )
+    finally:
+        engine.dispose()
+    if as_json:
+        out.print_json(report.model_dump_json())
+        return
+    table = Table(title=f"daily figures ({report.timezone})")
+    table.add_column("", no_wrap=True)
+    for counted in report.days:
+        table.add_column(counted.day.strftime("%a %d %b"), justify="right")
+    for index, (_, label) in enumerate(FIGURES):
+        table.add_row(label, *(str(counted.figures[index].events) for counted in report.days))
+    templates = sorted({name for counted in report.days for name in counted.sms_by_template})
+    for name in templates:
+        table.add_row(
+            f"  SMS {name}", *(str(counted.sms_by_template.get(name, 0)) for counted in report.days)
+        )
+    table.add_row("accounts touched", *(str(counted.accounts_touched) for counted in report.days))
+    out.print(table)
+    stages = Table("stage", "open accounts", title="open accounts now")
+    for stage, count in report.open_by_stage.items():
+        stages.add_row(stage, str(count))
+    out.print(stages)
 
 
 def _bulk(visibility_query: str, name: SignalName, payload: BaseModel, dry_run: bool, yes: bool) -> None:

@@ -46,7 +46,7 @@ class AuditEntry(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     event_key: str = Field(unique=True, index=True)
     account_id: str = Field(index=True)
-    at: datetime
+    at: datetime = Field(index=True)  # daily figures count by it (kindly.figures)
     kind: str = Field(index=True)
     detail: str
     touchpoint: int | None = None
@@ -138,10 +138,14 @@ def make_engine(database_url: str) -> Engine:
         elif backend == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         SQLModel.metadata.create_all(connection)
+        # create_all adds no index to a table that exists: those added since (the audit log's ``at``).
+        for index in _ADDED_INDEXES:
+            index.create(connection, checkfirst=True)
     return engine
 
 
 _AUDIT: Table = AuditEntry.__table__  # type: ignore[attr-defined]
+_ADDED_INDEXES = [index for index in _AUDIT.indexes if index.name == "ix_audit_log_at"]
 _OUTBOX: Table = OutboxEntry.__table__  # type: ignore[attr-defined]
 # The columns an insert writes: the audit row's id is the database's.
 _AUDIT_COLUMNS = tuple(column.name for column in _AUDIT.columns if column.name != "id")

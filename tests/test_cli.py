@@ -345,3 +345,19 @@ async def test_unknown_account_exits_1_with_a_clear_message(
         result = await kindly(env, settings, *args)
         assert result.exit_code == 1, result.output
         assert "error: no workflow for account 'NO-SUCH-ACCOUNT'" in result.output
+
+
+async def test_missing_encryption_keys_exit_2_naming_the_settings(
+    env: WorkflowEnvironment, settings: Settings, tmp_path: Path
+) -> None:
+    environment = {
+        **cli_env(env, settings),
+        "COLLECTIONS_ENCRYPTION_KEYS": None,
+        "COLLECTIONS_ENCRYPTION_KEY_ID": None,
+        "COLLECTIONS_LOOKUP_HASH_KEY": None,
+        "COLLECTIONS_DEV_KEYS_FILE": str(tmp_path / "absent.json"),
+    }
+    result = await asyncio.to_thread(lambda: CliRunner().invoke(app, ["status", "ANY-1"], env=environment))
+    assert result.exit_code == 2, result.output
+    assert "error: no encryption keys configured" in result.output
+    assert "COLLECTIONS_ENCRYPTION_KEYS" in result.output and "Traceback" not in result.output

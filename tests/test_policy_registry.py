@@ -4,34 +4,17 @@ compares its policy with before it starts accounts."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 
-from kindly.db import make_engine
 from kindly.policy.model import ContactPolicy, load_policies
 from kindly.policy.registry import MAX_LISTED_DIFFERENCES, PolicyRegistry, policy_fingerprint
 from tests.postgres import postgres_url  # noqa: F401  (the session's PostgreSQL cluster, a fixture)
-from tests.test_database import BACKENDS, fresh_postgres_database
+from tests.test_database import database_url, engine  # noqa: F401  (SQLite and PostgreSQL, fixtures)
 
 T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=BACKENDS)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'kindly.db'}"
-        engine = make_engine(url)
-        yield engine
-        engine.dispose()
-        return
-    with fresh_postgres_database(request.getfixturevalue("postgres_url")) as url:
-        engine = make_engine(url)
-        yield engine
-        engine.dispose()
 
 
 class Clock:
@@ -48,14 +31,15 @@ def policies_from(tmp_path: Path, overrides: dict[str, dict[str, object]]) -> di
     return load_policies(path)
 
 
-def test_an_empty_registry_cannot_check_and_says_so(engine: Engine) -> None:
+def test_an_empty_registry_cannot_check_and_says_so(engine: Engine) -> None:  # noqa: F811
     check = PolicyRegistry(engine).check(load_policies(None))
     assert not check.checked and check.matches
     assert "no worker has registered" in check.describe("the built-in policies")
 
 
 def test_the_workers_policy_matches_and_another_is_refused_field_by_field(
-    engine: Engine, tmp_path: Path
+    engine: Engine,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     registry = PolicyRegistry(engine, clock=Clock())
     built_in = load_policies(None)
@@ -81,7 +65,8 @@ def test_the_workers_policy_matches_and_another_is_refused_field_by_field(
 
 
 def test_the_latest_registration_wins_through_a_rollout_and_a_rollback(
-    engine: Engine, tmp_path: Path
+    engine: Engine,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     clock = Clock()
     registry = PolicyRegistry(engine, clock=clock)
@@ -101,7 +86,7 @@ def test_the_latest_registration_wins_through_a_rollout_and_a_rollback(
     assert (first if first.tzinfo else first.replace(tzinfo=UTC)) == T0
 
 
-def test_a_long_list_of_differences_is_cut_and_counted(engine: Engine, tmp_path: Path) -> None:
+def test_a_long_list_of_differences_is_cut_and_counted(engine: Engine, tmp_path: Path) -> None:  # noqa: F811
     registry = PolicyRegistry(engine)
     registry.register(load_policies(None))
     many = policies_from(tmp_path, {f"segment_{i:02d}": {} for i in range(MAX_LISTED_DIFFERENCES + 3)})

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from kindly.api import codec_server, ops, receipts, webhooks
+from kindly.api import codec_server, figures, ops, receipts, webhooks
 from kindly.api.deps import ApiContext
 from kindly.api.settings import ApiSettings
 from kindly.codec import EncryptionCodec
@@ -60,8 +60,10 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
             registry=PolicyRegistry(engine),
             policy_source=policy_source(settings),
         ),
+        engine=engine,
     )
     app.include_router(ops.router)
+    app.include_router(figures.router)
     app.include_router(webhooks.router)
     app.include_router(receipts.router)
     app.include_router(codec_server.router)

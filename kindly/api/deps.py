@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
+from sqlalchemy import Engine
 from temporalio.client import Client
 
 from kindly.api.settings import ApiSettings
@@ -23,6 +24,7 @@ class ApiContext:
     phones: PhoneIndex
     audit: AuditStore
     preparer: AccountPreparer
+    engine: Engine
 
 
 def get_context(request: Request) -> ApiContext:
