@@ -7,8 +7,8 @@ figures are counts of events (and of distinct accounts), never amounts or person
 shown on a wall or mailed. Open accounts by stage come from Temporal visibility instead
 (``open_accounts_by_stage``), since only the workflows know where each account stands now.
 
-A decision is written when the workflow reports it: with the next send or at once for signals. So the
-current day's figures can still grow for the hours just past; yesterday's are final.
+A workflow writes its decisions with the activity that follows them, or on their own when none follows
+within five minutes (``AUDIT_PIGGYBACK_WINDOW``): a day's figures are complete minutes after it ends.
 """
 
 from __future__ import annotations
