@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from kindly.policy.model import ContactPolicy, load_policies
 from kindly.policy.registry import MAX_LISTED_DIFFERENCES, PolicyRegistry, policy_fingerprint
 from tests.postgres import postgres_url  # noqa: F401  (the session's PostgreSQL cluster, a fixture)
-from tests.test_database import database_url, engine  # noqa: F401  (SQLite and PostgreSQL, fixtures)
+from tests.test_database import at_once, database_url, engine  # noqa: F401  (SQLite and PostgreSQL, fixtures)
 
 T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 
@@ -94,3 +94,11 @@ def test_a_long_list_of_differences_is_cut_and_counted(engine: Engine, tmp_path:
     assert "segment 'segment_00' exists here" in text
     assert f"segment 'segment_{MAX_LISTED_DIFFERENCES:02d}'" not in text
     assert text.endswith("and 3 more")
+
+
+def test_workers_starting_together_register_one_row(engine: Engine) -> None:  # noqa: F811
+    registry = PolicyRegistry(engine)
+    assert len(set(at_once(8, lambda: registry.register(load_policies(None))))) == 1
+    latest = registry.latest()
+    assert latest is not None and latest.fingerprint == policy_fingerprint(load_policies(None))
+    assert registry.check(load_policies(None)).matches

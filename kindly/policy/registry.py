@@ -22,16 +22,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table, update
 from sqlmodel import Session, col, select
 
-from kindly.db import WorkerPolicy
+from kindly.db import WorkerPolicy, insert_ignoring_duplicates
 from kindly.errors import ConfigurationError
 from kindly.policy.model import ContactPolicy
 from kindly.settings import Settings
 
 MAX_LISTED_DIFFERENCES = 8
 """How many differences a refusal names; the rest are counted."""
+
+_TABLE: Table = WorkerPolicy.__table__  # type: ignore[attr-defined]
 
 PolicyDocument = dict[str, dict[str, Any]]
 """Policies by segment as JSON values: what a worker registers and what is compared."""
@@ -124,22 +126,23 @@ class PolicyRegistry:
         self._clock = clock
 
     def register(self, policies: Mapping[str, ContactPolicy]) -> str:
-        """Record that a worker runs ``policies`` as of now (blocking); returns their fingerprint."""
+        """Record that a worker runs ``policies`` as of now (blocking); returns their fingerprint.
+
+        Workers scaled out start together: the row is inserted unless another got there first (no
+        duplicate-key failure), and then its ``last_registered_at`` is moved to now."""
         fingerprint = policy_fingerprint(policies)
         now = self._clock()
-        with Session(self._engine) as session:
-            row = session.get(WorkerPolicy, fingerprint)
-            if row is None:
-                row = WorkerPolicy(
-                    fingerprint=fingerprint,
-                    policies=policy_document(policies),
-                    first_registered_at=now,
-                    last_registered_at=now,
+        row = {
+            "fingerprint": fingerprint,
+            "policies": policy_document(policies),
+            "first_registered_at": now,
+            "last_registered_at": now,
+        }
+        with self._engine.begin() as connection:
+            if not insert_ignoring_duplicates(connection, _TABLE, [row], ("fingerprint",)):
+                connection.execute(
+                    update(_TABLE).where(_TABLE.c.fingerprint == fingerprint).values(last_registered_at=now)
                 )
-            else:
-                row.last_registered_at = now
-            session.add(row)
-            session.commit()
         return fingerprint
 
     def latest(self) -> WorkerPolicy | None:
