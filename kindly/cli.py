@@ -172,8 +172,8 @@ def import_command(
         portfolio = read_portfolio(path)
     except PortfolioFormatError as error:
         _fail(str(error), EXIT_USAGE)
-    preparer = _preparer(settings)
-    if preparer is not None and portfolio.accounts:
+    preparer = _preparer(settings) if portfolio.accounts else None
+    if preparer is not None:
         _check_policy(preparer, skip=skip_policy_check)
 
     if portfolio.errors:

@@ -44,9 +44,8 @@ async def signal_account(client: Client, account_id: str, name: SignalName, payl
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
-        if not await _running(handle, account_id):
-            raise
-        # It ended as the signal arrived and a new run of the account took over (continue-as-new):
+        await _ensure_running(handle, account_id)
+        # A run ended as the signal arrived and a new run of the account took over (continue-as-new):
         # the new run takes the signal.
         await handle.signal(name, args)
 
@@ -81,9 +80,9 @@ def _not_found(account_id: str) -> AccountNotFoundError:
     return AccountNotFoundError(f"no workflow for account {account_id!r}")
 
 
-async def _running(handle: WorkflowHandle[object, object], account_id: str) -> bool:
-    """After a signal found no workflow: True when a run of the account is open after all; else
-    raises why not, none was ever started (``AccountNotFoundError``) or it has ended
+async def _ensure_running(handle: WorkflowHandle[object, object], account_id: str) -> None:
+    """After a signal found no workflow: returns when a run of the account is open after all, else
+    raises why not: none was ever started (``AccountNotFoundError``) or it has ended
     (``AccountClosedError``)."""
     try:
         description = await handle.describe()
@@ -92,7 +91,7 @@ async def _running(handle: WorkflowHandle[object, object], account_id: str) -> b
             raise _not_found(account_id) from err
         raise
     if description.status == WorkflowExecutionStatus.RUNNING:
-        return True
+        return
     state = description.status.name.lower().replace("_", " ") if description.status else "closed"
     raise AccountClosedError(
         f"account {account_id!r} is closed ({state}): its workflow takes no more signals"
