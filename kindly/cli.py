@@ -418,6 +418,11 @@ def figures_command(
         table.add_row(
             f"  SMS {name}", *(str(counted.sms_by_template.get(name, 0)) for counted in report.days)
         )
+    statuses = sorted({name for counted in report.days for name in counted.receipts_by_status})
+    for name in statuses:
+        table.add_row(
+            f"  receipts {name}", *(str(counted.receipts_by_status.get(name, 0)) for counted in report.days)
+        )
     table.add_row("accounts touched", *(str(counted.accounts_touched) for counted in report.days))
     out.print(table)
     stages = Table("stage", "open accounts", title="open accounts now")

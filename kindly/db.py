@@ -57,6 +57,11 @@ class AuditEntry(SQLModel, table=True):
     recorded_at: datetime = Field(default_factory=_utcnow)
 
 
+DELIVERY_RECEIPT = "delivery_receipt"
+"""The audit kind of a carrier's delivery receipt (``outcome``: its status); the only kind that is not a
+workflow's ``TimelineKind``, since receipts reach the API, not the workflow."""
+
+
 class OutboxEntry(SQLModel, table=True):
     """One message or hand-off per touchpoint: the record that makes sends idempotent."""
 

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from kindly.contract import Stage, TimelineKind
-from kindly.db import AuditEntry
+from kindly.db import DELIVERY_RECEIPT, AuditEntry
 from kindly.operations import account_query, count_accounts
 
 FIGURES: tuple[tuple[TimelineKind, str], ...] = (
@@ -52,7 +52,7 @@ OPEN_STAGES: tuple[Stage, ...] = tuple(
     stage for stage in Stage if stage not in (Stage.REPAID, Stage.SETTLED, Stage.CLOSED)
 )
 MAX_DAYS = 92
-"""The longest range one request counts (a quarter): three queries per day."""
+"""The longest range one request counts (a quarter): four queries per day."""
 FIRST_DAY = date.min + timedelta(days=1)
 LAST_DAY = date.max - timedelta(days=1)
 """The longest range one request counts (a quarter): one query per day."""
@@ -75,6 +75,8 @@ class DayFigures(BaseModel):
     figures: list[Figure]
     sms_by_template: dict[str, int]
     """SMS sent that day by template (pre_due, first_overdue, follow_up, ...)."""
+    receipts_by_status: dict[str, int]
+    """Carriers' delivery receipts that arrived that day, by status (delivered, undelivered, failed, ...)."""
     accounts_touched: int
     """Distinct accounts with any event that day."""
 
@@ -91,7 +93,7 @@ def local_day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
 
 
 def day_figures(engine: Engine, day: date, zone: ZoneInfo) -> DayFigures:
-    """Count ``day``'s audit events in ``zone`` (blocking: three indexed queries)."""
+    """Count ``day``'s audit events in ``zone`` (blocking: four queries on the ``at`` index)."""
     start, end = local_day_bounds(day, zone)
     during = (col(AuditEntry.at) >= start, col(AuditEntry.at) < end)
     with Session(engine) as session:
@@ -108,6 +110,11 @@ def day_figures(engine: Engine, day: date, zone: ZoneInfo) -> DayFigures:
             .where(*during, AuditEntry.kind == TimelineKind.SMS_SENT.value)
             .group_by(AuditEntry.template)
         ).all()
+        receipts = session.exec(
+            select(AuditEntry.outcome, func.count())
+            .where(*during, AuditEntry.kind == DELIVERY_RECEIPT)
+            .group_by(AuditEntry.outcome)
+        ).all()
         touched = session.exec(select(func.count(distinct(col(AuditEntry.account_id)))).where(*during)).one()
     return DayFigures(
         day=day,
@@ -123,6 +130,9 @@ def day_figures(engine: Engine, day: date, zone: ZoneInfo) -> DayFigures:
         ],
         sms_by_template={
             template or "-": count for template, count in sorted(templates, key=lambda t: t[0] or "")
+        },
+        receipts_by_status={
+            status or "-": count for status, count in sorted(receipts, key=lambda r: r[0] or "")
         },
         accounts_touched=touched,
     )

@@ -19,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from kindly.api.app import create_app
 from kindly.api.settings import ApiSettings
 from kindly.contract import TimelineKind
-from kindly.db import AuditEntry, AuditStore, make_engine
+from kindly.db import DELIVERY_RECEIPT, AuditEntry, AuditStore, make_engine
 from kindly.figures import MAX_DAYS, daily_figures, day_figures
 from kindly.settings import Settings
 from tests.asgi_server import serving
@@ -33,14 +33,21 @@ NEW_YORK = ZoneInfo("America/New_York")
 _keys = itertools.count(1)
 
 
-def event(account_id: str, at: str, kind: TimelineKind, template: str | None = None) -> AuditEntry:
+def event(
+    account_id: str,
+    at: str,
+    kind: TimelineKind | str,
+    template: str | None = None,
+    outcome: str | None = None,
+) -> AuditEntry:
     return AuditEntry(
         event_key=f"test/{next(_keys)}",
         account_id=account_id,
         at=datetime.fromisoformat(at),
-        kind=kind.value,
+        kind=str(kind),
         detail="-",
         template=template,
+        outcome=outcome,
     )
 
 
@@ -56,6 +63,9 @@ def test_a_day_counts_the_events_of_its_own_hours_in_the_operators_zone(engine: 
             event("A-3", "2026-12-01T12:00:00+00:00", TimelineKind.ESCALATED_PHONE),
             event("A-4", "2026-12-01T15:59:59.999000+00:00", TimelineKind.STARTED),
             event("A-5", "2026-12-01T16:00:00+00:00", TimelineKind.SETTLED),  # 2 Dec there
+            event("A-1", "2026-12-01T09:00:05+00:00", DELIVERY_RECEIPT, outcome="delivered"),
+            event("A-2", "2026-12-01T10:00:05+00:00", DELIVERY_RECEIPT, outcome="undelivered"),
+            event("A-2", "2026-12-01T16:00:05+00:00", DELIVERY_RECEIPT, outcome="delivered"),  # 2 Dec there
         ]
     )
     day = day_figures(engine, date(2026, 12, 1), SHANGHAI)
@@ -64,6 +74,7 @@ def test_a_day_counts_the_events_of_its_own_hours_in_the_operators_zone(engine: 
     sent = next(figure for figure in day.figures if figure.kind == TimelineKind.SMS_SENT)
     assert sent.accounts == 2 and sent.label == "SMS sent"
     assert day.sms_by_template == {"due_today": 1, "first_overdue": 2}
+    assert day.receipts_by_status == {"delivered": 1, "undelivered": 1}
     assert day.events(TimelineKind.REPLY_RECEIVED) == 1
     assert day.events(TimelineKind.ESCALATED_PHONE) == 1
     assert day.events(TimelineKind.STARTED) == 1

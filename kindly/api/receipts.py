@@ -34,7 +34,7 @@ from kindly.api.webhooks import (
 )
 from kindly.contacts import FAILED_STATES
 from kindly.contract import SignalName, SmsUndeliverable
-from kindly.db import AuditEntry
+from kindly.db import DELIVERY_RECEIPT, AuditEntry
 from kindly.errors import AccountNotFoundError
 from kindly.operations import signal_account
 
@@ -99,7 +99,7 @@ async def _record(ctx: ApiContext, receipt: DeliveryReceipt) -> ReceiptResult:
         event_key=f"receipt/{receipt.message_id}/{receipt.status}",
         account_id=sent.account_id,
         at=_now(),
-        kind="delivery_receipt",
+        kind=DELIVERY_RECEIPT,
         detail=f"{sent.template} touchpoint {sent.touchpoint}: {receipt.status}{code}{note}",
         touchpoint=sent.touchpoint,
         template=sent.template,
