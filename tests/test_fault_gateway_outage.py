@@ -124,7 +124,14 @@ async def test_gateway_down_for_hours_retries_with_one_key_and_sends_once_in_the
     # Backoff: the retries space out (5 s, 10 s, 20 s, ... up to the ten-minute cap).
     gaps = [b.simulated_at - a.simulated_at for a, b in itertools.pairwise(failed)]
     assert gaps[:8] == sorted(gaps[:8]) and gaps[7] >= timedelta(minutes=5), gaps[:8]
-    assert max(gaps) <= timedelta(minutes=10, seconds=30), gaps
+    # The cap: no gap longer than ten minutes (and a little). On a loaded machine one attempt can end
+    # before the gateway records it (the worker's HTTP timeout here is half a second of real time, and
+    # the gateway serves from the test's own process), which leaves one gap of two capped backoffs; a
+    # longer cap would show in every late gap.
+    cap = timedelta(minutes=10, seconds=30)
+    over_cap = [gap for gap in gaps if gap > cap]
+    assert len(over_cap) <= 1 and all(gap <= 2 * cap for gap in over_cap), gaps
+    assert sum(gap > timedelta(minutes=9) for gap in gaps) >= 3, gaps  # the cap was reached
 
     # At night: nothing sent, the deferral recorded, the message planned for tomorrow's window.
     kinds = [e.kind for e in day.night_timeline]
