@@ -413,16 +413,12 @@ def figures_command(
         table.add_column(counted.day.strftime("%a %d %b"), justify="right")
     for index, (_, label) in enumerate(FIGURES):
         table.add_row(label, *(str(counted.figures[index].events) for counted in report.days))
-    templates = sorted({name for counted in report.days for name in counted.sms_by_template})
-    for name in templates:
-        table.add_row(
-            f"  SMS {name}", *(str(counted.sms_by_template.get(name, 0)) for counted in report.days)
-        )
-    statuses = sorted({name for counted in report.days for name in counted.receipts_by_status})
-    for name in statuses:
-        table.add_row(
-            f"  receipts {name}", *(str(counted.receipts_by_status.get(name, 0)) for counted in report.days)
-        )
+    for prefix, breakdowns in (
+        ("SMS", [counted.sms_by_template for counted in report.days]),
+        ("receipts", [counted.receipts_by_status for counted in report.days]),
+    ):
+        for name in sorted({name for breakdown in breakdowns for name in breakdown}):
+            table.add_row(f"  {prefix} {name}", *(str(breakdown.get(name, 0)) for breakdown in breakdowns))
     table.add_row("accounts touched", *(str(counted.accounts_touched) for counted in report.days))
     out.print(table)
     stages = Table("stage", "open accounts", title="open accounts now")

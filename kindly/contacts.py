@@ -67,13 +67,12 @@ from sqlalchemy import (
     delete,
     inspect,
     or_,
-    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import AutoString, Field, Session, SQLModel, col, select
 
-from kindly.db import SCHEMA_LOCK_KEY, insert_ignoring_duplicates
+from kindly.db import insert_ignoring_duplicates, lock_schema
 from kindly.keyring import KeyRing
 
 log = logging.getLogger(__name__)
@@ -246,12 +245,8 @@ def _add_missing_columns(engine: Engine) -> None:
     with engine.connect() as connection:
         if not _missing_columns(connection):
             return
-    backend = engine.dialect.name
     with engine.begin() as connection:
-        if backend == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
-        elif backend == "sqlite":
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        lock_schema(connection)
         for table_name, column_name in _missing_columns(connection):
             column = SQLModel.metadata.tables[table_name].c[column_name]
             assert column.nullable, f"{table_name}.{column_name}: only nullable columns can be added"

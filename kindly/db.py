@@ -91,8 +91,16 @@ class WorkerPolicy(SQLModel, table=True):
     last_registered_at: datetime = Field(index=True)
 
 
-SCHEMA_LOCK_KEY = 0x6B696E646C79
-"""PostgreSQL advisory-lock key ("kindly") under which one process at a time changes the schema."""
+_SCHEMA_LOCK_KEY = 0x6B696E646C79  # "kindly"
+
+
+def lock_schema(connection: Connection) -> None:
+    """Hold the schema lock until the transaction ends, so one process at a time changes the schema:
+    an advisory lock on PostgreSQL, the write lock on SQLite (the transaction must not have begun)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+    elif connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(database_url: str) -> Engine:
@@ -138,10 +146,7 @@ def make_engine(database_url: str) -> Engine:
             dbapi_connection.autocommit = autocommit
 
     with engine.begin() as connection:
-        if backend == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
-        elif backend == "sqlite":
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        lock_schema(connection)
         SQLModel.metadata.create_all(connection)
         # create_all adds no index to a table that exists: those added since (the audit log's ``at``).
         for index in _ADDED_INDEXES:

@@ -18,7 +18,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, distinct, func
+from sqlalchemy import ColumnElement, Engine, distinct, func
+from sqlalchemy.orm import Mapped
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 
@@ -105,37 +106,31 @@ def day_figures(engine: Engine, day: date, zone: ZoneInfo) -> DayFigures:
                 .group_by(AuditEntry.kind)
             ).all()
         }
-        templates = session.exec(
-            select(AuditEntry.template, func.count())
-            .where(*during, AuditEntry.kind == TimelineKind.SMS_SENT.value)
-            .group_by(AuditEntry.template)
-        ).all()
-        receipts = session.exec(
-            select(AuditEntry.outcome, func.count())
-            .where(*during, AuditEntry.kind == DELIVERY_RECEIPT)
-            .group_by(AuditEntry.outcome)
-        ).all()
+        templates = _count_by(session, col(AuditEntry.template), TimelineKind.SMS_SENT.value, during)
+        receipts = _count_by(session, col(AuditEntry.outcome), DELIVERY_RECEIPT, during)
         touched = session.exec(select(func.count(distinct(col(AuditEntry.account_id)))).where(*during)).one()
     return DayFigures(
         day=day,
         timezone=zone.key,
         figures=[
-            Figure(
-                kind=kind,
-                label=label,
-                events=by_kind.get(kind, (0, 0))[0],
-                accounts=by_kind.get(kind, (0, 0))[1],
-            )
+            Figure(kind=kind, label=label, events=events, accounts=accounts)
             for kind, label in FIGURES
+            for events, accounts in [by_kind.get(kind, (0, 0))]
         ],
-        sms_by_template={
-            template or "-": count for template, count in sorted(templates, key=lambda t: t[0] or "")
-        },
-        receipts_by_status={
-            status or "-": count for status, count in sorted(receipts, key=lambda r: r[0] or "")
-        },
+        sms_by_template=templates,
+        receipts_by_status=receipts,
         accounts_touched=touched,
     )
+
+
+def _count_by(
+    session: Session, column: Mapped[str | None], kind: str, during: tuple[ColumnElement[bool], ...]
+) -> dict[str, int]:
+    """How many of ``kind``'s events in ``during`` have each value of ``column`` ("-" for none)."""
+    rows = session.exec(
+        select(column, func.count()).where(*during, AuditEntry.kind == kind).group_by(column)
+    ).all()
+    return {value or "-": count for value, count in sorted(rows, key=lambda row: row[0] or "")}
 
 
 def daily_figures(engine: Engine, last_day: date, days: int, zone: ZoneInfo) -> list[DayFigures]:
