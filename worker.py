@@ -139,6 +139,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
                 records.resolve_policy,
                 records.index_phone,
                 records.record_opt_out,
+                records.cancel_send,
             ],
         )
         sms = Worker(

@@ -14,6 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.audit_rows import action_row, decision_rows
+from activities.cancellation import announce_attempt, finish_request, raise_if_cancelled
 from activities.http import post_json
 from activities.inputs import (
     AuditRecord,
@@ -87,12 +88,14 @@ class HandoffActivities:
         decisions: list[AuditRecord],
         detail: str,
     ) -> HandoffResult:
+        announce_attempt()
         await asyncio.to_thread(self._store.append, decision_rows(decisions))
+        raise_if_cancelled()
         if url is None:
             result = HandoffResult(status="logged", detail="no hand-off URL configured")
         else:
             try:
-                await post_json(self._client, url, payload, idempotency_key=idempotency_key)
+                await finish_request(post_json(self._client, url, payload, idempotency_key=idempotency_key))
                 result = HandoffResult(status="accepted")
             except PermanentDeliveryError as err:
                 result = HandoffResult(status="rejected", detail=str(err))

@@ -65,6 +65,18 @@ class SendSmsResult(_ActivityModel):
     detail: str = ""
 
 
+class CancelSendInput(_ActivityModel):
+    """Close a cancelled SMS touchpoint's outbox row, with the decisions since the last activity (the
+    cancellation among them)."""
+
+    account_id: str
+    idempotency_key: str
+    touchpoint: int
+    template: TemplateName
+    reason: str
+    decisions: list[AuditRecord] = []
+
+
 class CallTaskInput(_ActivityModel):
     account_id: str
     attempt: int

@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.audit_rows import action_row, decision_rows
+from activities.cancellation import announce_attempt, finish_request, raise_if_cancelled
 from activities.inputs import SendSmsInput, SendSmsResult
 from activities.rendering import MessageRenderer, sms_segments
 from activities.sms_providers import OutgoingSms, SmsProvider
@@ -33,6 +34,7 @@ class MessagingActivities:
         """The request's decisions (what the workflow decided since its last activity) are written
         whatever the outcome: with the outbox claim, in its transaction, when the SMS goes out; on
         their own when the window has closed or the template cannot be rendered."""
+        announce_attempt()
         decisions = decision_rows(request.decisions)
         info = activity.info()
         # The latest of the server's times for this attempt and this machine's clock: on some
@@ -59,6 +61,13 @@ class MessagingActivities:
             decisions,
         )
         segments = sms_segments(body)
+        if outbox.status == "cancelled":
+            # The workflow gave this touchpoint up; a message planned again has a touchpoint of its own.
+            raise ApplicationError(
+                f"touchpoint {request.touchpoint} was cancelled ({outbox.detail})",
+                type="TouchpointCancelled",
+                non_retryable=True,
+            )
         if outbox.status == "sent":
             return SendSmsResult(
                 status="duplicate",
@@ -73,8 +82,9 @@ class MessagingActivities:
             account_id=request.account_id,
             template=request.template,
         )
+        raise_if_cancelled()
         try:
-            receipt = await self._provider.send(sms)
+            receipt = await finish_request(self._provider.send(sms))
         except PermanentDeliveryError as err:
             await self._complete(request, "rejected", None, str(err), segments)
             activity.logger.warning("SMS %s rejected: %s", request.idempotency_key, err)

@@ -9,6 +9,7 @@ from temporalio import activity
 
 from activities.audit_rows import decision_rows
 from activities.inputs import (
+    CancelSendInput,
     IndexPhoneInput,
     IndexPhoneResult,
     PrepareAccountInput,
@@ -18,7 +19,7 @@ from activities.inputs import (
     ResolvePolicyInput,
 )
 from kindly.contacts import PhoneIndex
-from kindly.db import AuditStore
+from kindly.db import AuditStore, OutboxEntry
 from kindly.policy.model import ContactPolicy, policy_for
 
 
@@ -57,6 +58,21 @@ class RecordActivities:
     async def record_decisions(self, request: RecordDecisionsInput) -> int:
         """Write decisions no action carried (pauses, replies, promises) to the audit log."""
         return await asyncio.to_thread(self._store.append, decision_rows(request.records))
+
+    @activity.defn(name="cancel_send")
+    async def cancel_send(self, request: CancelSendInput) -> str:
+        """Mark a cancelled SMS touchpoint's outbox row ``cancelled`` with its reason, unless an attempt
+        completed it first; returns the row's status, which the workflow believes over its own view."""
+        entry = OutboxEntry(
+            idempotency_key=request.idempotency_key,
+            account_id=request.account_id,
+            touchpoint=request.touchpoint,
+            channel="sms",
+            template=request.template,
+        )
+        return await asyncio.to_thread(
+            self._store.cancel, entry, request.reason, decision_rows(request.decisions)
+        )
 
     @activity.defn(name="resolve_policy")
     async def resolve_policy(self, request: ResolvePolicyInput) -> ContactPolicy:

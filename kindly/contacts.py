@@ -72,7 +72,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import AutoString, Field, Session, SQLModel, col, select
 
-from kindly.db import insert_ignoring_duplicates, lock_schema
+from kindly.db import add_missing_columns, insert_ignoring_duplicates, lock_schema, missing_columns
 from kindly.keyring import KeyRing
 
 log = logging.getLogger(__name__)
@@ -227,35 +227,15 @@ def create_tables(engine: Engine) -> None:
         )
 
 
-def _missing_columns(connection: Connection) -> list[tuple[str, str]]:
-    inspector = inspect(connection)
-    present = {table: {c["name"] for c in inspector.get_columns(table)} for table, _ in ADDED_COLUMNS}
-    return [(table, column) for table, column in ADDED_COLUMNS if column not in present[table]]
-
-
 def _add_missing_columns(engine: Engine) -> None:
-    """``ALTER TABLE … ADD COLUMN`` for each column of ``ADDED_COLUMNS`` the database lacks.
-
-    Checked without a lock first (nothing to do but once per database). Then, as ``make_engine``
-    creates tables, under the advisory lock on PostgreSQL or a write lock on SQLite, checked again and
-    added, so concurrently starting processes add a column once instead of failing on the duplicate.
-    A process of the older version keeps working beside the new column: it names its columns in
-    every statement, and its inserts leave the column NULL.
-    """
+    """Add the columns of ``ADDED_COLUMNS`` the database lacks: checked without a lock first (nothing to
+    do but once per database), then again and added under the schema lock (``kindly.db.lock_schema``)."""
     with engine.connect() as connection:
-        if not _missing_columns(connection):
+        if not missing_columns(connection, ADDED_COLUMNS):
             return
     with engine.begin() as connection:
         lock_schema(connection)
-        for table_name, column_name in _missing_columns(connection):
-            column = SQLModel.metadata.tables[table_name].c[column_name]
-            assert column.nullable, f"{table_name}.{column_name}: only nullable columns can be added"
-            preparer = connection.dialect.identifier_preparer
-            connection.exec_driver_sql(
-                f"ALTER TABLE {preparer.quote(table_name)} ADD COLUMN {preparer.quote(column_name)} "
-                f"{column.type.compile(dialect=connection.dialect)}"
-            )
-            log.info("added column %s.%s to the database", table_name, column_name)
+        add_missing_columns(connection, ADDED_COLUMNS)
 
 
 @dataclass(frozen=True)

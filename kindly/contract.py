@@ -75,6 +75,9 @@ class TimelineKind(StrEnum):
     STARTED = "started"
     SMS_SENT = "sms_sent"
     SMS_FAILED = "sms_failed"
+    REMINDER_CANCELLED = "reminder_cancelled"
+    """An SMS still retrying was cancelled before the gateway took it: the change that made it unwanted
+    (an opt-out, a payment, a pause, ...) is named in the detail."""
     DEFERRED = "deferred"
     SKIPPED = "skipped"
     REPLY_RECEIVED = "reply_received"
@@ -86,6 +89,8 @@ class TimelineKind(StrEnum):
     PROMISE_BROKEN = "promise_broken"
     ESCALATED_PHONE = "escalated_phone"
     ESCALATED_SPECIALIST = "escalated_specialist"
+    HANDOFF_CANCELLED = "handoff_cancelled"
+    """A call task or specialist hand-off still retrying was cancelled: the account no longer needs it."""
     CALL_OUTCOME = "call_outcome"
     CONTACT_UPDATED = "contact_updated"
     SETTLED = "settled"

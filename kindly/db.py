@@ -8,6 +8,7 @@ that write them may be retried: an audit row by its event key, an outbox row by 
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from sqlalchemy import (
     bindparam,
     event,
     insert,
+    inspect,
     make_url,
     text,
     update,
@@ -32,6 +34,8 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+log = logging.getLogger(__name__)
 
 
 def _utcnow() -> datetime:
@@ -73,6 +77,9 @@ class OutboxEntry(SQLModel, table=True):
     channel: str
     template: str | None = None
     status: str = "pending"
+    """``pending`` while attempts run, then ``sent``, ``rejected`` (by the gateway) or ``cancelled``."""
+    detail: str | None = None
+    """Why a ``cancelled`` send was cancelled (``opted_out``, ``repaid``, ...)."""
     provider_message_id: str | None = None
     attempts: int = 0
     created_at: datetime = Field(default_factory=_utcnow)
@@ -151,7 +158,36 @@ def make_engine(database_url: str) -> Engine:
         # create_all adds no index to a table that exists: those added since (the audit log's ``at``).
         for index in _ADDED_INDEXES:
             index.create(connection, checkfirst=True)
+        add_missing_columns(connection, ADDED_COLUMNS)
     return engine
+
+
+ADDED_COLUMNS = (("outbox", "detail"),)
+"""Columns added to this module's tables after their first release, which ``create_all`` does not add
+to an existing table: (table, column). Each is nullable, so adding it to a table with rows is instant."""
+
+
+def missing_columns(connection: Connection, columns: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Those of ``columns`` (table, column) the database's tables lack."""
+    inspector = inspect(connection)
+    present = {table: {c["name"] for c in inspector.get_columns(table)} for table, _ in columns}
+    return [(table, column) for table, column in columns if column not in present[table]]
+
+
+def add_missing_columns(connection: Connection, columns: Sequence[tuple[str, str]]) -> None:
+    """``ALTER TABLE … ADD COLUMN`` for each of ``columns`` the database lacks; the caller holds the
+    schema lock (``lock_schema``), so concurrently starting processes add a column once. A process of
+    the older version keeps working beside the new column: it names its columns in every statement,
+    and its inserts leave the column NULL."""
+    for table_name, column_name in missing_columns(connection, columns):
+        column = SQLModel.metadata.tables[table_name].c[column_name]
+        assert column.nullable, f"{table_name}.{column_name}: only nullable columns can be added"
+        preparer = connection.dialect.identifier_preparer
+        connection.exec_driver_sql(
+            f"ALTER TABLE {preparer.quote(table_name)} ADD COLUMN {preparer.quote(column_name)} "
+            f"{column.type.compile(dialect=connection.dialect)}"
+        )
+        log.info("added column %s.%s to the database", table_name, column_name)
 
 
 _AUDIT: Table = AuditEntry.__table__  # type: ignore[attr-defined]
@@ -294,6 +330,27 @@ class AuditStore:
                 },
             )
             insert_ignoring_duplicates(connection, _AUDIT, _audit_rows([audit]), ("event_key",))
+
+    def cancel(self, entry: OutboxEntry, reason: str, decisions: Sequence[AuditEntry] = ()) -> str:
+        """End a touchpoint the workflow cancelled: its row becomes ``cancelled`` with ``reason`` unless
+        an attempt completed it first (``sent`` or ``rejected``), and is created so if no attempt got
+        as far as claiming it. ``decisions`` are appended in the same transaction. Returns the row's
+        status afterwards: what really happened to the message."""
+        key = entry.idempotency_key
+        row = {**_values(entry, _OUTBOX_COLUMNS), "status": "cancelled", "detail": reason}
+        with self._engine.begin() as connection:
+            if decisions:
+                insert_ignoring_duplicates(connection, _AUDIT, _audit_rows(decisions), ("event_key",))
+            insert_ignoring_duplicates(connection, _OUTBOX, [row], ("idempotency_key",))
+            connection.execute(
+                update(_OUTBOX)
+                .where(_OUTBOX.c.idempotency_key == key, _OUTBOX.c.status.not_in(("sent", "rejected")))
+                .values(status="cancelled", detail=reason, completed_at=_utcnow())
+            )
+            status: str = connection.execute(
+                select(_OUTBOX.c.status).where(_OUTBOX.c.idempotency_key == key)
+            ).scalar_one()
+        return status
 
     def outbox_by_provider_id(self, provider_message_id: str) -> OutboxEntry | None:
         """The send a carrier's receipt refers to."""

@@ -46,7 +46,7 @@ from worker import build_worker
 
 HISTORIES = Path(__file__).parent / "histories"
 KEYS_FILE = HISTORIES / "keys.json"
-VERSION = "v4"
+VERSION = "v5"
 
 
 def history_encryption_settings() -> dict[str, Any]:
@@ -64,6 +64,8 @@ _PREPARER: list[AccountPreparer] = []
 """The capture's preparer, for scenarios of accounts their starter prepared (``kindly.preparation``);
 it prepares as of ``_NOW[0]``, the test server's time."""
 _NOW: list[datetime] = []
+_GATEWAY: list[RecordingHttpServer] = []
+"""The capture's gateway, for scenarios that make it fail."""
 
 
 async def _start_prepared(
@@ -135,12 +137,34 @@ async def _long_life(env: WorkflowEnvironment, client: Client, queue: str) -> Wo
     return handle
 
 
+async def _stale_send_cancelled(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    """A HELP reply retrying through a gateway outage when the customer replies STOP: the reply is
+    cancelled (``cancel-unwanted-actions``) and only the opt-out confirmation goes."""
+    gateway = _GATEWAY[0]
+    handle = await start(client, queue, make_account((await local_today(env)) + timedelta(days=20)))
+    gateway.clear()
+    gateway.respond_with(*[503] * 1000)
+    await handle.signal("customer_reply", {"text": "HELP"})
+    for _ in range(300):  # the service window may open hours from now
+        if len(gateway.requests_to("/sms")) >= 3:
+            break
+        await env.sleep(timedelta(minutes=10))
+    await handle.signal("customer_reply", {"text": "STOP"})
+    await env.sleep(timedelta(minutes=5))
+    gateway.clear()  # the gateway recovers: the confirmation goes
+    await env.sleep(timedelta(days=1))
+    await handle.signal("close", {"reason": "capture"})
+    await handle.result()
+    return handle
+
+
 SCENARIOS = {
     "escalation": _escalation,
     "promise_pause_paid": _promise_pause_paid,
     "long_life": _long_life,
     "prepared_escalation": _prepared_escalation,
     "prepared_pre_due": _prepared_pre_due,
+    "stale_send_cancelled": _stale_send_cancelled,
 }
 
 
@@ -175,6 +199,7 @@ async def main(only: Sequence[str] = ()) -> None:
             )
             phones = PhoneIndex(engine, load_keyring(settings))
             _PREPARER[:] = [AccountPreparer(phones, segment_policies, clock=lambda: _NOW[0])]
+            _GATEWAY[:] = [gateway]
             async with build_worker(env.client, settings) as worker, worker:
                 for name, scenario in SCENARIOS.items():
                     if only and name not in only:

@@ -26,7 +26,8 @@ class WorkflowMetrics:
 
     def sms(self, template: str, outcome: str) -> None:
         """One SMS touchpoint's outcome: sent, rejected (by the gateway), not_accepted (window closed
-        while retrying) or window_closed (found closed when the activity started)."""
+        while retrying), window_closed (found closed when the activity started) or cancelled (a change
+        made it unwanted while it retried)."""
         if self._sms is None:
             self._sms = workflow.metric_meter().create_counter(
                 SMS_SENT, "SMS touchpoints by template and outcome", "messages"

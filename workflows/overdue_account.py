@@ -11,8 +11,7 @@ query and, through the next activity (or one local activity after signals), in t
 # it evaluate (``typing.get_type_hints``) every time.
 
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -27,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.inputs import (
         AuditRecord,
         CallTaskInput,
+        CancelSendInput,
         IndexPhoneInput,
         IndexPhoneResult,
         MessageContext,
@@ -41,34 +41,32 @@ with workflow.unsafe.imports_passed_through():
     from activities.messaging import MessagingActivities
     from activities.records import RecordActivities
     from kindly.contract import (
-        SIGNAL_MODELS,
         WORKFLOW_TYPE,
         AccountInput,
         AccountResult,
         AccountStatus,
-        CallOutcome,
-        CallOutcomeKind,
-        Close,
-        CustomerReply,
-        Outcome,
-        Pause,
-        PromiseToPay,
         QueryName,
         RefreshPolicy,
-        Repayment,
-        Resume,
-        Settle,
         SignalName,
-        SmsUndeliverable,
-        Stage,
         TemplateName,
         TimelineEntry,
         TimelineKind,
-        UpdateContact,
+    )
+    from kindly.effects import (
+        ActionKind,
+        CancelReason,
+        Effect,
+        SmsAction,
+        apply_signal,
+        call_task_created,
+        cancels,
+        handoff_cancelled,
+        sms_cancelled,
+        sms_finished,
+        sms_not_accepted,
+        specialist_handed_off,
     )
     from kindly.masking import mask_reference
-    from kindly.policy.model import CALL_HISTORY_KEPT
-    from kindly.policy.replies import ReplyIntent, classify_reply
     from kindly.policy.schedule import (
         Step,
         StepKind,
@@ -99,7 +97,6 @@ SEND_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
 )
-SMS_DAYS_KEPT = 14
 SPREAD_SENDS_PATCH = "spread-sends"
 """Reminders go at the account's moment of the window (``spread_offset``), not all at its opening."""
 SMS_TASK_QUEUE_PATCH = "sms-task-queue"
@@ -114,7 +111,11 @@ LEAN_START_PATCH = "lean-start"
 instead of each writing its marker and ``TemporalChangeVersion`` upsert again in every run. Runs that
 began earlier keep their old path to their end. A run its starter prepared (``kindly.preparation``,
 a third argument) takes the lean path without asking: its input already tells it apart."""
+CANCEL_UNWANTED_PATCH = "cancel-unwanted-actions"
+"""A send or hand-off still retrying is cancelled when a signal makes it unwanted; runs that began
+earlier let it finish, as they did."""
 _Input = TypeVar("_Input", bound=BaseModel)
+_Result = TypeVar("_Result")
 AUDIT_PIGGYBACK_WINDOW = timedelta(minutes=5)
 """Pending decisions ride on an activity this close; otherwise a local activity writes them now."""
 
@@ -137,6 +138,8 @@ class OverdueAccountWorkflow:
         self._lean = False
         self._hold_first_publish = False
         self._entries_of_prepared_start = -1
+        self._stale: list[CancelReason] = []
+        """Why signals since the current action started may have made it unwanted."""
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -169,17 +172,16 @@ class OverdueAccountWorkflow:
             self._receive(name, payload)
         self._buffered.clear()
 
-        state = self._state
-        while state.outcome is None:
+        while self.state.outcome is None:
             if self._policy_refresh is not None:
                 await self._refresh_policy(self._policy_refresh)
             if self._history_is_long() and workflow.all_handlers_finished():
                 self._record(TimelineKind.CONTINUED_AS_NEW, "history grew long; state carried over")
                 await self._persist_changes()
                 workflow.continue_as_new(
-                    args=[state.account.model_dump(mode="json"), state.model_dump(mode="json")]
+                    args=[self.state.account.model_dump(mode="json"), self.state.model_dump(mode="json")]
                 )
-            step = plan_next(state, workflow.now(), spread=self._patched(SPREAD_SENDS_PATCH))
+            step = plan_next(self.state, workflow.now(), spread=self._patched(SPREAD_SENDS_PATCH))
             self._note_plan(step)
             self._publish(step, hold=self._hold_first_publish and self._due_now(step))
             self._hold_first_publish = False
@@ -191,9 +193,9 @@ class OverdueAccountWorkflow:
             if await self._sleep_until(step):
                 await self._execute(step)
 
-        workflow.set_current_details(f"Ended: {state.outcome}.")
+        workflow.set_current_details(f"Ended: {self.state.outcome}.")
         await self._flush_decisions()
-        return AccountResult(outcome=state.outcome, amount_collected=state.amount_collected)
+        return AccountResult(outcome=self.state.outcome, amount_collected=self.state.amount_collected)
 
     @staticmethod
     def _quietly_parsed(account: Any) -> AccountInput | None:
@@ -252,12 +254,12 @@ class OverdueAccountWorkflow:
     async def _refresh_policy(self, request: RefreshPolicy) -> None:
         """Re-resolve the segment's policy (a local activity, so replay sees the same answer)."""
         self._policy_refresh = None
-        state = self.state
         policy = await workflow.execute_local_activity_method(
             RecordActivities.resolve_policy,
-            ResolvePolicyInput(segment=state.account.segment),
+            ResolvePolicyInput(segment=self.state.account.segment),
             start_to_close_timeout=timedelta(seconds=30),
         )
+        state = self.state  # as signals during the local activity left it
         old, new = state.policy.model_dump(), policy.model_dump()
         changed = sorted(name for name in new if new[name] != old.get(name))
         state.policy = policy
@@ -281,22 +283,21 @@ class OverdueAccountWorkflow:
 
     async def _sleep_until(self, step: Step) -> bool:
         """Wait for the step's moment; False when a signal (or the end) came first."""
-        state = self.state
         if step.at is None:
-            await workflow.wait_condition(lambda: self._woken or state.outcome is not None)
+            await workflow.wait_condition(lambda: self._woken or self.state.outcome is not None)
             return False
         delay = step.at - workflow.now()
         if delay > timedelta(0):
             try:
                 await workflow.wait_condition(
-                    lambda: self._woken or state.outcome is not None,
+                    lambda: self._woken or self.state.outcome is not None,
                     timeout=delay,
                     timeout_summary=f"next: {step.kind} {step.touch_key}",
                 )
                 return False
             except TimeoutError:
                 pass
-        return state.outcome is None and not self._woken
+        return self.state.outcome is None and not self._woken
 
     @property
     def state(self) -> AccountState:
@@ -314,7 +315,7 @@ class OverdueAccountWorkflow:
         state.last_plan_key = step.plan_key
         for key, reason in step.superseded:
             if key not in state.done_touches:
-                state.done_touches.append(key)
+                state.done_touches = [*state.done_touches, key]
             self._record(TimelineKind.SKIPPED, f"touch {key} skipped: {reason}")
         if step.deferrals and step.at is not None:
             for deferral in step.deferrals:
@@ -366,6 +367,32 @@ class OverdueAccountWorkflow:
         info = workflow.info()
         return f"{info.workflow_id}/{info.first_execution_run_id}/tp-{touchpoint}"
 
+    async def _until_done_or_unwanted(
+        self, handle: workflow.ActivityHandle[_Result], kind: ActionKind, template: TemplateName | None = None
+    ) -> _Result | CancelReason:
+        """The activity's result, or why it was cancelled: a signal that makes it unwanted
+        (``kindly.effects.cancels``) cancels it through Temporal. A request during backoff ends it at
+        once; an attempt in flight hears of it through its heartbeat and finishes its request, and if
+        the other side took it the result comes back as if nothing had been asked (it counts)."""
+        self._stale = []
+
+        def unwanted() -> CancelReason | None:
+            return next((reason for reason in self._stale if cancels(kind, template, reason)), None)
+
+        await workflow.wait_condition(lambda: handle.done() or unwanted() is not None)
+        reason = None if handle.done() else unwanted()
+        # Asked only when there is something to cancel, so runs without a cancellation carry no marker.
+        if reason is not None and workflow.patched(CANCEL_UNWANTED_PATCH):
+            handle.cancel()
+        else:
+            reason = None
+        try:
+            return await handle
+        except ActivityError:
+            if reason is None:
+                raise
+            return reason
+
     async def _send_sms(self, step: Step) -> None:
         state = self.state
         assert step.template is not None
@@ -385,73 +412,85 @@ class OverdueAccountWorkflow:
             )
             state.promise_date = None
             state.promise_broken = True
-        touchpoint = state.touchpoints + 1
+        action = SmsAction(
+            kind=ActionKind.REMINDER if step.kind is StepKind.SMS else ActionKind.SERVICE_SMS,
+            template=template,
+            touchpoint=state.touchpoints + 1,
+            touch_key=step.touch_key,
+            counts_for_escalation=step.counts_for_escalation,
+        )
         decisions = self._pending_decisions()
         window_left = (step.not_after or now + timedelta(hours=1)) - now
+        handle = workflow.start_activity_method(
+            MessagingActivities.send_sms,
+            SendSmsInput(
+                account_id=state.account.account_id,
+                idempotency_key=self._idempotency_key(action.touchpoint),
+                touchpoint=action.touchpoint,
+                template=template,
+                locale=state.account.locale,
+                to=state.account.phone,
+                context=self._message_context(now),
+                not_after=step.not_after,
+                decisions=decisions,
+            ),
+            task_queue=self._sms_task_queue(),
+            start_to_close_timeout=timedelta(seconds=60),
+            schedule_to_close_timeout=max(window_left, timedelta(seconds=1)),
+            retry_policy=SEND_RETRY,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary=f"SMS {template} touchpoint {action.touchpoint}",
+        )
         try:
-            result = await workflow.execute_activity_method(
-                MessagingActivities.send_sms,
-                SendSmsInput(
-                    account_id=state.account.account_id,
-                    idempotency_key=self._idempotency_key(touchpoint),
-                    touchpoint=touchpoint,
-                    template=template,
-                    locale=state.account.locale,
-                    to=state.account.phone,
-                    context=self._message_context(now),
-                    not_after=step.not_after,
-                    decisions=decisions,
-                ),
-                task_queue=self._sms_task_queue(),
-                start_to_close_timeout=timedelta(seconds=60),
-                schedule_to_close_timeout=max(window_left, timedelta(seconds=1)),
-                retry_policy=SEND_RETRY,
-                summary=f"SMS {template} touchpoint {touchpoint}",
-            )
+            result = await self._until_done_or_unwanted(handle, action.kind, template)
         except ActivityError as err:
             # The gateway did not take the message before the window closed (Temporal stops retrying
             # once the next backoff would pass the window's end): plan it for the next window.
             self._metrics.sms(template, "not_accepted")
-            if self._patched(NEXT_WINDOW_PATCH):
-                state.sms_not_before = step.not_after
-            self._record(
-                TimelineKind.DEFERRED,
-                f"{template} not accepted before the window closed ({err.cause}); next window",
-            )
+            not_after = step.not_after if self._patched(NEXT_WINDOW_PATCH) else None
+            self._take(sms_not_accepted(self.state, action, not_after, str(err.cause)))
             return
-        state.events_audited += len(decisions)
+        if isinstance(result, CancelReason):
+            await self._cancel_sms(action, result)
+            return
+        self.state.events_audited += len(decisions)
         self._metrics.sms(template, result.status)
-        if result.status == "window_closed":
-            self._record(TimelineKind.DEFERRED, f"{template}: window closed before sending; moved")
-            return
-        state.touchpoints = touchpoint
-        state.sms_not_before = None
-        today = local_date(state, now)
-        if step.kind is StepKind.SERVICE_SMS:
-            state.pending_service.remove(template)
-        else:
-            if step.touch_key and step.touch_key != "follow_up":
-                state.done_touches.append(step.touch_key)
-            state.last_touch_date = today
-        if result.status == "rejected":
-            self._record(
-                TimelineKind.SMS_FAILED, f"{template} touchpoint {touchpoint}: {result.detail}", audited=True
+        self._take(
+            sms_finished(
+                self.state,
+                action,
+                result.status,
+                segments=result.segments,
+                detail=result.detail,
+                today=local_date(self.state, now),
             )
-            return
-        state.sms_sent += 1
-        if step.kind is StepKind.SMS:
-            state.sms_days = [*state.sms_days, today][-SMS_DAYS_KEPT:]
-            if template is TemplateName.BROKEN_PROMISE:
-                state.promise_broken = False
-            if template is TemplateName.INSTALMENT_OFFER:
-                state.instalment_offered = True
-            if step.counts_for_escalation:
-                state.unanswered_sms += 1
-        self._record(
-            TimelineKind.SMS_SENT,
-            f"{template} touchpoint {touchpoint} ({result.segments} segment(s))",
-            audited=True,
         )
+
+    async def _cancel_sms(self, action: SmsAction, reason: CancelReason) -> None:
+        """Close the cancelled touchpoint's outbox row as ``cancelled`` with its reason, together with
+        the decisions since the last activity. Should the row say the message went out after all (an
+        attempt that reached the gateway and committed, then timed out), it counts as sent."""
+        state = self.state
+        self._take(sms_cancelled(state, action, reason))
+        decisions = self._pending_decisions()
+        status = await workflow.execute_local_activity_method(
+            RecordActivities.cancel_send,
+            CancelSendInput(
+                idempotency_key=self._idempotency_key(action.touchpoint),
+                account_id=state.account.account_id,
+                touchpoint=action.touchpoint,
+                template=action.template,
+                reason=reason,
+                decisions=decisions,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        self.state.events_audited += len(decisions)
+        self._metrics.sms(action.template, status)
+        if status in ("sent", "rejected"):
+            today = local_date(self.state, workflow.now())
+            detail = f"{status} before the cancellation took effect"
+            self._take(sms_finished(self.state, action, status, segments=0, detail=detail, today=today))
 
     async def _create_call_task(self, step: Step) -> None:
         state = self.state
@@ -466,7 +505,7 @@ class OverdueAccountWorkflow:
             else f"attempt {state.phone_attempt} got no outcome"
         )
         decisions = self._pending_decisions()
-        result = await workflow.execute_activity_method(
+        handle = workflow.start_activity_method(
             HandoffActivities.create_call_task,
             CallTaskInput(
                 account_id=state.account.account_id,
@@ -480,23 +519,27 @@ class OverdueAccountWorkflow:
             ),
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=SEND_RETRY,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary=f"call task attempt {step.attempt}",
         )
-        state.events_audited += len(decisions)
-        state.touchpoints = touchpoint
-        state.escalation = Stage.PHONE
-        state.phone_attempt = step.attempt
-        state.phone_requested_at = workflow.now()
-        today = local_date(state, state.phone_requested_at)
-        state.call_attempt_days = [*state.call_attempt_days, today][-CALL_HISTORY_KEPT:]
+        result = await self._until_done_or_unwanted(handle, ActionKind.CALL_TASK)
+        if isinstance(result, CancelReason):
+            what = f"call task attempt {step.attempt}"
+            self._take(handoff_cancelled(self.state, what=what, touchpoint=touchpoint, reason=result))
+            return
+        self.state.events_audited += len(decisions)
         self._metrics.escalation("phone")
-        self._record(
-            TimelineKind.ESCALATED_PHONE,
-            f"call task attempt {step.attempt} ({reason}): {result.status}",
-            audited=True,
+        self._take(
+            call_task_created(
+                self.state,
+                attempt=step.attempt,
+                touchpoint=touchpoint,
+                reason=reason,
+                status=result.status,
+                detail=result.detail,
+                now=workflow.now(),
+            )
         )
-        if result.status == "rejected":
-            state.specialist_reason = f"phone team rejected the call task: {result.detail}"
 
     async def _hand_off_to_specialist(self) -> None:
         state = self.state
@@ -507,7 +550,7 @@ class OverdueAccountWorkflow:
             else f"{state.unanswered_sms} unanswered SMS; segment routes to specialists"
         )
         decisions = self._pending_decisions()
-        result = await workflow.execute_activity_method(
+        handle = workflow.start_activity_method(
             HandoffActivities.hand_off_to_specialist,
             SpecialistHandoffInput(
                 account_id=state.account.account_id,
@@ -519,14 +562,19 @@ class OverdueAccountWorkflow:
             ),
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=SEND_RETRY,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             summary="specialist hand-off",
         )
-        state.events_audited += len(decisions)
-        state.touchpoints = touchpoint
-        state.escalation = Stage.SPECIALIST
-        state.specialist_reason = None
+        result = await self._until_done_or_unwanted(handle, ActionKind.SPECIALIST)
+        if isinstance(result, CancelReason):
+            what = "specialist hand-off"
+            self._take(handoff_cancelled(self.state, what=what, touchpoint=touchpoint, reason=result))
+            return
+        self.state.events_audited += len(decisions)
         self._metrics.escalation("specialist")
-        self._record(TimelineKind.ESCALATED_SPECIALIST, f"{reason}: {result.status}", audited=True)
+        self._take(
+            specialist_handed_off(self.state, touchpoint=touchpoint, reason=reason, status=result.status)
+        )
 
     def _message_context(self, now: datetime) -> MessageContext:
         state = self.state
@@ -617,146 +665,28 @@ class OverdueAccountWorkflow:
     # --- signals -----------------------------------------------------------------------------
 
     def _receive(self, name: SignalName, payload: Any) -> None:
-        """Validate and apply one signal; a bad one is recorded as rejected and changes nothing."""
+        """Apply one signal (``kindly.effects``); a bad one is recorded as rejected and changes nothing."""
         if self._state is None:
             self._buffered.append((name, payload))
             return
         if self.state.outcome is not None:
             return
-        try:
-            message = SIGNAL_MODELS[name].model_validate({} if payload is None else payload)
-            self._apply(message)
-        except ValidationError as err:
-            self._record(TimelineKind.SIGNAL_REJECTED, f"{name}: {describe_validation_error(err)}")
-        except SignalRejected as err:
-            self._record(TimelineKind.SIGNAL_REJECTED, f"{name}: {err}")
+        self._take(apply_signal(self.state, name, payload, workflow.now()))
         self._woken = True
 
-    def _apply(self, message: BaseModel) -> None:
-        state = self.state
-        today = local_date(state, workflow.now())
-        if isinstance(message, Repayment):
-            self._credit(message)
-        elif isinstance(message, CustomerReply):
-            self._on_reply(message)
-        elif isinstance(message, Pause):
-            state.paused, state.pause_reason, state.paused_until = (
-                True,
-                message.reason,
-                message.until,
-            )
-            until = f" until {local_iso(state.account.timezone, message.until)}" if message.until else ""
-            self._record(TimelineKind.PAUSED, f"{message.reason}{until}")
-        elif isinstance(message, Resume):
-            if not state.paused:
-                raise SignalRejected("account is not paused")
-            state.paused, state.paused_until = False, None
-            self._record(TimelineKind.RESUMED, "resumed by operator; cadence restarts from now")
-        elif isinstance(message, Settle):
-            state.amount_collected += message.amount
-            state.outcome = Outcome.SETTLED
-            self._record(TimelineKind.SETTLED, f"settled for {message.amount} ({message.reference})")
-        elif isinstance(message, Close):
-            state.outcome = Outcome.CLOSED
-            self._record(TimelineKind.CLOSED, message.reason)
-        elif isinstance(message, PromiseToPay):
-            self._promise(message.date, today, via="customer")
-        elif isinstance(message, CallOutcome):
-            self._on_call_outcome(message, today)
-        elif isinstance(message, RefreshPolicy):
-            self._policy_refresh = message
-        elif isinstance(message, SmsUndeliverable):
-            if not state.sms_undeliverable:
-                state.sms_undeliverable = True
-                state.pending_service = []
-                self._record(
-                    TimelineKind.SMS_UNDELIVERABLE, f"{message.reason}; no further SMS, escalation by phone"
-                )
-        elif isinstance(message, UpdateContact):
-            changes = message.model_dump(exclude_none=True)
-            if not changes:
-                raise SignalRejected("give at least one of phone, timezone, locale")
-            state.account = state.account.model_copy(update=changes)
-            state.contact_after = state.account.contact_after
-            state.contact_before = state.account.contact_before
-            self._phone_changed = "phone" in changes
-            if self._phone_changed and state.sms_undeliverable:
-                state.sms_undeliverable = False  # a new number may well receive SMS
-            self._record(TimelineKind.CONTACT_UPDATED, "updated " + ", ".join(sorted(changes)))
-
-    def _credit(self, payment: Repayment) -> None:
-        state = self.state
-        if payment.reference in state.credited_references:
-            raise SignalRejected(f"payment {payment.reference} was already credited")
-        state.credited_references.append(payment.reference)
-        state.amount_due -= payment.amount
-        state.amount_collected += payment.amount
-        state.unanswered_sms = 0
-        self._record(
-            TimelineKind.REPAYMENT_RECEIVED,
-            f"{payment.amount} received ({payment.reference}); {max(state.amount_due, Decimal(0))} left",
-        )
-        if state.amount_due <= 0:
-            state.amount_due = Decimal("0.00")
-            state.outcome = Outcome.REPAID
-            self._record(TimelineKind.REPAID, "paid in full")
-
-    def _on_reply(self, reply: CustomerReply) -> None:
-        state = self.state
-        state.unanswered_sms = 0
-        intent = classify_reply(reply.text, state.policy.reply_keywords)
-        # The reply's text may hold personal data: the timeline keeps only what it meant.
-        self._record(TimelineKind.REPLY_RECEIVED, f"reply ({intent}, {len(reply.text)} chars)")
-        if intent is ReplyIntent.OPT_OUT and not state.opted_out:
-            state.opted_out = True
-            self._opt_out_to_store = True
-            state.pending_service = [TemplateName.OPT_OUT_CONFIRMATION]
-            self._record(TimelineKind.OPTED_OUT, "no further SMS; escalation continues by phone")
-        elif intent in (ReplyIntent.HARDSHIP, ReplyIntent.DISPUTE):
-            # Automated contact stops; a person takes the account, told why (not the text).
-            if state.escalation != Stage.SPECIALIST:
-                state.specialist_reason = f"customer reported {intent}: needs a person"
+    def _take(self, effect: Effect) -> None:
+        """Make an effect's state the account's, record its entries and note what it asks for."""
+        self._state = effect.state
+        for entry in effect.entries:
+            self._record(entry.kind, entry.detail, audited=entry.audited)
+        if effect.stale is not None:
+            self._stale.append(effect.stale)
+        self._opt_out_to_store |= effect.store_opt_out
+        self._phone_changed |= effect.phone_changed
+        if effect.refresh is not None:
+            self._policy_refresh = effect.refresh
+        if effect.escalated_to_person:
             self._metrics.escalation("person")
-            self._record(TimelineKind.HANDED_TO_PERSON, f"{intent} reported; automated contact stops")
-        elif (
-            intent is ReplyIntent.HELP
-            and not state.opted_out
-            and TemplateName.HELP not in state.pending_service
-        ):
-            state.pending_service.append(TemplateName.HELP)
-
-    def _promise(self, promised: date, today: date, *, via: str) -> None:
-        state = self.state
-        if promised < today:
-            raise SignalRejected(f"date: {promised} is in the past (today is {today})")
-        state.promise_date = promised
-        state.unanswered_sms = 0
-        if state.escalation == Stage.PHONE:
-            state.escalation, state.phone_attempt, state.phone_requested_at = None, 0, None
-        self._record(TimelineKind.PROMISE, f"{via} promised to pay by {promised}; contact held")
-
-    def _on_call_outcome(self, call: CallOutcome, today: date) -> None:
-        state = self.state
-        if call.outcome is CallOutcomeKind.PROMISE_TO_PAY and call.promise_date is None:
-            raise SignalRejected("promise_date: required when outcome is promise_to_pay")
-        self._record(TimelineKind.CALL_OUTCOME, f"{call.outcome} (attempt {state.phone_attempt})")
-        if call.outcome is not CallOutcomeKind.NO_ANSWER:
-            # A connected call: the regimes' limits on conversations and calls after one count it.
-            state.conversation_days = [*state.conversation_days, today][-CALL_HISTORY_KEPT:]
-        if call.outcome is CallOutcomeKind.REACHED:
-            state.unanswered_sms = 0
-            state.last_touch_date = today
-            if state.escalation == Stage.PHONE:
-                state.escalation, state.phone_attempt, state.phone_requested_at = None, 0, None
-        elif call.outcome is CallOutcomeKind.NO_ANSWER:
-            if state.escalation == Stage.PHONE:
-                state.phone_requested_at = None
-        elif call.outcome is CallOutcomeKind.PROMISE_TO_PAY:
-            assert call.promise_date is not None
-            self._promise(call.promise_date, today, via="on the phone, customer")
-        else:
-            if state.escalation != Stage.SPECIALIST:
-                state.specialist_reason = f"call outcome {call.outcome}"
 
     @workflow.signal(name=SignalName.REPAYMENT)
     def repayment(self, payload: Any = None) -> None:
@@ -846,7 +776,3 @@ class OverdueAccountWorkflow:
     @workflow.query(name=QueryName.TIMELINE)
     def timeline(self) -> list[TimelineEntry]:
         return [] if self._state is None else list(self._state.timeline)
-
-
-class SignalRejected(Exception):
-    """A well-formed signal that makes no sense now (a past promise date, a second credit)."""

@@ -1,0 +1,49 @@
+"""How an activity that sends something hears of, and honours, the workflow's cancellation.
+
+Temporal tells a running attempt of a cancellation only through its heartbeat: the answer to a heartbeat
+says "cancel requested", and the SDK then cancels the activity's task. The sending activities heartbeat
+when an attempt begins, so that an attempt dispatched just as the workflow cancelled does not start its
+request, and run their one outgoing request through :func:`finish_request`: a request already on the wire
+may be taken by the other side, so it is finished rather than abandoned. If it was taken, the activity
+completes as usual and the workflow counts it (the other side has it); if not, the cancellation stands
+and no further attempt is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from temporalio import activity
+
+T = TypeVar("T")
+
+
+def announce_attempt() -> None:
+    """Heartbeat once at the start of an attempt: its answer carries a cancellation requested meanwhile,
+    which then interrupts the attempt at its next await, before any request is made."""
+    activity.heartbeat()
+
+
+def raise_if_cancelled() -> None:
+    """Stop here, before a request, if the workflow's cancellation has already reached this attempt."""
+    if activity.is_cancelled():
+        raise asyncio.CancelledError("cancelled by the workflow before the request")
+
+
+async def finish_request(request: Coroutine[Any, Any, T]) -> T:
+    """Run ``request`` to its end even if a cancellation arrives while it is on the wire.
+
+    Returns its result when it succeeds (cancelled or not: the other side has it). When it fails after a
+    cancellation arrived, the cancellation is raised, so Temporal records the attempt as cancelled and
+    makes no other.
+    """
+    task = asyncio.ensure_future(request)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError as cancelled:
+        try:
+            return await task
+        except Exception:
+            raise cancelled from None
