@@ -33,17 +33,20 @@ def raise_if_cancelled() -> None:
 
 
 async def finish_request(request: Coroutine[Any, Any, T]) -> T:
-    """Run ``request`` to its end even if a cancellation arrives while it is on the wire.
+    """Run ``request`` to its end even if cancellations arrive while it is on the wire.
 
-    Returns its result when it succeeds (cancelled or not: the other side has it). When it fails after a
+    Returns its result when it succeeds, cancelled or not: the other side has it. When it fails after a
     cancellation arrived, the cancellation is raised, so Temporal records the attempt as cancelled and
-    makes no other.
+    makes no other; without a cancellation its own error is.
     """
     task = asyncio.ensure_future(request)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError as cancelled:
+    cancellation: asyncio.CancelledError | None = None
+    while not task.done():
         try:
-            return await task
-        except Exception:
-            raise cancelled from None
+            # ``wait`` does not cancel ``task`` when this coroutine is cancelled, and raises nothing of its.
+            await asyncio.wait({task})
+        except asyncio.CancelledError as err:
+            cancellation = err
+    if cancellation is not None and (task.cancelled() or task.exception() is not None):
+        raise cancellation
+    return task.result()

@@ -92,15 +92,33 @@ class HandoffActivities:
         await asyncio.to_thread(self._store.append, decision_rows(decisions))
         raise_if_cancelled()
         if url is None:
-            result = HandoffResult(status="logged", detail="no hand-off URL configured")
-        else:
-            try:
-                await finish_request(post_json(self._client, url, payload, idempotency_key=idempotency_key))
-                result = HandoffResult(status="accepted")
-            except PermanentDeliveryError as err:
-                result = HandoffResult(status="rejected", detail=str(err))
-            except TransientDeliveryError as err:
-                raise ApplicationError(str(err), type="TransientDeliveryError") from err
+            return await self._record(
+                HandoffResult(status="logged", detail="no hand-off URL configured"),
+                kind,
+                idempotency_key,
+                account_id,
+                detail,
+            )
+
+        async def post_and_record() -> HandoffResult:
+            # One step a cancellation does not split: a hand-off the other side took is recorded and
+            # reported as accepted.
+            await post_json(self._client, url, payload, idempotency_key=idempotency_key)
+            return await self._record(
+                HandoffResult(status="accepted"), kind, idempotency_key, account_id, detail
+            )
+
+        try:
+            return await finish_request(post_and_record())
+        except PermanentDeliveryError as err:
+            rejected = HandoffResult(status="rejected", detail=str(err))
+            return await self._record(rejected, kind, idempotency_key, account_id, detail)
+        except TransientDeliveryError as err:
+            raise ApplicationError(str(err), type="TransientDeliveryError") from err
+
+    async def _record(
+        self, result: HandoffResult, kind: str, idempotency_key: str, account_id: str, detail: str
+    ) -> HandoffResult:
         activity.logger.info("%s for %s: %s", kind, account_id, result.status)
         row = action_row(
             idempotency_key=idempotency_key,

@@ -84,13 +84,18 @@ class MessagingActivities:
         )
         raise_if_cancelled()
         try:
-            receipt = await finish_request(self._provider.send(sms))
+            return await finish_request(self._send_and_record(request, sms, segments))
         except PermanentDeliveryError as err:
             await self._complete(request, "rejected", None, str(err), segments)
             activity.logger.warning("SMS %s rejected: %s", request.idempotency_key, err)
             return SendSmsResult(status="rejected", segments=segments, detail=str(err))
         except TransientDeliveryError as err:
             raise ApplicationError(str(err), type="TransientDeliveryError") from err
+
+    async def _send_and_record(self, request: SendSmsInput, sms: OutgoingSms, segments: int) -> SendSmsResult:
+        """Send, and record the send: one step that a cancellation does not split (``finish_request``),
+        so a message the gateway took is always recorded and reported as sent."""
+        receipt = await self._provider.send(sms)
         await self._complete(request, "sent", receipt.provider_message_id, "sent", segments)
         return SendSmsResult(
             status="sent", provider_message_id=receipt.provider_message_id, segments=segments

@@ -346,6 +346,147 @@ def test_outbox_rows_are_per_account(store: AuditStore) -> None:
     assert [row.idempotency_key for row in store.outbox_for("LN-B")] == ["b/tp-1"]
 
 
+# --- cancelled touchpoints -------------------------------------------------------------------------
+
+
+def test_cancel_closes_a_pending_row_with_its_reason_once(store: AuditStore) -> None:
+    store.claim(outbox("tp-1", template="first_overdue"))
+    status = store.cancel(outbox("tp-1", template="other"), "repaid", [audit("ev-1"), audit("ev-2")])
+    assert status == "cancelled"
+    [row] = store.outbox_for("LN-1")
+    assert (row.status, row.detail, row.attempts, row.template) == ("cancelled", "repaid", 1, "first_overdue")
+    assert row.completed_at is not None
+    assert abs(as_utc(row.completed_at) - datetime.now(UTC)) < timedelta(minutes=1)
+    # A retried cancel_send: the same answer, the decisions not doubled (one more is written).
+    assert store.cancel(outbox("tp-1"), "repaid", [audit("ev-2"), audit("ev-3")]) == "cancelled"
+    assert [row.event_key for row in store.audit_for("LN-1")] == ["ev-1", "ev-2", "ev-3"]
+    [row] = store.outbox_for("LN-1")
+    assert (row.status, row.detail) == ("cancelled", "repaid")
+    # A late attempt's claim finds it cancelled (send_sms then refuses to send).
+    claimed = store.claim(outbox("tp-1"))
+    assert (claimed.status, claimed.detail, claimed.attempts) == ("cancelled", "repaid", 2)
+
+
+def test_cancel_leaves_a_completed_row_as_it_is(store: AuditStore) -> None:
+    """An attempt that completed first decides: the answer is what happened to the message."""
+    store.claim(outbox("tp-1"))
+    store.complete("tp-1", "sent", "SM-1", audit("tp-1/sms_sent", kind="sms_sent"))
+    store.claim(outbox("tp-2", touchpoint=2))
+    store.complete("tp-2", "rejected", None, audit("tp-2/sms_failed", kind="sms_failed"))
+    assert store.cancel(outbox("tp-1"), "repaid", [audit("ev-1")]) == "sent"
+    assert store.cancel(outbox("tp-1"), "repaid", [audit("ev-1")]) == "sent"
+    assert store.cancel(outbox("tp-2", touchpoint=2), "opted_out") == "rejected"
+    rows = {row.idempotency_key: row for row in store.outbox_for("LN-1")}
+    assert (rows["tp-1"].status, rows["tp-1"].provider_message_id, rows["tp-1"].detail) == (
+        "sent",
+        "SM-1",
+        None,
+    )
+    assert (rows["tp-2"].status, rows["tp-2"].detail) == ("rejected", None)
+    # The decisions are written all the same, once.
+    assert [row.event_key for row in store.audit_for("LN-1")] == ["tp-1/sms_sent", "tp-2/sms_failed", "ev-1"]
+
+
+def test_cancel_without_a_claimed_row_creates_it_cancelled(store: AuditStore) -> None:
+    """No attempt got as far as the claim: the row is created cancelled, so a late attempt sends nothing."""
+    entry = outbox("tp-3", touchpoint=3, template="follow_up")
+    assert store.cancel(entry, "opted_out", [audit("ev-1")]) == "cancelled"
+    assert store.cancel(entry, "opted_out", [audit("ev-1")]) == "cancelled"
+    [row] = store.outbox_for("LN-1")
+    assert (row.status, row.detail, row.touchpoint, row.template, row.channel, row.attempts) == (
+        "cancelled",
+        "opted_out",
+        3,
+        "follow_up",
+        "sms",
+        0,
+    )
+    assert row.completed_at is not None and row.provider_message_id is None
+    assert [row.event_key for row in store.audit_for("LN-1")] == ["ev-1"]
+
+
+def test_concurrent_cancels_of_one_key_make_one_cancelled_row(store: AuditStore) -> None:
+    statuses = at_once(6, lambda: store.cancel(outbox("tp-race"), "repaid", [audit("ev-1")]))
+    assert statuses == ["cancelled"] * 6
+    assert [(row.status, row.detail) for row in store.outbox_for("LN-1")] == [("cancelled", "repaid")]
+    assert [row.event_key for row in store.audit_for("LN-1")] == ["ev-1"]
+
+
+LEGACY_OUTBOX = (
+    "CREATE TABLE outbox ("
+    " idempotency_key VARCHAR NOT NULL,"
+    " account_id VARCHAR NOT NULL,"
+    " touchpoint INTEGER NOT NULL,"
+    " channel VARCHAR NOT NULL,"
+    " template VARCHAR,"
+    " status VARCHAR NOT NULL,"
+    " provider_message_id VARCHAR,"
+    " attempts INTEGER NOT NULL,"
+    " created_at TIMESTAMP NOT NULL,"
+    " completed_at TIMESTAMP,"
+    " PRIMARY KEY (idempotency_key))"
+)
+"""``outbox`` as the version before cancelled touchpoints created it: no ``detail`` column."""
+
+LEGACY_OUTBOX_INSERT = text(
+    "INSERT INTO outbox (idempotency_key, account_id, touchpoint, channel, template, status,"
+    " provider_message_id, attempts, created_at, completed_at)"
+    " VALUES (:key, 'LN-1', :touchpoint, 'sms', 'first_overdue', :status, :message_id, 1,"
+    " '2026-03-02 09:30:15', NULL)"
+)
+"""An insert of the older version, which names its columns (so it still works beside the new one)."""
+
+
+def test_outbox_of_an_older_database_gets_the_detail_column(database_url: str) -> None:
+    old = create_engine(database_url)
+    with old.begin() as connection:
+        connection.exec_driver_sql(LEGACY_OUTBOX)
+        connection.exec_driver_sql("CREATE INDEX ix_outbox_account_id ON outbox (account_id)")
+        connection.execute(
+            LEGACY_OUTBOX_INSERT,
+            [
+                {"key": "old/tp-1", "touchpoint": 1, "status": "pending", "message_id": None},
+                {"key": "old/tp-2", "touchpoint": 2, "status": "sent", "message_id": "SM-OLD"},
+            ],
+        )
+    assert "detail" not in {c["name"] for c in inspect(old).get_columns("outbox")}
+
+    engines = at_once(4, lambda: make_engine(database_url))  # processes starting together add it once
+    engines.append(make_engine(database_url))
+    try:
+        assert "detail" in {c["name"] for c in inspect(old).get_columns("outbox")}
+        store = AuditStore(engines[-1])
+        rows = {row.idempotency_key: row for row in store.outbox_for("LN-1")}
+        assert {key: (row.status, row.detail) for key, row in rows.items()} == {
+            "old/tp-1": ("pending", None),
+            "old/tp-2": ("sent", None),
+        }
+        assert as_utc(rows["old/tp-1"].created_at) == datetime(2026, 3, 2, 9, 30, 15, tzinfo=UTC)
+        assert store.cancel(outbox("old/tp-1"), "repaid", [audit("ev-1")]) == "cancelled"
+        assert store.cancel(outbox("old/tp-2", touchpoint=2), "repaid") == "sent"
+        assert store.cancel(outbox("new/tp-3", touchpoint=3), "opted_out") == "cancelled"
+        claimed = store.claim(outbox("old/tp-1"))
+        assert (claimed.status, claimed.detail, claimed.attempts) == ("cancelled", "repaid", 2)
+        # A process of the older version, still running beside the new one, inserts without the column.
+        with old.begin() as connection:
+            connection.execute(
+                LEGACY_OUTBOX_INSERT,
+                {"key": "old/tp-4", "touchpoint": 4, "status": "pending", "message_id": None},
+            )
+        assert store.claim(outbox("old/tp-4", touchpoint=4)).detail is None
+        assert store.cancel(outbox("old/tp-4", touchpoint=4), "repaid") == "cancelled"
+        assert {row.idempotency_key: (row.status, row.detail) for row in store.outbox_for("LN-1")} == {
+            "old/tp-1": ("cancelled", "repaid"),
+            "old/tp-2": ("sent", None),
+            "new/tp-3": ("cancelled", "opted_out"),
+            "old/tp-4": ("cancelled", "repaid"),
+        }
+    finally:
+        for engine in engines:
+            engine.dispose()
+        old.dispose()
+
+
 # --- the API's tables: phone lookup, opt-outs, inbound SMS, payments, receipts, signatures ---------
 
 
