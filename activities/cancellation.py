@@ -1,12 +1,17 @@
 """How an activity that sends something hears of, and honours, the workflow's cancellation.
 
-Temporal tells a running attempt of a cancellation only through its heartbeat: the answer to a heartbeat
-says "cancel requested", and the SDK then cancels the activity's task. The sending activities heartbeat
-when an attempt begins, so that an attempt dispatched just as the workflow cancelled does not start its
-request, and run their one outgoing request through :func:`finish_request`: a request already on the wire
-may be taken by the other side, so it is finished rather than abandoned. If it was taken, the activity
-completes as usual and the workflow counts it (the other side has it); if not, the cancellation stands
-and no further attempt is made.
+A cancellation requested while an activity waits for its next attempt (backoff, or a queue) ends it at
+once on the server. A running attempt hears of it only through a heartbeat: the answer to a heartbeat says
+"cancel requested", and the SDK then cancels the activity's task. The sending activities heartbeat when a
+retry begins, so that a retry dispatched just as the workflow cancelled does not make its request, and run
+their one outgoing request through :func:`finish_request`: a request already on the wire may be taken by
+the other side, so it is finished rather than abandoned. If it was taken, the activity completes as usual
+and the workflow counts it (the other side has it); if not, the cancellation stands and Temporal makes no
+further attempt.
+
+A first attempt does not heartbeat: a heartbeat is a billed action on Temporal Cloud, first attempts are
+every touchpoint's normal path, and their window between dispatch and request is the same few
+milliseconds as a retry's. Retries happen during outages, when changes pile up against a waiting message.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ T = TypeVar("T")
 
 
 def announce_attempt() -> None:
-    """Heartbeat once at the start of an attempt: its answer carries a cancellation requested meanwhile,
+    """Heartbeat once at the start of a retry: its answer carries a cancellation requested meanwhile,
     which then interrupts the attempt at its next await, before any request is made."""
-    activity.heartbeat()
+    if activity.info().attempt > 1:
+        activity.heartbeat()
 
 
 def raise_if_cancelled() -> None:

@@ -11,6 +11,7 @@ whose outbox row was closed as ``cancelled`` is never sent.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import threading
@@ -248,10 +249,13 @@ def run_handoff(
     return env.run(method, argument)
 
 
-def environment(*, cancel_on_first_heartbeat: bool = False) -> tuple[ActivityEnvironment, list[Any]]:
-    """An activity environment and the heartbeats it saw; optionally the answer to the attempt's
-    first heartbeat carries the workflow's cancellation (as a real server's would)."""
+def environment(
+    *, attempt: int = 2, cancel_on_first_heartbeat: bool = False
+) -> tuple[ActivityEnvironment, list[Any]]:
+    """An activity environment for a retry (by default) and the heartbeats it saw; optionally the answer
+    to the attempt's first heartbeat carries the workflow's cancellation (as a real server's would)."""
     env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=attempt)
     heartbeats: list[Any] = []
 
     def on_heartbeat(*details: Any) -> None:
@@ -322,6 +326,16 @@ async def test_sms_cancelled_before_its_request_sends_nothing(
     assert gateway.requests == []
     assert all(row.status == "pending" for row in store.outbox_for(ACCOUNT))
     assert "sms_sent" not in kinds(store)
+
+
+async def test_a_first_attempt_does_not_heartbeat(
+    store: AuditStore, client: httpx.AsyncClient, gateway: HoldingGateway
+) -> None:
+    """A heartbeat is a billed action: a touchpoint's normal path (its first attempt) makes none."""
+    env, heartbeats = environment(attempt=1)
+    gateway.answer(200)
+    result = await env.run(messaging(store, client, gateway).send_sms, sms_request())
+    assert result.status == "sent" and heartbeats == []
 
 
 async def test_sms_for_a_cancelled_touchpoint_is_refused_for_good(
