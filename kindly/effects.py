@@ -14,7 +14,7 @@ appends to, the lists it changes, so the state it was given stays as it was.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -49,6 +49,10 @@ from kindly.validation import describe_validation_error
 
 SMS_DAYS_KEPT = 14
 """Local dates of reminders kept in the state: the daily and 7-day caps look no further back."""
+MAX_PAUSE = timedelta(days=5 * 366)
+"""A pause ends within five years: a later ``until`` is a typo, and the planner's timer must stay sane."""
+MAX_PROMISE_DAYS = 366
+"""A promise to pay is for a date within a year; later is no promise to hold contact for."""
 
 
 class CancelReason(StrEnum):
@@ -158,7 +162,7 @@ def apply_signal(state: AccountState, name: SignalName, payload: Any, now: datet
         return Effect(state)
     try:
         message = SIGNAL_MODELS[name].model_validate({} if payload is None else payload)
-        return _apply(state.model_copy(), message, local_date(state, now))
+        return _apply(state.model_copy(), message, now)
     except ValidationError as err:
         return _rejected(state, f"{name}: {describe_validation_error(err)}")
     except _Rejected as err:
@@ -169,13 +173,16 @@ def _rejected(state: AccountState, why: str) -> Effect:
     return Effect(state, (Entry(TimelineKind.SIGNAL_REJECTED, why),))
 
 
-def _apply(state: AccountState, message: BaseModel, today: date) -> Effect:
+def _apply(state: AccountState, message: BaseModel, now: datetime) -> Effect:
     """``state`` is the caller's own copy."""
+    today = local_date(state, now)
     if isinstance(message, Repayment):
         return _credit(state, message)
     if isinstance(message, CustomerReply):
         return _on_reply(state, message)
     if isinstance(message, Pause):
+        if message.until is not None and not now - MAX_PAUSE < message.until < now + MAX_PAUSE:
+            raise _Rejected(f"until: {message.until.isoformat()} is more than five years from now")
         state.paused, state.pause_reason, state.paused_until = True, message.reason, message.until
         until = f" until {local_iso(state.account.timezone, message.until)}" if message.until else ""
         return Effect(state, (Entry(TimelineKind.PAUSED, f"{message.reason}{until}"),), CancelReason.PAUSED)
@@ -242,8 +249,9 @@ def _on_reply(state: AccountState, reply: CustomerReply) -> Effect:
         if state.opted_out:
             return Effect(state, (received,))
         state.opted_out = True
-        # After STOP only the confirmation: it replaces every service reply still owed.
-        state.pending_service = [TemplateName.OPT_OUT_CONFIRMATION]
+        # After STOP only the confirmation: it replaces every service reply still owed (none goes to a
+        # number the carrier reported unreachable).
+        state.pending_service = [] if state.sms_undeliverable else [TemplateName.OPT_OUT_CONFIRMATION]
         opted_out = Entry(TimelineKind.OPTED_OUT, "no further SMS; escalation continues by phone")
         return Effect(state, (received, opted_out), CancelReason.OPTED_OUT, store_opt_out=True)
     if intent in (ReplyIntent.HARDSHIP, ReplyIntent.DISPUTE):
@@ -253,7 +261,8 @@ def _on_reply(state: AccountState, reply: CustomerReply) -> Effect:
         handed = Entry(TimelineKind.HANDED_TO_PERSON, f"{intent} reported; automated contact stops")
         reason = CancelReason.HARDSHIP if intent is ReplyIntent.HARDSHIP else CancelReason.DISPUTE
         return Effect(state, (received, handed), reason, escalated_to_person=True)
-    if intent is ReplyIntent.HELP and not state.opted_out and TemplateName.HELP not in state.pending_service:
+    owed = not state.opted_out and not state.sms_undeliverable
+    if intent is ReplyIntent.HELP and owed and TemplateName.HELP not in state.pending_service:
         state.pending_service = [*state.pending_service, TemplateName.HELP]
     return Effect(state, (received,))
 
@@ -261,6 +270,8 @@ def _on_reply(state: AccountState, reply: CustomerReply) -> Effect:
 def _promise(state: AccountState, promised: date, today: date, *, via: str) -> Entry:
     if promised < today:
         raise _Rejected(f"date: {promised} is in the past (today is {today})")
+    if (promised - today).days > MAX_PROMISE_DAYS:
+        raise _Rejected(f"date: {promised} is more than {MAX_PROMISE_DAYS} days ahead (today is {today})")
     state.promise_date = promised
     state.unanswered_sms = 0
     if state.escalation == Stage.PHONE:
@@ -306,7 +317,7 @@ def _update_contact(state: AccountState, message: UpdateContact) -> Effect:
     state.account = state.account.model_copy(update=changes)
     state.contact_after = state.account.contact_after
     state.contact_before = state.account.contact_before
-    if "phone" in changes and state.sms_undeliverable:
+    if new_number and state.sms_undeliverable:
         state.sms_undeliverable = False  # a new number may well receive SMS
     entry = Entry(TimelineKind.CONTACT_UPDATED, "updated " + ", ".join(sorted(changes)))
     stale = CancelReason.NUMBER_CHANGED if new_number else None
