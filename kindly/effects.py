@@ -294,6 +294,11 @@ def _on_call_outcome(state: AccountState, call: CallOutcome, today: date) -> Eff
     if call.outcome is CallOutcomeKind.REACHED:
         state.unanswered_sms = 0
         state.last_touch_date = today
+        # The conversation was the overdue contact: the next one is a follow-up, an interval from today
+        # (an account that cannot get SMS would otherwise be called again at once).
+        first_overdue = f"D+{state.policy.first_overdue_day}"
+        if first_overdue not in state.done_touches:
+            state.done_touches = [*state.done_touches, first_overdue]
         if state.escalation == Stage.PHONE:
             state.escalation, state.phone_attempt, state.phone_requested_at = None, 0, None
         stale = CancelReason.REACHED

@@ -8,8 +8,9 @@
   that records every send attempt and can hold a request: after the sandbox accepted it (the answer
   never reaches the worker) or before forwarding it (until the test opens a gate).
 * :class:`OutageGateway` is a threaded HTTP server for the time-skipping tests that answers 503, or
-  hangs past the client's timeout, while it is "down", and stamps every request with the Temporal
-  test server's (simulated) clock.
+  hangs past the client's timeout, while it is "down", can accept one request and hold its answer
+  until the test releases it, and stamps every request with the Temporal test server's (simulated)
+  clock.
 * :func:`poll_until` waits on a condition against a deadline: nothing here sleeps to synchronise.
 """
 
@@ -421,7 +422,7 @@ class _OutageHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         gateway = self.server.gateway
-        status = gateway._answer_for_next()
+        status, held = gateway._answer_for_next()
         gateway._record(
             OutageRequest(
                 path=urlsplit(self.path).path,
@@ -431,6 +432,10 @@ class _OutageHandler(BaseHTTPRequestHandler):
                 status=status,
             )
         )
+        if held:
+            # Accepted and recorded; the answer waits for ``release()`` (or the end of the test).
+            gateway.holding.set()
+            gateway._released.wait()
         if status is None:
             # Hang: answer nothing until well after the client's timeout (or until the test ends).
             gateway._stopped.wait(gateway.hang_seconds)
@@ -455,7 +460,11 @@ class _OutageServer(ThreadingHTTPServer):
 
 class OutageGateway:
     """An SMS gateway on 127.0.0.1 that is down (503, or a hang for the next ``hang`` requests) until
-    ``recover()``; afterwards it answers 200. ``clock`` stamps each request (simulated time)."""
+    ``recover()``; afterwards it answers 200. ``clock`` stamps each request (simulated time).
+
+    ``hold_next()`` makes it accept the next request (recorded with status 200, down or not) and keep
+    the answer until ``release()``: the message is the gateway's, the sender does not know it yet.
+    ``holding`` is set once such a request is recorded."""
 
     def __init__(self, *, hang_seconds: float = 3.0) -> None:
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -465,6 +474,10 @@ class OutageGateway:
         self._requests: list[OutageRequest] = []
         self._down = True
         self._hang_next = 0
+        self._hold_next = False
+        self.holding = threading.Event()
+        """Set once the request ``hold_next()`` asked for is recorded (its answer still held)."""
+        self._released = threading.Event()
         self._stopped = threading.Event()
         self._server = _OutageServer(("127.0.0.1", 0), _OutageHandler)
         self._server.gateway = self
@@ -480,6 +493,7 @@ class OutageGateway:
 
     def __exit__(self, *exc: object) -> None:
         self._stopped.set()
+        self._released.set()  # no handler thread stays blocked on a held answer
         self._server.shutdown()
         self._thread.join(timeout=10)
         self._server.server_close()
@@ -493,19 +507,34 @@ class OutageGateway:
         with self._lock:
             self._down = False
 
+    def hold_next(self) -> None:
+        """Accept the next request (200, even while down) but keep its answer until ``release()``."""
+        with self._lock:
+            self._hold_next = True
+            self.holding.clear()
+            self._released.clear()
+
+    def release(self) -> None:
+        """Send the held answer (a 200)."""
+        self._released.set()
+
     @property
     def requests(self) -> list[OutageRequest]:
         with self._lock:
             return list(self._requests)
 
-    def _answer_for_next(self) -> int | None:
+    def _answer_for_next(self) -> tuple[int | None, bool]:
+        """The status for the next request, and whether its answer is held."""
         with self._lock:
+            if self._hold_next:
+                self._hold_next = False
+                return 200, True
             if not self._down:
-                return 200
+                return 200, False
             if self._hang_next > 0:
                 self._hang_next -= 1
-                return None
-            return 503
+                return None, False
+            return 503, False
 
     def _record(self, request: OutageRequest) -> None:
         with self._lock:

@@ -901,3 +901,13 @@ def test_the_same_number_again_does_not_make_it_reachable() -> None:
     assert same.state.sms_undeliverable and same.stale is None
     other = signal(state, SignalName.UPDATE_CONTACT, {"phone": OTHER_PHONE})
     assert not other.state.sms_undeliverable and other.stale is CancelReason.NUMBER_CHANGED
+
+
+def test_a_reached_call_makes_the_next_contact_a_follow_up() -> None:
+    """The conversation was the overdue contact: an account that cannot get SMS is not called again at
+    once, but a follow-up interval later."""
+    state = make_state(sms_undeliverable=True, escalation=Stage.PHONE, phone_attempt=1)
+    effect = signal(state, SignalName.CALL_OUTCOME, {"outcome": "reached"})
+    assert "D+1" in effect.state.done_touches and effect.state.last_touch_date == TODAY
+    again = signal(effect.state, SignalName.CALL_OUTCOME, {"outcome": "reached"})
+    assert again.state.done_touches.count("D+1") == 1

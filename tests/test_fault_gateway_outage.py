@@ -7,9 +7,8 @@ gateway recovers during the night and the message goes out once, inside the next
 Times are the test server's simulated clock when each request reached the gateway, read in the
 customer's own time zone.
 
-The second test (expected to fail, strict) pins what goes wrong in the window's last minutes: the
-workflow records "deferred ... next window" several times while it keeps retrying in the same
-window, and one retry reaches the gateway a few seconds after the window closed.
+The second test pins the window's last minutes: the workflow records "deferred ... next window" once,
+and no retry reaches the gateway after the window closed.
 """
 
 from __future__ import annotations
