@@ -49,8 +49,9 @@ from kindly.validation import describe_validation_error
 
 SMS_DAYS_KEPT = 14
 """Local dates of reminders kept in the state: the daily and 7-day caps look no further back."""
-MAX_PAUSE = timedelta(days=5 * 366)
-"""A pause ends within five years: a later ``until`` is a typo, and the planner's timer must stay sane."""
+MAX_PAUSE = timedelta(days=36525)
+"""A pause's ``until`` lies within a hundred years of now: one at the edge of the calendar cannot even be
+shown in the customer's zone, nor waited for by a timer (a pause without ``until`` lasts until resumed)."""
 MAX_PROMISE_DAYS = 366
 """A promise to pay is for a date within a year; later is no promise to hold contact for."""
 
@@ -182,7 +183,7 @@ def _apply(state: AccountState, message: BaseModel, now: datetime) -> Effect:
         return _on_reply(state, message)
     if isinstance(message, Pause):
         if message.until is not None and not now - MAX_PAUSE < message.until < now + MAX_PAUSE:
-            raise _Rejected(f"until: {message.until.isoformat()} is more than five years from now")
+            raise _Rejected(f"until: {message.until.isoformat()} is more than a hundred years from now")
         state.paused, state.pause_reason, state.paused_until = True, message.reason, message.until
         until = f" until {local_iso(state.account.timezone, message.until)}" if message.until else ""
         return Effect(state, (Entry(TimelineKind.PAUSED, f"{message.reason}{until}"),), CancelReason.PAUSED)
