@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test browser format bench clean
+.PHONY: run test browser format bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ test: $(STAMP) browser postgres
 ## bench: Kindly against bare Temporal on a dev server; writes bench/results.json and bench/results.png
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+## soak: hundreds of accounts over months with injected faults, every promise checked (SEED=… replays a run)
+ACCOUNTS ?= 300
+DAYS ?= 120
+soak: $(STAMP)
+	$(BIN)/python -m tests.simulation --accounts $(ACCOUNTS) --days $(DAYS) $(if $(SEED),--seed $(SEED))
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -111,6 +111,7 @@ class MessageRenderer:
             "hotline": self._hotline,
             "channels": list(self._channels),
             "amount": format_money(context.amount_due, context.currency, locale),
+            "outstanding": context.amount_due > 0,
             "due_date": format_date(context.due_date, locale),
             "reference": context.reference_masked,
             "days_past_due": context.days_past_due,

@@ -105,8 +105,9 @@ def cancels(kind: ActionKind, template: TemplateName | None, reason: CancelReaso
     - A service reply (HELP): when it may no longer go (opt-out, no usable number, a pause) or would
       no longer be true (a payment changed the amount), and when the account ended. It stays
       pending, so the next plan sends it again, re-rendered, when it may.
-    - The opt-out confirmation: only when the number cannot receive SMS. The customer is owed it, so
-      an account that ends meanwhile still waits for it.
+    - The opt-out confirmation: when the number cannot receive SMS, or its amount would no longer be
+      true (a payment, the account's end). The customer is owed it: it stays pending and goes again,
+      re-rendered, also after the account ended.
     - A call task: when the account ended, or a call or a promise ended the phone stage.
     - A specialist hand-off: only when the account ended.
     """
@@ -114,7 +115,7 @@ def cancels(kind: ActionKind, template: TemplateName | None, reason: CancelReaso
         return True
     if kind is ActionKind.SERVICE_SMS:
         if template is TemplateName.OPT_OUT_CONFIRMATION:
-            return reason is CancelReason.SMS_UNDELIVERABLE
+            return reason in _ENDED or reason in (CancelReason.SMS_UNDELIVERABLE, CancelReason.AMOUNT_CHANGED)
         return reason in _ENDED or reason in _NO_LONGER_TRUE
     if kind is ActionKind.CALL_TASK:
         return reason in _ENDED or reason in (CancelReason.REACHED, CancelReason.PROMISE_TO_PAY)

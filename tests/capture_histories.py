@@ -158,6 +158,26 @@ async def _stale_send_cancelled(env: WorkflowEnvironment, client: Client, queue:
     return handle
 
 
+async def _confirmation_after_end(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    """STOP, the confirmation retrying through an outage, then payment in full: the confirmation is
+    cancelled (its amount is no longer true) and goes, without an amount, before the run completes
+    (``confirm-opt-out-after-end``)."""
+    gateway = _GATEWAY[0]
+    handle = await start(client, queue, make_account((await local_today(env)) + timedelta(days=20)))
+    gateway.clear()
+    gateway.respond_with(*[503] * 1000)
+    await handle.signal("customer_reply", {"text": "STOP"})
+    for _ in range(300):  # the service window may open hours from now
+        if len(gateway.requests_to("/sms")) >= 3:
+            break
+        await env.sleep(timedelta(minutes=10))
+    await handle.signal("repayment", {"amount": "1500", "reference": "END-1"})
+    await env.sleep(timedelta(minutes=5))
+    gateway.clear()  # the gateway recovers: the confirmation goes
+    await handle.result()
+    return handle
+
+
 SCENARIOS = {
     "escalation": _escalation,
     "promise_pause_paid": _promise_pause_paid,
@@ -165,6 +185,7 @@ SCENARIOS = {
     "prepared_escalation": _prepared_escalation,
     "prepared_pre_due": _prepared_pre_due,
     "stale_send_cancelled": _stale_send_cancelled,
+    "confirmation_after_end": _confirmation_after_end,
 }
 
 

@@ -867,7 +867,13 @@ CANCELLED_BY: dict[tuple[ActionKind, TemplateName | None], set[CancelReason]] = 
         CancelReason.NUMBER_CHANGED,
         CancelReason.SMS_UNDELIVERABLE,
     },
-    (ActionKind.SERVICE_SMS, TemplateName.OPT_OUT_CONFIRMATION): {CancelReason.SMS_UNDELIVERABLE},
+    (ActionKind.SERVICE_SMS, TemplateName.OPT_OUT_CONFIRMATION): {
+        CancelReason.SMS_UNDELIVERABLE,
+        CancelReason.AMOUNT_CHANGED,
+        CancelReason.REPAID,
+        CancelReason.SETTLED,
+        CancelReason.CLOSED,
+    },
     (ActionKind.CALL_TASK, None): ENDED | {CancelReason.REACHED, CancelReason.PROMISE_TO_PAY},
     (ActionKind.SPECIALIST, None): ENDED,
 }

@@ -525,6 +525,48 @@ async def test_help_and_stop_during_an_outage_only_the_confirmation_goes_once(
     assert len(_of(await timeline(handle), TimelineKind.SMS_SENT)) == 1
 
 
+@pytest.mark.parametrize(
+    ("change", "payload", "outcome"),
+    [
+        (SignalName.REPAYMENT, {"amount": "1500.00", "reference": "PAID-1"}, Outcome.REPAID),
+        (SignalName.CLOSE, {"reason": "written off"}, Outcome.CLOSED),
+    ],
+)
+async def test_an_account_that_ends_while_its_opt_out_confirmation_retries_still_sends_it(
+    env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    outage: OutageGateway,
+    store: AuditStore,
+    change: SignalName,
+    payload: dict[str, Any],
+    outcome: Outcome,
+) -> None:
+    """The confirmation stating what is outstanding is no longer true once the account ends: it is
+    cancelled, and goes again, without an amount, before the workflow completes."""
+    started = await _start(env, client, settings, outage, due_in_days=30)
+    handle = started.handle
+    await handle.signal(SignalName.CUSTOMER_REPLY, {"text": "STOP"})
+    await env.sleep(timedelta(minutes=3))
+    _assert_refused(outage.requests, started.key(1), TemplateName.OPT_OUT_CONFIRMATION)
+    assert "1,500.00" in outage.requests[0].body["body"]
+
+    await handle.signal(change, payload)
+    await _until_recorded(handle, TimelineKind.REMINDER_CANCELLED)
+    await _assert_reminder_cancelled(
+        started, store, CancelReason(outcome.value), template=TemplateName.OPT_OUT_CONFIRMATION
+    )
+    outage.recover()
+    await env.sleep(timedelta(hours=1))
+
+    accepted = _accepted(outage.requests)
+    assert [(r.body["template"], r.body["idempotency_key"]) for r in accepted] == [
+        (TemplateName.OPT_OUT_CONFIRMATION, started.key(2))
+    ], outage.requests
+    assert "1,500.00" not in accepted[0].body["body"] and "opted out" in accepted[0].body["body"]
+    assert (await handle.result()).outcome is outcome
+
+
 # --- hand-offs retrying through an outage of their own endpoint ----------------------------------
 
 

@@ -12,6 +12,7 @@ query and, through the next activity (or one local activity after signals), in t
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -72,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
         StepKind,
         local_date,
         local_iso,
+        owed_confirmation,
         plan_next,
         zone_date,
     )
@@ -111,6 +113,11 @@ LEAN_START_PATCH = "lean-start"
 instead of each writing its marker and ``TemporalChangeVersion`` upsert again in every run. Runs that
 began earlier keep their old path to their end. A run its starter prepared (``kindly.preparation``,
 a third argument) takes the lean path without asking: its input already tells it apart."""
+CONFIRM_AFTER_END_PATCH = "confirm-opt-out-after-end"
+"""An account that ends while its opt-out confirmation is owed sends it before it completes; runs that
+began earlier completed without it."""
+CONFIRMATION_TRIES = 7
+"""Windows an ended account tries its owed confirmation in before it completes without it."""
 CANCEL_UNWANTED_PATCH = "cancel-unwanted-actions"
 """A send or hand-off still retrying is cancelled when a signal makes it unwanted; runs that began
 earlier let it finish, as they did."""
@@ -193,9 +200,28 @@ class OverdueAccountWorkflow:
             if await self._sleep_until(step):
                 await self._execute(step)
 
+        await self._confirm_opt_out_after_end()
         workflow.set_current_details(f"Ended: {self.state.outcome}.")
         await self._flush_decisions()
         return AccountResult(outcome=self.state.outcome, amount_collected=self.state.amount_collected)
+
+    async def _confirm_opt_out_after_end(self) -> None:
+        """Send the opt-out confirmation the account still owes when it ends (a payment, settle or close
+        while it waited for its window or retried), at the service window's next moment; a few days'
+        tries at most, should the gateway stay down."""
+        if owed_confirmation(self.state, workflow.now()) is None:
+            return
+        if not workflow.patched(CONFIRM_AFTER_END_PATCH):
+            return  # runs that began earlier ended without it, as they did
+        for _ in range(CONFIRMATION_TRIES):
+            step = owed_confirmation(self.state, workflow.now())
+            if step is None or step.at is None:
+                return
+            self._note_plan(step)
+            workflow.set_current_details("Ended; the opt-out confirmation is still owed.")
+            if step.at > workflow.now():
+                await workflow.sleep(step.at - workflow.now(), summary="opt-out confirmation")
+            await self._send_sms(step)
 
     @staticmethod
     def _quietly_parsed(account: Any) -> AccountInput | None:
@@ -579,7 +605,8 @@ class OverdueAccountWorkflow:
     def _message_context(self, now: datetime) -> MessageContext:
         state = self.state
         return MessageContext(
-            amount_due=state.amount_due,
+            # An ended account owes nothing the messages could ask for (only its opt-out confirmation goes).
+            amount_due=state.amount_due if state.outcome is None else Decimal(0),
             currency=state.account.currency,
             due_date=state.account.due_date,
             reference_masked=mask_reference(state.account.account_id),

@@ -302,22 +302,36 @@ def plan_next(state: AccountState, now: datetime, *, spread: bool = False) -> St
     sms_earliest = max(now, state.sms_not_before or now)
     if state.pending_service:
         template = TemplateName.OPT_OUT_CONFIRMATION if confirm_opt_out else state.pending_service[0]
-        at, end, deferrals = first_allowed_moment(
-            state, local_date(state, sms_earliest), sms_earliest, service=True, capped=False
-        )
-        return Step(
-            StepKind.SERVICE_SMS,
-            at=at,
-            template=template,
-            touch_key=f"service:{template}",
-            not_after=end,
-            deferrals=deferrals,
-        )
+        return _service_step(state, template, sms_earliest)
     if state.escalation == Stage.SPECIALIST:
         return Step(StepKind.IDLE)
     if state.escalation == Stage.PHONE:
         return _next_phone_step(state, now, today)
     return _next_cadence_step(state, sms_earliest, local_date(state, sms_earliest), spread=spread)
+
+
+def owed_confirmation(state: AccountState, now: datetime) -> Step | None:
+    """The opt-out confirmation an ended account still owes (it was repaid, settled or closed while the
+    confirmation waited for its window or retried): the customer asked to stop and is told so, once.
+    None when nothing is owed, or the number cannot receive SMS."""
+    if TemplateName.OPT_OUT_CONFIRMATION not in state.pending_service or state.sms_undeliverable:
+        return None
+    return _service_step(state, TemplateName.OPT_OUT_CONFIRMATION, max(now, state.sms_not_before or now))
+
+
+def _service_step(state: AccountState, template: TemplateName, earliest: datetime) -> Step:
+    """A reply the customer asked for, at the first moment of the service window from ``earliest``."""
+    at, end, deferrals = first_allowed_moment(
+        state, local_date(state, earliest), earliest, service=True, capped=False
+    )
+    return Step(
+        StepKind.SERVICE_SMS,
+        at=at,
+        template=template,
+        touch_key=f"service:{template}",
+        not_after=end,
+        deferrals=deferrals,
+    )
 
 
 def _next_phone_step(state: AccountState, now: datetime, today: date) -> Step:
