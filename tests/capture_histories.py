@@ -137,21 +137,30 @@ async def _long_life(env: WorkflowEnvironment, client: Client, queue: str) -> Wo
     return handle
 
 
-async def _stale_send_cancelled(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
-    """A HELP reply retrying through a gateway outage when the customer replies STOP: the reply is
-    cancelled (``cancel-unwanted-actions``) and only the opt-out confirmation goes."""
+async def _reply_retried_then(
+    env: WorkflowEnvironment, client: Client, queue: str, reply: str, name: str, payload: dict[str, Any]
+) -> WorkflowHandle:  # type: ignore[type-arg]
+    """An account weeks from its first reminder; the customer's ``reply`` is answered while the gateway
+    is down; once the answer has been refused a few times, signal ``name``; then the gateway recovers."""
     gateway = _GATEWAY[0]
     handle = await start(client, queue, make_account((await local_today(env)) + timedelta(days=20)))
     gateway.clear()
     gateway.respond_with(*[503] * 1000)
-    await handle.signal("customer_reply", {"text": "HELP"})
+    await handle.signal("customer_reply", {"text": reply})
     for _ in range(300):  # the service window may open hours from now
         if len(gateway.requests_to("/sms")) >= 3:
             break
         await env.sleep(timedelta(minutes=10))
-    await handle.signal("customer_reply", {"text": "STOP"})
+    await handle.signal(name, payload)
     await env.sleep(timedelta(minutes=5))
-    gateway.clear()  # the gateway recovers: the confirmation goes
+    gateway.clear()
+    return handle
+
+
+async def _stale_send_cancelled(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    """A HELP reply retrying through a gateway outage when the customer replies STOP: the reply is
+    cancelled (``cancel-unwanted-actions``) and only the opt-out confirmation goes."""
+    handle = await _reply_retried_then(env, client, queue, "HELP", "customer_reply", {"text": "STOP"})
     await env.sleep(timedelta(days=1))
     await handle.signal("close", {"reason": "capture"})
     await handle.result()
@@ -162,18 +171,8 @@ async def _confirmation_after_end(env: WorkflowEnvironment, client: Client, queu
     """STOP, the confirmation retrying through an outage, then payment in full: the confirmation is
     cancelled (its amount is no longer true) and goes, without an amount, before the run completes
     (``confirm-opt-out-after-end``)."""
-    gateway = _GATEWAY[0]
-    handle = await start(client, queue, make_account((await local_today(env)) + timedelta(days=20)))
-    gateway.clear()
-    gateway.respond_with(*[503] * 1000)
-    await handle.signal("customer_reply", {"text": "STOP"})
-    for _ in range(300):  # the service window may open hours from now
-        if len(gateway.requests_to("/sms")) >= 3:
-            break
-        await env.sleep(timedelta(minutes=10))
-    await handle.signal("repayment", {"amount": "1500", "reference": "END-1"})
-    await env.sleep(timedelta(minutes=5))
-    gateway.clear()  # the gateway recovers: the confirmation goes
+    payment = {"amount": "1500", "reference": "END-1"}
+    handle = await _reply_retried_then(env, client, queue, "STOP", "repayment", payment)
     await handle.result()
     return handle
 
