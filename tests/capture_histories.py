@@ -143,7 +143,10 @@ async def _reply_retried_then(
     """An account weeks from its first reminder; the customer's ``reply`` is answered while the gateway
     is down; once the answer has been refused a few times, signal ``name``; then the gateway recovers."""
     gateway = _GATEWAY[0]
-    handle = await start(client, queue, make_account((await local_today(env)) + timedelta(days=20)))
+    # A number of its own: an opt-out is stored per number, and another scenario's STOP would carry over.
+    phone = f"+861390013{len(gateway.requests):04d}"
+    account = make_account((await local_today(env)) + timedelta(days=20), phone=phone)
+    handle = await start(client, queue, account)
     gateway.clear()
     gateway.respond_with(*[503] * 1000)
     await handle.signal("customer_reply", {"text": reply})
