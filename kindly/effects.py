@@ -411,7 +411,7 @@ def sms_cancelled(state: AccountState, action: SmsAction, reason: CancelReason) 
     state.touchpoints = max(state.touchpoints, action.touchpoint)
     entry = Entry(
         TimelineKind.REMINDER_CANCELLED,
-        f"reminder cancelled ({reason}): {action.template} touchpoint {action.touchpoint}, not sent",
+        f"reminder cancelled ({reason}): {action.template} touchpoint {action.touchpoint}",
     )
     return Effect(state, (entry,))
 

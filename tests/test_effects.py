@@ -768,7 +768,7 @@ def test_a_cancelled_sms_only_uses_up_its_touchpoint(action: SmsAction) -> None:
     assert effect.entries[0].detail.startswith("reminder cancelled (opted_out)")
     assert (
         effect.entries[0].detail
-        == f"reminder cancelled (opted_out): {action.template} touchpoint 4, not sent"
+        == f"reminder cancelled (opted_out): {action.template} touchpoint 4"
     )
 
 
