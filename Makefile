@@ -44,11 +44,14 @@ test: $(STAMP) browser postgres
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-## soak: hundreds of accounts over months with injected faults, every promise checked (SEED=… replays a run)
+## soak: hundreds of accounts over months with injected faults, every promise checked (SEED=… replays a run);
+## then a smaller portfolio on a real dev server in real time, with worker kills and a server restart
 ACCOUNTS ?= 300
 DAYS ?= 120
+DEV_ACCOUNTS ?= 30
 soak: $(STAMP)
 	$(BIN)/python -m tests.simulation --accounts $(ACCOUNTS) --days $(DAYS) $(if $(SEED),--seed $(SEED))
+	$(BIN)/python -m tests.simulation --dev-server --accounts $(DEV_ACCOUNTS) --days $(DAYS) $(if $(SEED),--seed $(SEED))
 
 format: $(STAMP)
 	$(BIN)/ruff format .

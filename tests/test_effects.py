@@ -766,10 +766,7 @@ def test_a_cancelled_sms_only_uses_up_its_touchpoint(action: SmsAction) -> None:
     assert effect.state.model_dump() == state.model_copy(update={"touchpoints": 4}).model_dump()
     assert kinds(effect) == [TimelineKind.REMINDER_CANCELLED]
     assert effect.entries[0].detail.startswith("reminder cancelled (opted_out)")
-    assert (
-        effect.entries[0].detail
-        == f"reminder cancelled (opted_out): {action.template} touchpoint 4"
-    )
+    assert effect.entries[0].detail == f"reminder cancelled (opted_out): {action.template} touchpoint 4"
 
 
 def test_touchpoints_never_go_back() -> None:

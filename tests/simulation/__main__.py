@@ -2,6 +2,11 @@
 
     python -m tests.simulation --accounts 300 --days 120 [--seed N]
     python -m tests.simulation --replay failing-script.json
+    python -m tests.simulation --dev-server --accounts 30 [--duration 120]
+
+``--dev-server`` runs the script on a real Temporal dev server in real time instead, its days compressed
+into ``--duration`` seconds, with worker processes killed mid-send and a server restart
+(``tests.simulation.dev_runner``); such a run is not shrunk (it does not repeat exactly).
 
 Exits 1 when a promise was broken, after printing the violations, the seed with the command that runs it
 again, and the smallest script found that still breaks one (also written as JSON for ``--replay``).
@@ -18,10 +23,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from tests.simulation.checker import check
+from tests.simulation.dev_runner import DevServerObservations, fault_figures, run_on_dev_server
 from tests.simulation.model import Observations, Script, Violation
 from tests.simulation.runner import run
 from tests.simulation.script import generate
@@ -53,9 +60,21 @@ def figures(
     }
 
 
-async def run_and_check(script: Script) -> tuple[Observations, list[Violation]]:
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+async def run_and_check(script: Script, *, quiet: bool = False) -> tuple[Observations, list[Violation]]:
     with tempfile.TemporaryDirectory(prefix="kindly-sim-") as folder:
-        observed = await run(script, Path(folder))
+        observed = await run(script, Path(folder), None if quiet else _progress)
+    return observed, check(observed)
+
+
+async def run_and_check_on_dev_server(
+    script: Script, duration: timedelta
+) -> tuple[DevServerObservations, list[Violation]]:
+    with tempfile.TemporaryDirectory(prefix="kindly-simdev-") as folder:
+        observed = await run_on_dev_server(script, Path(folder), duration=duration, log=_progress)
     return observed, check(observed)
 
 
@@ -67,6 +86,17 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--replay", type=Path, help="run a script written by a failing run instead")
     parser.add_argument("--no-shrink", action="store_true", help="report a failure without shrinking it")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--dev-server",
+        action="store_true",
+        help="run on a real dev server in real time, with worker kills and a server restart",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=120.0,
+        help="--dev-server: real seconds the days are compressed into",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # retried activities' warnings are the faults we inject
 
@@ -78,8 +108,14 @@ async def main(argv: list[str]) -> int:
     size = f"{len(script.accounts)} accounts x {script.days} days"
     print(f"simulation seed {script.seed}: {size}, faults {script.faults.to_json()}")
     began = time.monotonic()
-    observed, violations = await run_and_check(script)
+    observed: Observations
+    if args.dev_server:
+        observed, violations = await run_and_check_on_dev_server(script, timedelta(seconds=args.duration))
+    else:
+        observed, violations = await run_and_check(script)
     result = figures(script, observed, violations, time.monotonic() - began)
+    if isinstance(observed, DevServerObservations):
+        result.update(fault_figures(observed))
     print(json.dumps(result, indent=2, ensure_ascii=False))
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -91,12 +127,18 @@ async def main(argv: list[str]) -> int:
         print(f"VIOLATION {violation}")
     if len(violations) > SHOWN:
         print(f"... and {len(violations) - SHOWN} more")
+    if args.dev_server:
+        path = Path(tempfile.gettempdir()) / f"kindly-simdev-{script.seed}.json"
+        path.write_text(json.dumps(script.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+        again = f".venv/bin/python -m tests.simulation --dev-server --replay {path}"
+        print(f"\nrun it again (its faults will land at other moments): {again}")
+        return 1
     print(f"\nrun it again: make soak SEED={script.seed} ACCOUNTS={len(script.accounts)} DAYS={script.days}")
     if args.no_shrink:
         return 1
 
     async def still_fails(candidate: Script) -> bool:
-        return bool((await run_and_check(candidate))[1])
+        return bool((await run_and_check(candidate, quiet=True))[1])
 
     smallest = await shrink(script, still_fails, suspects={v.account_id for v in violations})
     path = Path(tempfile.gettempdir()) / f"kindly-sim-{script.seed}-shrunk.json"

@@ -6,13 +6,15 @@ tasks) and ``/specialist`` (cases). It behaves as a real gateway does: it takes 
 503 (refused), a hang past the client's timeout (not taken), or a 500 after taking the message (the
 answer is lost). Which request fails is decided from the run's seed and the request's own identity (its
 key and how many times the key was tried), never from arrival order, so a subset of the accounts meets
-the same faults. Every request is recorded with the Temporal server's simulated clock.
+the same faults. Every request is recorded with the Temporal server's simulated clock (the real one in a
+dev-server run, ``dev_runner``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import threading
 from collections.abc import Callable
 from contextlib import suppress
@@ -38,6 +40,10 @@ class SimulatedWorld:
         self.started_at = started_at
         self.hang_seconds = hang_seconds
         self.clock: Callable[[], datetime] = lambda: started_at
+        self.on_sms: Callable[[SmsAttempt, str], None] | None = None
+        """Called in the request's own thread once an SMS request is recorded, before it is answered, with
+        the request's query string (e.g. a worker's ``via=`` tag): a run can act while the send is in
+        flight (``dev_runner`` kills the worker that sent it)."""
         self.sms: list[SmsAttempt] = []
         self.handoffs: list[HandoffAttempt] = []
         self._tries: dict[str, int] = {}
@@ -68,7 +74,7 @@ class SimulatedWorld:
         elapsed = at - self.started_at
         return any(start <= elapsed < end for start, end in self.faults.outages)
 
-    def sms_request(self, body: dict[str, Any]) -> tuple[int | None, SmsOutcome]:
+    def sms_request(self, body: dict[str, Any], query: str = "") -> tuple[int | None, SmsOutcome]:
         """The answer to one SMS request (None: hang) and what became of the message."""
         key = str(body.get("idempotency_key", ""))
         at = self.clock()
@@ -89,17 +95,18 @@ class SimulatedWorld:
             else:
                 self._taken.add(key)
                 status, outcome = 200, "delivered"
-            self.sms.append(
-                SmsAttempt(
-                    at=at,
-                    key=key,
-                    account_id=str(body.get("account_id", "")),
-                    to=str(body.get("to", "")),
-                    template=str(body.get("template", "")),
-                    body=str(body.get("body", "")),
-                    outcome=outcome,
-                )
+            attempt = SmsAttempt(
+                at=at,
+                key=key,
+                account_id=str(body.get("account_id", "")),
+                to=str(body.get("to", "")),
+                template=str(body.get("template", "")),
+                body=str(body.get("body", "")),
+                outcome=outcome,
             )
+            self.sms.append(attempt)
+        if self.on_sms is not None:
+            self.on_sms(attempt, query)
         return status, outcome
 
     def handoff_request(self, kind: str, body: dict[str, Any]) -> int:
@@ -132,9 +139,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = {}
         world = self.server.world
-        path = self.path.split("?", 1)[0].rstrip("/")
+        path, _, query = self.path.partition("?")
+        path = path.rstrip("/")
         if path == "/sms":
-            status, _ = world.sms_request(body)
+            status, _ = world.sms_request(body, query)
             if status is None:
                 world._stopped.wait(world.hang_seconds)  # past the client's timeout
                 status = 503
@@ -158,3 +166,8 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     world: SimulatedWorld
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet about a client that went away (a killed worker's open connections); loud otherwise."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)

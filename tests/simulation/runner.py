@@ -16,10 +16,11 @@ import itertools
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from temporalio.api.common.v1 import WorkflowExecution
@@ -52,6 +53,7 @@ OUTAGE_STEP = timedelta(minutes=2)
 HTTP_TIMEOUT_SECONDS = 0.5
 """The worker's HTTP timeout: a gateway that hangs costs this much real time per attempt."""
 QUERY_TIMEOUT = timedelta(seconds=60)
+PROGRESS_DAYS = 10
 
 
 @dataclass(order=True)
@@ -94,9 +96,30 @@ def realize_payload(payload: dict[str, Any], at: datetime, timezone: str) -> dic
     return realized
 
 
+class Environment(Protocol):
+    """What a run needs of its Temporal environment: a client, and a clock it reads and sleeps on
+    (``WorkflowEnvironment``'s is simulated; a dev-server run's is the real one, ``dev_runner``)."""
+
+    @property
+    def client(self) -> Client: ...
+
+    async def get_current_time(self) -> datetime: ...
+
+    async def sleep(self, duration: timedelta) -> None: ...
+
+
 class _Run:
-    def __init__(self, script: Script, env: WorkflowEnvironment, api: Api, world: SimulatedWorld) -> None:
+    def __init__(
+        self,
+        script: Script,
+        env: Environment,
+        api: Api,
+        world: SimulatedWorld,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
         self.script = script
+        self.progress = progress
+        self.reported_day = 0
         self.env = env
         self.client: Client = env.client
         self.api = api
@@ -126,8 +149,12 @@ class _Run:
     def push(self, after: timedelta, account_id: str, action: Action, message_id: str = "") -> None:
         heapq.heappush(self.queue, _Due(after, next(self.order), account_id, action, message_id))
 
+    def offset(self, instant: datetime) -> timedelta:
+        """Where an instant of the environment's clock falls in the script (its offset from the start)."""
+        return instant - self.started_at
+
     async def elapsed(self) -> timedelta:
-        return await self.env.get_current_time() - self.started_at
+        return self.offset(await self.env.get_current_time())
 
     async def drive(self) -> None:
         for account in self.script.accounts:
@@ -149,10 +176,22 @@ class _Run:
                 await self.env.sleep(target - now)
             now = await self.elapsed()
             self.trigger_on_retries(now)
+            self.report(now)
             while self.queue and self.queue[0].after <= now:
                 due = heapq.heappop(self.queue)
                 await self.deliver(due)
             self.answer_call_tasks(now)
+
+    def report(self, now: timedelta) -> None:
+        """A line every ``PROGRESS_DAYS`` simulated days, for a soak's console."""
+        day = now.days
+        if self.progress is None or day < self.reported_day + PROGRESS_DAYS:
+            return
+        self.reported_day = day
+        self.progress(
+            f"day {day}/{self.script.days}: {len(self.world.sms)} SMS requests, "
+            f"{len(self.world.handoffs)} hand-off requests, {len(self.deliveries)} actions delivered"
+        )
 
     def schedule(self, after: timedelta, account_id: str, action: Action, message_id: str) -> None:
         self.push(after, account_id, action, message_id)
@@ -173,11 +212,11 @@ class _Run:
             waiting = self.on_retry.get(attempt.account_id)
             if attempt.outcome not in ("refused", "timeout") or not waiting:
                 continue
-            if outages and not self.in_outage(attempt.at - self.started_at):
+            if outages and not self.in_outage(self.offset(attempt.at)):
                 continue  # a one-off refusal is retried within seconds: wait for an outage's long retries
             message_id, action = waiting.pop(0)
             self.schedule(
-                max(attempt.at - self.started_at + action.after, now), attempt.account_id, action, message_id
+                max(self.offset(attempt.at) + action.after, now), attempt.account_id, action, message_id
             )
 
     def answer_call_tasks(self, now: timedelta) -> None:
@@ -201,7 +240,7 @@ class _Run:
                 payload = {"outcome": "refused"}
             else:
                 continue  # the team never reports: the workflow tries again after its wait
-            after = max(attempt.at - self.started_at + timedelta(hours=hours), now)
+            after = max(self.offset(attempt.at) + timedelta(hours=hours), now)
             self.push(after, attempt.account_id, Action(after, "signal", "call_outcome", payload))
 
     async def deliver(self, due: _Due) -> None:
@@ -250,8 +289,9 @@ class _Run:
         return end
 
 
-async def run(script: Script, workdir: Path) -> Observations:
-    """Run ``script`` and return what the world saw. ``workdir`` holds the run's database and policy file."""
+async def run(script: Script, workdir: Path, progress: Callable[[str], None] | None = None) -> Observations:
+    """Run ``script`` and return what the world saw. ``workdir`` holds the run's database and policy file;
+    ``progress`` gets a line every ten simulated days."""
     workdir.mkdir(parents=True, exist_ok=True)
     settings_fields: dict[str, Any] = {
         "_env_file": None,
@@ -292,7 +332,7 @@ async def run(script: Script, workdir: Path) -> Observations:
                     response = await api.http.post("/accounts", json=account, headers={"X-API-Key": API_KEY})
                     if response.status_code != 201:
                         raise RuntimeError(f"could not start {account['account_id']}: {response.text}")
-                simulation = _Run(script, env, api, world)
+                simulation = _Run(script, env, api, world, progress)
                 await simulation.drive()
                 ends = {account_id: await simulation.end_of(account_id) for account_id in accounts}
             policies = load_policies(policy_file)
