@@ -37,6 +37,10 @@ async def _send(url: str, request: Callable[[], Awaitable[httpx.Response]]) -> h
     target = _describe(url)
     try:
         response = await request()
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise TransientDeliveryError(
+            f"POST {target} failed: could not connect ({type(exc).__name__})", not_taken=True
+        ) from exc
     except httpx.TimeoutException as exc:
         raise TransientDeliveryError(f"POST {target} timed out ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
@@ -47,6 +51,8 @@ async def _send(url: str, request: Callable[[], Awaitable[httpx.Response]]) -> h
 
 
 RETRYABLE_4XX = frozenset({408, 429})
+NOT_TAKEN = frozenset({429, 503})
+"""Retryable answers that say the request was refused, not acted on (a 500 or 504 may hide a send)."""
 
 
 def check_status(response: httpx.Response, target: str | None = None) -> httpx.Response:
@@ -57,7 +63,9 @@ def check_status(response: httpx.Response, target: str | None = None) -> httpx.R
     where = target if target is not None else _describe(response.request.url)
     # 408 (timeout) and 429 (rate limited) say "not now", not "never": retry them like 5xx.
     if status >= 500 or status in RETRYABLE_4XX:
-        raise TransientDeliveryError(f"POST {where} failed with HTTP {status}", status_code=status)
+        raise TransientDeliveryError(
+            f"POST {where} failed with HTTP {status}", status_code=status, not_taken=status in NOT_TAKEN
+        )
     # 4xx, and anything else that is not 2xx (an unfollowed redirect): the same request will get
     # the same answer.
     raise PermanentDeliveryError(f"POST {where} was rejected with HTTP {status}", status_code=status)

@@ -20,7 +20,7 @@ from activities.inputs import SendSmsInput, SendSmsResult
 from activities.rendering import MessageRenderer, sms_segments
 from activities.sms_providers import OutgoingSms, SmsProvider
 from kindly.db import AuditEntry, AuditStore, OutboxEntry
-from kindly.errors import PermanentDeliveryError, TemplateError, TransientDeliveryError
+from kindly.errors import DeliveryError, PermanentDeliveryError, TemplateError, TransientDeliveryError
 
 
 class MessagingActivities:
@@ -49,16 +49,20 @@ class MessagingActivities:
         except TemplateError as err:
             await self._append(decisions)
             raise ApplicationError(str(err), type="TemplateError") from err
-        outbox = await asyncio.to_thread(
-            self._store.claim,
-            OutboxEntry(
-                idempotency_key=request.idempotency_key,
-                account_id=request.account_id,
-                touchpoint=request.touchpoint,
-                channel="sms",
-                template=request.template,
-            ),
-            decisions,
+        # Claimed to its end even if a cancellation arrives meanwhile: the row then says ``sending``, which
+        # only a request that really went out may leave behind (``raise_if_cancelled`` below undoes it).
+        outbox = await finish_request(
+            asyncio.to_thread(
+                self._store.claim,
+                OutboxEntry(
+                    idempotency_key=request.idempotency_key,
+                    account_id=request.account_id,
+                    touchpoint=request.touchpoint,
+                    channel="sms",
+                    template=request.template,
+                ),
+                decisions,
+            )
         )
         segments = sms_segments(body)
         if outbox.status == "cancelled":
@@ -82,7 +86,9 @@ class MessagingActivities:
             account_id=request.account_id,
             template=request.template,
         )
-        raise_if_cancelled()
+        if activity.is_cancelled():
+            await asyncio.to_thread(self._store.release, request.idempotency_key)  # nothing went out
+            raise_if_cancelled()
         try:
             return await finish_request(self._send_and_record(request, sms, segments))
         except PermanentDeliveryError as err:
@@ -95,7 +101,12 @@ class MessagingActivities:
     async def _send_and_record(self, request: SendSmsInput, sms: OutgoingSms, segments: int) -> SendSmsResult:
         """Send, and record the send: one step that a cancellation does not split (``finish_request``),
         so a message the gateway took is always recorded and reported as sent."""
-        receipt = await self._provider.send(sms)
+        try:
+            receipt = await self._provider.send(sms)
+        except DeliveryError as err:
+            if err.not_taken:
+                await asyncio.to_thread(self._store.release, request.idempotency_key)
+            raise
         await self._complete(request, "sent", receipt.provider_message_id, "sent", segments)
         return SendSmsResult(
             status="sent", provider_message_id=receipt.provider_message_id, segments=segments

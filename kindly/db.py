@@ -23,6 +23,7 @@ from sqlalchemy import (
     Executable,
     Table,
     bindparam,
+    case,
     event,
     insert,
     inspect,
@@ -77,13 +78,19 @@ class OutboxEntry(SQLModel, table=True):
     channel: str
     template: str | None = None
     status: str = "pending"
-    """``pending`` while attempts run, then ``sent``, ``rejected`` (by the gateway) or ``cancelled``."""
+    """``sending`` while an attempt's answer is awaited (or was lost: the gateway may have the message),
+    ``pending`` between attempts the gateway refused; then ``sent``, ``rejected`` (by the gateway) or
+    ``cancelled``."""
     detail: str | None = None
     """Why a ``cancelled`` send was cancelled (``opted_out``, ``repaid``, ...)."""
     provider_message_id: str | None = None
     attempts: int = 0
     created_at: datetime = Field(default_factory=_utcnow)
     completed_at: datetime | None = None
+
+
+ANSWER_LOST = "; an attempt's answer was lost"
+"""How a cancelled row's detail ends when an attempt may have delivered the message (``cancel``)."""
 
 
 class WorkerPolicy(SQLModel, table=True):
@@ -200,7 +207,10 @@ _OUTBOX_COLUMNS = tuple(column.name for column in _OUTBOX.columns)
 _COUNT_ATTEMPT = (
     update(_OUTBOX)
     .where(_OUTBOX.c.idempotency_key == bindparam("key"))
-    .values(attempts=_OUTBOX.c.attempts + 1)
+    .values(
+        attempts=_OUTBOX.c.attempts + 1,
+        status=case((_OUTBOX.c.status == "pending", "sending"), else_=_OUTBOX.c.status),
+    )
 )
 _COUNT_ATTEMPT_RETURNING = _COUNT_ATTEMPT.returning(*_OUTBOX.c)
 # The SET clause comes from the parameters: status, provider_message_id, completed_at.
@@ -331,26 +341,55 @@ class AuditStore:
             )
             insert_ignoring_duplicates(connection, _AUDIT, _audit_rows([audit]), ("event_key",))
 
+    def release(self, idempotency_key: str) -> None:
+        """The attempt in flight was refused (the gateway did not take the message): back to ``pending``."""
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(_OUTBOX)
+                .where(_OUTBOX.c.idempotency_key == idempotency_key, _OUTBOX.c.status == "sending")
+                .values(status="pending")
+            )
+
     def cancel(self, entry: OutboxEntry, reason: str, decisions: Sequence[AuditEntry] = ()) -> str:
         """End a touchpoint the workflow cancelled: its row becomes ``cancelled`` with ``reason`` unless
         an attempt completed it first (``sent`` or ``rejected``), and is created so if no attempt got
-        as far as claiming it. ``decisions`` are appended in the same transaction. Returns the row's
-        status afterwards: what really happened to the message."""
+        as far as claiming it. ``decisions`` are appended in the same transaction.
+
+        Returns what became of the message: ``sent`` or ``rejected`` (an attempt completed it),
+        ``cancelled`` (no attempt can have delivered it), or ``unknown`` when an attempt's answer was
+        lost (a worker that stopped mid-request, a timeout): the gateway may have taken it, so the
+        caller must count it as sent. The row then says so in its detail."""
         key = entry.idempotency_key
-        row = {**_values(entry, _OUTBOX_COLUMNS), "status": "cancelled", "detail": reason}
+        row = {
+            **_values(entry, _OUTBOX_COLUMNS),
+            "status": "cancelled",
+            "detail": reason,
+            "completed_at": _utcnow(),
+        }
         with self._engine.begin() as connection:
             if decisions:
                 insert_ignoring_duplicates(connection, _AUDIT, _audit_rows(decisions), ("event_key",))
             insert_ignoring_duplicates(connection, _OUTBOX, [row], ("idempotency_key",))
+            status, detail = connection.execute(
+                select(_OUTBOX.c.status, _OUTBOX.c.detail)
+                .where(_OUTBOX.c.idempotency_key == key)
+                .with_for_update()
+            ).one()
+            if status == "cancelled":  # cancelled before (a retried call): the same answer
+                return "unknown" if (detail or "").endswith(ANSWER_LOST) else "cancelled"
+            if status in ("sent", "rejected"):
+                return str(status)
+            unknown = status == "sending"
             connection.execute(
                 update(_OUTBOX)
-                .where(_OUTBOX.c.idempotency_key == key, _OUTBOX.c.status.not_in(("sent", "rejected")))
-                .values(status="cancelled", detail=reason, completed_at=_utcnow())
+                .where(_OUTBOX.c.idempotency_key == key)
+                .values(
+                    status="cancelled",
+                    detail=f"{reason}{ANSWER_LOST}" if unknown else reason,
+                    completed_at=_utcnow(),
+                )
             )
-            status: str = connection.execute(
-                select(_OUTBOX.c.status).where(_OUTBOX.c.idempotency_key == key)
-            ).scalar_one()
-        return status
+        return "unknown" if unknown else "cancelled"
 
     def outbox_by_provider_id(self, provider_message_id: str) -> OutboxEntry | None:
         """The send a carrier's receipt refers to."""

@@ -349,7 +349,9 @@ class SmsAction:
 def sms_finished(
     state: AccountState, action: SmsAction, status: str, *, segments: int, detail: str, today: date
 ) -> Effect:
-    """The SMS activity ended with ``status`` (``sent``, ``duplicate``, ``rejected``, ``window_closed``).
+    """The SMS activity ended with ``status`` (``sent``, ``duplicate``, ``rejected``, ``window_closed``),
+    or a cancelled one found that an attempt's answer was lost (``unknown``): the gateway may have taken
+    it, so it counts as sent (caps, cadence, unanswered count), and the timeline says "may have".
 
     A service reply leaves the pending list only if it is still there: a STOP that arrived while it
     was retrying has replaced the list with the confirmation, which must not be lost.
@@ -383,9 +385,12 @@ def sms_finished(
             state.instalment_offered = True
         if action.counts_for_escalation:
             state.unanswered_sms += 1
-    entry = Entry(
-        TimelineKind.SMS_SENT, f"{template} touchpoint {action.touchpoint} ({segments} segment(s))", True
+    shown = (
+        "may have reached the customer: an attempt's answer was lost before the cancellation"
+        if status == "unknown"
+        else f"{segments} segment(s)"
     )
+    entry = Entry(TimelineKind.SMS_SENT, f"{template} touchpoint {action.touchpoint} ({shown})", True)
     return Effect(state, (entry,))
 
 

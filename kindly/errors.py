@@ -53,15 +53,24 @@ class TemplateError(KindlyError):
 
 
 class DeliveryError(KindlyError):
-    """An outgoing HTTP call did not get a 2xx answer."""
+    """An outgoing HTTP call did not get a 2xx answer.
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    ``not_taken`` says the receiver certainly did not act on the request: it refused it (4xx, 429,
+    503) or it never reached it (no connection). Otherwise (a timeout, a 500, a dropped connection) it
+    may have: a message may have gone out although the sender never heard so.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, not_taken: bool = False) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.not_taken = not_taken
 
 
 class PermanentDeliveryError(DeliveryError):
-    """The receiver answered 4xx: the same request will never succeed."""
+    """The receiver answered 4xx: the same request will never succeed (and was not acted on)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message, status_code=status_code, not_taken=True)
 
 
 class TransientDeliveryError(DeliveryError):

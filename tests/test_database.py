@@ -223,13 +223,18 @@ def test_timestamps_read_back_as_written_whatever_the_server_time_zone(store: Au
 # --- the outbox ----------------------------------------------------------------------------------
 
 
-def test_claim_creates_a_pending_row_and_counts_attempts(store: AuditStore) -> None:
+def test_claim_creates_a_sending_row_and_counts_attempts(store: AuditStore) -> None:
+    """A claimed row says ``sending`` until its attempt's answer is known: refused (``release``: back to
+    ``pending``), or completed."""
     first = store.claim(outbox("tp-1", template="first_overdue"))
-    assert (first.status, first.attempts, first.template) == ("pending", 1, "first_overdue")
+    assert (first.status, first.attempts, first.template) == ("sending", 1, "first_overdue")
+    store.release("tp-1")
+    [released] = store.outbox_for("LN-1")
+    assert released.status == "pending"
     # A retry of the activity claims the same row; what it passes for a new row is ignored.
     again = store.claim(outbox("tp-1", template="something_else", touchpoint=9))
     assert (again.status, again.attempts, again.template, again.touchpoint) == (
-        "pending",
+        "sending",
         2,
         "first_overdue",
         1,
@@ -242,7 +247,7 @@ def test_claim_from_many_threads_at_once_makes_one_row(store: AuditStore) -> Non
     rows = at_once(8, lambda: store.claim(outbox("tp-race")))
     assert {row.idempotency_key for row in rows} == {"tp-race"}
     [stored] = store.outbox_for("LN-1")
-    assert stored.status == "pending"
+    assert stored.status == "sending"
     assert stored.attempts == 8
 
 
@@ -262,7 +267,7 @@ def test_claim_writes_its_decisions_once_and_returns_a_detached_row(store: Audit
     # A retried activity passes the same decisions again (and maybe one more): no row is doubled.
     again = store.claim(outbox("tp-1"), [audit("ev-2"), audit("ev-3")])
     assert [row.event_key for row in store.audit_for("LN-1")] == ["ev-1", "ev-2", "ev-3"]
-    assert (first.attempts, again.attempts, again.status) == (1, 2, "pending")
+    assert (first.attempts, again.attempts, again.status) == (1, 2, "sending")
     # The returned rows belong to no session: reading them needs no database.
     assert (first.idempotency_key, first.channel, first.touchpoint) == ("tp-1", "sms", 1)
     assert abs(as_utc(first.created_at) - datetime.now(UTC)) < timedelta(minutes=1)
@@ -351,6 +356,7 @@ def test_outbox_rows_are_per_account(store: AuditStore) -> None:
 
 def test_cancel_closes_a_pending_row_with_its_reason_once(store: AuditStore) -> None:
     store.claim(outbox("tp-1", template="first_overdue"))
+    store.release("tp-1")  # the gateway refused the attempt
     status = store.cancel(outbox("tp-1", template="other"), "repaid", [audit("ev-1"), audit("ev-2")])
     assert status == "cancelled"
     [row] = store.outbox_for("LN-1")
@@ -365,6 +371,16 @@ def test_cancel_closes_a_pending_row_with_its_reason_once(store: AuditStore) -> 
     # A late attempt's claim finds it cancelled (send_sms then refuses to send).
     claimed = store.claim(outbox("tp-1"))
     assert (claimed.status, claimed.detail, claimed.attempts) == ("cancelled", "repaid", 2)
+
+
+def test_cancel_of_a_send_whose_answer_was_lost_says_it_may_have_gone(store: AuditStore) -> None:
+    """An attempt claimed and never answered (its worker stopped mid-request, a timeout): the gateway may
+    have the message, so the caller hears ``unknown`` and counts it as sent; a retried call agrees."""
+    store.claim(outbox("tp-1"))
+    assert store.cancel(outbox("tp-1"), "number_changed") == "unknown"
+    [row] = store.outbox_for("LN-1")
+    assert (row.status, row.detail) == ("cancelled", "number_changed; an attempt's answer was lost")
+    assert store.cancel(outbox("tp-1"), "number_changed") == "unknown"
 
 
 def test_cancel_leaves_a_completed_row_as_it_is(store: AuditStore) -> None:
@@ -474,6 +490,7 @@ def test_outbox_of_an_older_database_gets_the_detail_column(database_url: str) -
                 {"key": "old/tp-4", "touchpoint": 4, "status": "pending", "message_id": None},
             )
         assert store.claim(outbox("old/tp-4", touchpoint=4)).detail is None
+        store.release("old/tp-4")
         assert store.cancel(outbox("old/tp-4", touchpoint=4), "repaid") == "cancelled"
         assert {row.idempotency_key: (row.status, row.detail) for row in store.outbox_for("LN-1")} == {
             "old/tp-1": ("cancelled", "repaid"),

@@ -67,14 +67,26 @@ def outage_on() -> str:
 
 
 @pytest.fixture
-def settings(settings: Settings, outage: OutageGateway, outage_on: str, tmp_path: Path) -> Settings:
+def http_timeout() -> float | None:
+    """The worker's HTTP timeout, when a test needs a short one (a gateway that hangs); else the default."""
+    return None
+
+
+@pytest.fixture
+def settings(
+    settings: Settings, outage: OutageGateway, outage_on: str, http_timeout: float | None, tmp_path: Path
+) -> Settings:
     """The shared test settings with the failing gateway on one endpoint, and the fault tests'
     segment (no holidays, no spreading: the reminder is due at once inside the window)."""
     policy_file = tmp_path / "stale-policies.json"
     policy_file.write_text(json.dumps({**TEST_POLICIES, **FAULT_POLICIES}))
-    return settings.model_copy(
-        update={f"{outage_on}_webhook_url": f"{outage.url}/{outage_on}", "policy_file": policy_file}
-    )
+    update: dict[str, Any] = {
+        f"{outage_on}_webhook_url": f"{outage.url}/{outage_on}",
+        "policy_file": policy_file,
+    }
+    if http_timeout is not None:
+        update["http_timeout_seconds"] = http_timeout
+    return settings.model_copy(update=update)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -396,6 +408,33 @@ async def _advance_until(env: WorkflowEnvironment, done: Callable[[], bool], *, 
             return
         await env.sleep(step)
     assert done(), "the condition never held within an hour of simulated time"
+
+
+@pytest.mark.parametrize("http_timeout", [0.5])
+async def test_a_cancelled_send_whose_answers_were_lost_counts_as_sent(
+    env: WorkflowEnvironment, client: Client, settings: Settings, outage: OutageGateway, store: AuditStore
+) -> None:
+    """A gateway that hangs past the client's timeout may have taken the message: cancelled then, it is
+    counted as sent (the cap holds the day; the cadence moves on), never sent again under a new key."""
+    outage.hang(10_000)
+    started = await _start(env, client, settings, outage)
+    await env.sleep(timedelta(minutes=3))
+    assert len(outage.requests) >= 2 and {r.status for r in outage.requests} == {None}, outage.requests
+    await started.handle.signal(SignalName.PAUSE, {"reason": "customer in hospital"})
+    await _until_recorded(started.handle, TimelineKind.REMINDER_CANCELLED)
+    await started.handle.signal(SignalName.RESUME, {})
+    outage.recover()
+    await env.sleep(timedelta(hours=3))
+
+    assert _accepted(outage.requests) == [], outage.requests  # nothing more the same day
+    entries = await timeline(started.handle)
+    [maybe] = _of(entries, TimelineKind.SMS_SENT)
+    assert "may have reached the customer" in maybe.detail, entries
+    [row] = store.outbox_for(started.account.account_id)
+    assert (row.status, row.detail) == ("cancelled", "paused; an attempt's answer was lost")
+    current = await status(started.handle)
+    assert current.sms_sent == 1 and current.next_touchpoint_at is not None
+    assert current.next_touchpoint_at.astimezone(ZoneInfo(started.account.timezone)).date() > started.today
 
 
 async def test_a_send_accepted_just_before_a_pause_counts_as_sent_once(

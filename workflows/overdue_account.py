@@ -513,7 +513,7 @@ class OverdueAccountWorkflow:
         )
         self.state.events_audited += len(decisions)
         self._metrics.sms(action.template, status)
-        if status in ("sent", "rejected"):
+        if status in ("sent", "rejected", "unknown"):
             today = local_date(self.state, workflow.now())
             detail = f"{status} before the cancellation took effect"
             self._take(sms_finished(self.state, action, status, segments=0, detail=detail, today=today))
