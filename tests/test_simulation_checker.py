@@ -772,6 +772,21 @@ def test_a_payment_accepted_but_never_credited_is_caught() -> None:
     assert "PAY-NY-2 answered 200" in only(world.build(), "payments")[0].detail
 
 
+def test_a_payment_after_the_one_that_repaid_may_go_uncredited_though_the_end_is_recorded_later() -> None:
+    """A workflow held up (its worker killed) takes its signals in one go: the full payment ends it, and
+    one that arrived after it is ignored, though both were answered 200 before the end was recorded."""
+    world = World()
+    world.account("cn", zone=SHANGHAI, due="2026-03-03")
+    world.payment("cn", "2026-03-06 11:00:00", "1000.00", "PAY-1", left="0.00", credited=False)
+    world.payment("cn", "2026-03-06 11:00:03", "50.00", "PAY-2", left="0.00", credited=False)
+    late = world.local("cn", "2026-03-06 11:00:20")
+    world.note("cn", late, TimelineKind.REPAYMENT_RECEIVED, "1000.00 received (PAY-1); 0.00 left")
+    world.note("cn", late, TimelineKind.REPAID, "paid in full")
+    world.end("cn", workflow_status="COMPLETED", stage="repaid", amount_due="0.00", next_touchpoint_at=None)
+    world.end("cn", result={"outcome": "repaid", "amount_collected": "1000.00"})
+    assert of(world.build(), "payments") == []
+
+
 def test_a_copy_of_a_payment_notice_is_not_a_second_payment() -> None:
     world = clean_world()
     first = next(d for d in world.observations.deliveries if d.action.payload.get("reference") == "PAY-NY-1")

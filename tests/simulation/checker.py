@@ -1074,6 +1074,24 @@ def escalation(observations: Observations) -> list[Violation]:
     return violations
 
 
+def _end_caused_at(account: _Account, notices: Sequence[Delivery]) -> datetime | None:
+    """When the delivery that ended the account arrived: its timeline entry may come much later (a
+    workflow held up by a killed worker or a restarted server takes its signals in one go), and the
+    workflow ignores whatever it takes after its end, though the API answered 200 earlier."""
+    ended = account.ended_at()
+    if ended is None:
+        return None
+    causes = [
+        ended,
+        *(signal.delivery.at for signal in account.confirmed(SignalName.SETTLE, SignalName.CLOSE)),
+    ]
+    credits = _credits(account)
+    if credits and account.entries(TimelineKind.REPAID):
+        last = credits[-1][2]
+        causes += [n.at for n in notices if str(n.action.payload.get("reference")) == last]
+    return min(causes)
+
+
 def payments(observations: Observations) -> list[Violation]:
     """Promise: money is counted exactly once.
 
@@ -1108,7 +1126,7 @@ def payments(observations: Observations) -> list[Violation]:
                         "payment carried",
                     )
                 )
-        ended = account.ended_at()
+        ended = _end_caused_at(account, notices)
         for notice in notices:
             reference = str(notice.action.payload.get("reference"))
             ours = notice.action.payload.get("account_id") == account.account_id
