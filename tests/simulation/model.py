@@ -15,10 +15,10 @@ from typing import Any, Literal
 Trigger = Literal["time", "retrying"]
 """When an action happens: at its time (``after`` the start), or ``after`` the first moment the gateway
 refuses one of the account's messages (so that it lands while a message is retrying)."""
-Channel = Literal["signal", "reply_webhook", "payment_webhook"]
+Channel = Literal["signal", "reply_webhook", "payment_webhook", "receipt_webhook"]
 """How an action reaches the account: a Temporal signal (operators, the phone team), or a webhook through
-Kindly's API (the carrier's inbound SMS, the lender's payment notifications), routed by phone number or
-account id as in production."""
+Kindly's API (the carrier's inbound SMS and delivery receipts, the lender's payment notifications), routed
+by phone number, message id or account id as in production."""
 
 
 @dataclass(frozen=True)

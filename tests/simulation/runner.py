@@ -54,6 +54,10 @@ HTTP_TIMEOUT_SECONDS = 0.5
 """The worker's HTTP timeout: a gateway that hangs costs this much real time per attempt."""
 QUERY_TIMEOUT = timedelta(seconds=60)
 PROGRESS_DAYS = 10
+RECEIPT_DEAD_NUMBER = 0.02
+"""The share of messages whose final receipt says the number is dead for good (undelivered, permanent)."""
+RECEIPT_FAILED = 0.03
+"""The share whose final receipt is a passing failure."""
 
 
 @dataclass(order=True)
@@ -134,6 +138,7 @@ class _Run:
         self.on_retry: dict[str, list[tuple[str, Action]]] = {}
         """Actions waiting for one of their account's messages to be refused, with their message ids."""
         self.seen_sms = 0
+        self.receipted = 0
 
     async def post_signed(self, path: str, payload: dict[str, Any]) -> str:
         """POST a signed webhook as a sender does: each delivery signed afresh, so that a repeated body (a
@@ -176,11 +181,38 @@ class _Run:
                 await self.env.sleep(target - now)
             now = await self.elapsed()
             self.trigger_on_retries(now)
+            self.send_receipts(now)
             self.report(now)
             while self.queue and self.queue[0].after <= now:
                 due = heapq.heappop(self.queue)
                 await self.deliver(due)
             self.answer_call_tasks(now)
+
+    def send_receipts(self, now: timedelta) -> None:
+        """The carrier's delivery receipts for each message the gateway took: ``sent``, then the final
+        state (mostly ``delivered``; some numbers dead for good, some failures passing), minutes later,
+        sometimes the final one first and sometimes twice."""
+        new, self.receipted = self.world.sms[self.receipted :], len(self.world.sms)
+        seed = self.script.seed
+        for attempt in new:
+            if attempt.outcome not in ("delivered", "lost_answer"):
+                continue
+            roll = _chance(seed, "receipt", attempt.key)
+            final: dict[str, Any] = {"message_id": f"sim-{attempt.key}", "status": "delivered"}
+            if roll < RECEIPT_DEAD_NUMBER:
+                final.update(status="undelivered", error_code="30005", permanent=True)
+            elif roll < RECEIPT_DEAD_NUMBER + RECEIPT_FAILED:
+                final.update(status="failed", error_code="30008")
+            sent_after = timedelta(seconds=5 + int(60 * _chance(seed, "receipt-sent", attempt.key)))
+            final_after = timedelta(minutes=1 + int(30 * _chance(seed, "receipt-final", attempt.key)))
+            if _chance(seed, "receipt-order", attempt.key) < 0.2:
+                sent_after, final_after = final_after, sent_after  # out of order
+            copies = 2 if _chance(seed, "receipt-copies", attempt.key) < 0.2 else 1
+            base = max(attempt.at - self.started_at, now)
+            sent = {"message_id": final["message_id"], "status": "sent"}
+            for payload, after, times in ((sent, sent_after, 1), (final, final_after, copies)):
+                action = Action(base + after, "receipt_webhook", "receipt", payload, times)
+                self.schedule(base + after, attempt.account_id, action, f"receipt-{attempt.key}")
 
     def report(self, now: timedelta) -> None:
         """A line every ``PROGRESS_DAYS`` simulated days, for a soak's console."""
@@ -254,6 +286,8 @@ class _Run:
                 answer = "signalled"
             except RPCError as err:
                 answer = f"refused: {err.status.name if err.status else err}"
+        elif action.channel == "receipt_webhook":
+            answer = await self.post_signed("/webhooks/receipts", payload)
         elif action.channel == "reply_webhook":
             message_id = payload.get("message_id") or due.message_id
             body = {"from": payload.get("from"), "text": payload.get("text"), "message_id": message_id}
