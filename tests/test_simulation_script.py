@@ -496,10 +496,19 @@ def test_describe_lists_every_account_and_action() -> None:
         assert f"due_in_days={account.account['due_in_days']}" in header
         for action in account.actions:
             line = next(remaining)
-            assert line.startswith(f"  {offset(action.after)} {action.name} via {action.channel}")
+            assert line.startswith(f"  {offset(action.after)} ")
+            assert f" {action.name} via {action.channel}" in line
             assert len(line) < 200
         if not account.actions:
             assert next(remaining) == "  (no actions)"
     assert offset(timedelta(days=2, hours=3, minutes=17, seconds=59)) == "+2d03h17m"
     stop = describe(Script(1, 3, (AccountScript({"account_id": "A"}, (reply(51, "STOP"),)),)))
     assert '+2d03h00m customer_reply via reply_webhook {"from": "+1", "text": "STOP"}' in stop
+
+
+def test_describe_says_when_an_action_waits_for_a_retry() -> None:
+    retrying = Action(timedelta(minutes=5), "signal", "pause", {"reason": "x"}, trigger="retrying")
+    script = Script(seed=1, days=3, accounts=(AccountScript({"account_id": "A"}, (retrying,)),))
+    assert "+0d00h05m after a message of its is first refused in an outage, pause via signal" in describe(
+        script
+    )

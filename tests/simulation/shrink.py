@@ -235,7 +235,10 @@ def _action_line(action: Action) -> str:
     if len(text) > PAYLOAD_WIDTH:
         text = f"{text[: PAYLOAD_WIDTH - 20]}... ({len(text)} chars)"
     copies = f" x{action.copies}" if action.copies != 1 else ""
-    return f"{offset(action.after)} {action.name} via {action.channel}{copies} {text}"
+    when = offset(action.after)
+    if action.trigger == "retrying":
+        when = f"{when} after a message of its is first refused in an outage,"
+    return f"{when} {action.name} via {action.channel}{copies} {text}"
 
 
 def offset(after: timedelta) -> str:
