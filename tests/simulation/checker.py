@@ -916,23 +916,27 @@ def after_stop(observations: Observations) -> list[Violation]:
                 )
             )
         stopped = _opted_out_at(account)
-        if stopped is None:
-            continue
-        for attempt in account.sms:
-            if (
-                attempt.reached_customer
-                and attempt.template != TemplateName.OPT_OUT_CONFIRMATION
-                and attempt.at > stopped + IN_FLIGHT
-            ):
-                violations.append(
-                    _violation(
-                        "after_stop",
-                        account.account_id,
-                        f"{attempt.template} ({attempt.key}) at {account.local_text(attempt.at)} after the "
-                        f"opt-out of {account.local_text(stopped)}",
-                    )
-                )
+        if stopped is not None:
+            violations += _sent_after(
+                account, stopped, "after_stop", f"the opt-out of {account.local_text(stopped)}"
+            )
     return violations
+
+
+def _sent_after(account: _Account, moment: datetime, invariant: str, what: str) -> list[Violation]:
+    """Messages but the opt-out confirmation that reached the customer more than ``IN_FLIGHT`` after
+    ``moment``, each a violation of ``invariant`` ("... after ``what``")."""
+    return [
+        _violation(
+            invariant,
+            account.account_id,
+            f"{attempt.template} ({attempt.key}) at {account.local_text(attempt.at)} after {what}",
+        )
+        for attempt in account.sms
+        if attempt.reached_customer
+        and attempt.template != TemplateName.OPT_OUT_CONFIRMATION
+        and attempt.at > moment + IN_FLIGHT
+    ]
 
 
 def after_end(observations: Observations) -> list[Violation]:
@@ -942,22 +946,9 @@ def after_end(observations: Observations) -> list[Violation]:
     violations: list[Violation] = []
     for account in _views(observations):
         ended = account.ended_at()
-        if ended is None:
-            continue
-        for attempt in account.sms:
-            if (
-                attempt.reached_customer
-                and attempt.template != TemplateName.OPT_OUT_CONFIRMATION
-                and attempt.at > ended + IN_FLIGHT
-            ):
-                violations.append(
-                    _violation(
-                        "after_end",
-                        account.account_id,
-                        f"{attempt.template} ({attempt.key}) at {account.local_text(attempt.at)} after the "
-                        f"account ended at {account.local_text(ended)}",
-                    )
-                )
+        if ended is not None:
+            what = f"the account ended at {account.local_text(ended)}"
+            violations += _sent_after(account, ended, "after_end", what)
     return violations
 
 
