@@ -18,20 +18,22 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kindly.contract import AccountInput, SignalName, TemplateName, TimelineKind
-from kindly.effects import (
-    ActionKind,
-    CancelReason,
-    Effect,
+from kindly.completions import (
     SmsAction,
-    apply_signal,
     call_task_created,
-    cancels,
     handoff_cancelled,
     sms_cancelled,
     sms_finished,
     sms_not_accepted,
     specialist_handed_off,
+)
+from kindly.contract import AccountInput, SignalName, TemplateName, TimelineKind
+from kindly.effects import (
+    ActionKind,
+    CancelReason,
+    Effect,
+    apply_signal,
+    cancels,
 )
 from kindly.policy.model import BUILT_IN_POLICIES
 from kindly.policy.schedule import StepKind, local_date, plan_next

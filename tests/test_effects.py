@@ -14,6 +14,16 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from kindly.completions import (
+    SMS_DAYS_KEPT,
+    SmsAction,
+    call_task_created,
+    handoff_cancelled,
+    sms_cancelled,
+    sms_finished,
+    sms_not_accepted,
+    specialist_handed_off,
+)
 from kindly.contract import (
     SIGNAL_MODELS,
     AccountInput,
@@ -25,19 +35,11 @@ from kindly.contract import (
     TimelineKind,
 )
 from kindly.effects import (
-    SMS_DAYS_KEPT,
     ActionKind,
     CancelReason,
     Effect,
-    SmsAction,
     apply_signal,
-    call_task_created,
     cancels,
-    handoff_cancelled,
-    sms_cancelled,
-    sms_finished,
-    sms_not_accepted,
-    specialist_handed_off,
 )
 from kindly.policy.model import BUILT_IN_POLICIES, CALL_HISTORY_KEPT
 from kindly.state import AccountState

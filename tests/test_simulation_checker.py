@@ -352,7 +352,13 @@ def test_the_checker_does_not_lean_on_kindlys_own_logic() -> None:
     imported |= {
         alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
     }
-    forbidden = {"kindly.policy.schedule", "kindly.effects", "kindly.state", "kindly.policy.replies"}
+    forbidden = {
+        "kindly.policy.schedule",
+        "kindly.effects",
+        "kindly.completions",
+        "kindly.state",
+        "kindly.policy.replies",
+    }
     assert not imported & forbidden
     assert not any(str(module).startswith(("workflows", "activities")) for module in imported)
 

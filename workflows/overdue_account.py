@@ -41,6 +41,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.messaging import MessagingActivities
     from activities.records import RecordActivities
+    from kindly.completions import (
+        SmsAction,
+        call_task_created,
+        handoff_cancelled,
+        sms_cancelled,
+        sms_finished,
+        sms_not_accepted,
+        specialist_handed_off,
+    )
     from kindly.contract import (
         WORKFLOW_TYPE,
         AccountInput,
@@ -57,15 +66,8 @@ with workflow.unsafe.imports_passed_through():
         ActionKind,
         CancelReason,
         Effect,
-        SmsAction,
         apply_signal,
-        call_task_created,
         cancels,
-        handoff_cancelled,
-        sms_cancelled,
-        sms_finished,
-        sms_not_accepted,
-        specialist_handed_off,
     )
     from kindly.masking import mask_reference
     from kindly.policy.schedule import (
