@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 ## run: dev server (SQLite in .data/), worker, HTTP API, SMS sandbox and a demo portfolio
 run: $(STAMP)
-	$(BIN)/python -m kindly.stack
+	$(BIN)/python -m kindly.programs.stack
 
 ## browser: Debian's chromium for the Web UI test (installed when running as root, e.g. in CI)
 browser:

@@ -22,8 +22,8 @@ from activities.inputs import (
     HandoffResult,
     SpecialistHandoffInput,
 )
-from kindly.db import AuditStore
 from kindly.errors import PermanentDeliveryError, TransientDeliveryError
+from kindly.store.db import AuditStore
 
 
 class HandoffActivities:

@@ -7,14 +7,15 @@ dials or texts it.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from kindly.contract import TemplateName
-from kindly.policy.model import ContactPolicy
+from kindly.domain.contract import TemplateName
+from kindly.domain.messages.context import MessageContext
+from kindly.domain.policy.model import ContactPolicy
 
 
 class _ActivityModel(BaseModel):
@@ -31,17 +32,6 @@ class AuditRecord(_ActivityModel):
     detail: str
     touchpoint: int | None = None
     template: str | None = None
-
-
-class MessageContext(_ActivityModel):
-    """Everything a template may show. No name, phone, ID or card number: by construction."""
-
-    amount_due: Decimal
-    currency: str
-    due_date: date
-    reference_masked: str
-    days_past_due: int
-    promise_date: date | None = None
 
 
 class SendSmsInput(_ActivityModel):

@@ -17,10 +17,11 @@ from temporalio.exceptions import ApplicationError
 from activities.audit_rows import action_row, decision_rows
 from activities.cancellation import announce_attempt, finish_request, raise_if_cancelled
 from activities.inputs import SendSmsInput, SendSmsResult
-from activities.rendering import MessageRenderer, sms_segments
 from activities.sms_providers import OutgoingSms, SmsProvider
-from kindly.db import AuditEntry, AuditStore, OutboxEntry
+from kindly.domain.messages.formatting import sms_segments
+from kindly.domain.messages.rendering import MessageRenderer
 from kindly.errors import DeliveryError, PermanentDeliveryError, TemplateError, TransientDeliveryError
+from kindly.store.db import AuditEntry, AuditStore, OutboxEntry
 
 
 class MessagingActivities:

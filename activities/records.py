@@ -18,14 +18,14 @@ from activities.inputs import (
     RecordOptOutInput,
     ResolvePolicyInput,
 )
-from kindly.contacts import PhoneIndex
-from kindly.db import AuditStore, OutboxEntry
-from kindly.policy.model import ContactPolicy, policy_for
+from kindly.domain.policy.model import ContactPolicy, policy_for
+from kindly.store.contacts import PhoneIndex
+from kindly.store.db import AuditStore, OutboxEntry
 
 
 class RecordActivities:
     """``phones`` holds the key ring: numbers are indexed and looked up by their keyed hash, and an
-    opt-out keeps the number encrypted (``kindly.contacts``); none is written in clear."""
+    opt-out keeps the number encrypted (``kindly.store.contacts``); none is written in clear."""
 
     def __init__(self, store: AuditStore, phones: PhoneIndex, policies: dict[str, ContactPolicy]) -> None:
         self._store = store

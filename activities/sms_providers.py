@@ -18,8 +18,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 
 from activities.http import post_form, post_json
+from kindly.domain.masking import mask_phone
 from kindly.errors import ConfigurationError
-from kindly.masking import mask_phone
 from kindly.settings import Settings
 
 

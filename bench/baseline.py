@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     import httpx
 
     # Kindly's attributes and its upsert of them, for the variants that upsert (registered by the bench).
-    from kindly.search_attributes import snapshot_updates
+    from kindly.domain.search_attributes import snapshot_updates
 
 WORKFLOW_TYPE = "BaselineWorkflow"
 

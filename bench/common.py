@@ -28,14 +28,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bench.procs import ManagedProcess
-from kindly.contract import AccountInput, AccountResult
-from kindly.dev_server import bundled_binary
-from kindly.policy.model import ContactPolicy
-from kindly.portfolio import PREPARE_CHUNK
-from kindly.preparation import AccountPreparer, PreparedStart
-from kindly.search_attributes import ensure_search_attributes
+from kindly.domain.contract import AccountInput, AccountResult
+from kindly.domain.policy.model import ContactPolicy
+from kindly.domain.search_attributes import ensure_search_attributes
+from kindly.programs.dev_server import bundled_binary
+from kindly.programs.portfolio import PREPARE_CHUNK
+from kindly.programs.preparation import AccountPreparer, PreparedStart
+from kindly.programs.temporal import connect, start_account
 from kindly.settings import Settings
-from kindly.temporal import connect, start_account
 
 T = TypeVar("T")
 
@@ -242,7 +242,7 @@ class KindlySetup:
         *,
         now: datetime | None = None,
     ) -> list[WorkflowHandle[object, AccountResult]]:
-        """Start the accounts as Kindly's importer does: prepared in bulk (``kindly.preparation``,
+        """Start the accounts as Kindly's importer does: prepared in bulk (``kindly.programs.preparation``,
         against this deployment's database and policy file, as of ``now``), then started with their
         preparation and first search attributes, ``concurrency`` at a time."""
         preparer = AccountPreparer.from_settings(self.settings())

@@ -1,6 +1,7 @@
 """The SMS sandbox gateway, served by uvicorn in its own process, with a counting endpoint for the bench.
 
-``python -m bench.gateway --port 8125`` serves ``kindly.sandbox`` (``POST /sms`` with idempotency keys,
+``python -m bench.gateway --port 8125`` serves ``kindly.programs.sandbox`` (``POST /sms`` with idempotency
+keys,
 as Kindly's webhook provider and the bare baseline both use it) plus ``GET /bench/times?contains=…``:
 the receive timestamps (seconds since the epoch, as the sandbox stamped them when it accepted each
 message) of the outgoing messages whose idempotency key contains the given text. No delivery
@@ -21,7 +22,7 @@ import httpx
 import uvicorn
 
 from bench.procs import ManagedProcess
-from kindly.sandbox.app import Mailbox, SandboxSettings, create_sandbox_app
+from kindly.programs.sandbox.app import Mailbox, SandboxSettings, create_sandbox_app
 
 
 def create_app() -> Any:

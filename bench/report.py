@@ -13,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench.baseline import BASELINE_VARIANTS
-from kindly.dev_server import bundled_binary
+from kindly.programs.dev_server import bundled_binary
 
 THROUGHPUT_RATIO = 0.9
 MAX_ACTIONS_PER_TOUCHPOINT = 3.0

@@ -50,13 +50,13 @@ from bench.common import (
 from bench.gateway import GatewayProcess
 from bench.histories import Cost, cost_of, cut_after_touchpoint, describe_events
 from bench.procs import ManagedProcess, cpu_seconds, own_children
-from kindly.contract import WORKFLOW_TYPE, AccountStatus, QueryName, workflow_id_for
-from kindly.dev_server import bundled_binary
-from kindly.portfolio import import_portfolio
-from kindly.preparation import AccountPreparer
-from kindly.rate_limit import sms_task_queue_rate
-from kindly.search_attributes import ensure_search_attributes
-from worker import build_worker
+from kindly.domain.contract import WORKFLOW_TYPE, AccountStatus, QueryName, workflow_id_for
+from kindly.domain.search_attributes import ensure_search_attributes
+from kindly.programs.dev_server import bundled_binary
+from kindly.programs.portfolio import import_portfolio
+from kindly.programs.preparation import AccountPreparer
+from kindly.programs.rate_limit import sms_task_queue_rate
+from kindly.programs.worker import build_worker
 
 KINDLY_SMS_ACTIVITY = "send_sms"
 MIB = 1024.0
@@ -431,7 +431,7 @@ async def lifecycle_costs(opts: Options, gateway: GatewayProcess) -> dict[str, A
 
 async def import_rate(system: str, opts: Options, gateway: GatewayProcess) -> dict[str, Any]:
     """Start ``opts.accounts`` accounts with no worker running: Kindly's import path
-    (``kindly.portfolio.import_portfolio``) or bare ``client.start_workflow`` calls of the same
+    (``kindly.programs.portfolio.import_portfolio``) or bare ``client.start_workflow`` calls of the same
     workflow type and input, at the same concurrency; ``bare_with_attributes`` gives each bare start
     the seven search attributes Kindly's import gives (their values computed before the clock starts),
     to show what they cost the server apart from everything else the import does."""
@@ -643,7 +643,7 @@ async def _sms_started_times(client: Client, workflow_ids: Sequence[str]) -> dic
 async def _delivery_delays(gateway: GatewayProcess, dispatched: dict[str, float]) -> dict[str, float | None]:
     """Seconds from Temporal's dispatch of each send (activity started) to the gateway's receipt of it
     (the idempotency key starts with the workflow id): the delay whose variation between sends close
-    in time is the margin of ``kindly.rate_limit`` (``DELIVERY_JITTER_SECONDS``)."""
+    in time is the margin of ``kindly.programs.rate_limit`` (``DELIVERY_JITTER_SECONDS``)."""
 
     async def one(workflow_id: str) -> tuple[float, float] | None:
         received = await gateway.times(f"{workflow_id}/")
@@ -734,7 +734,7 @@ async def herd(opts: Options, gateway: GatewayProcess) -> dict[str, Any]:
                 "seconds_window_open_to_first_sms": round(times[0] - opened, 3) if times else None,
                 "seconds_to_drain": round(times[-1] - opened, 3) if times else None,
                 "ideal_seconds_to_drain_at_limit": round(n / opts.herd_rate, 1),
-                # What the worker asks Temporal for (kindly.rate_limit): the gateway's rate less the
+                # What the worker asks Temporal for (kindly.programs.rate_limit): the gateway's rate less the
                 # limiter's one-second burst per partition and the delivery-jitter margin.
                 "sms_task_queue_rate_per_second": round(task_queue_rate, 3),
                 "ideal_seconds_to_drain_at_task_queue_rate": round(n / task_queue_rate, 1),

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     # The SMS gateway's accepted rate: never more messages than this in any 1-second interval, across
     # all workers. SMS sends run on their own task queue (``<task_queue>-sms``) whose Temporal rate
     # limit keeps them under it without slowing anything else; that limit bursts, so the queue's rate
-    # is about two fifths of this (``kindly/rate_limit.py``, which also says how many task-queue
+    # is about two fifths of this (``kindly/programs/rate_limit.py``, which also says how many task-queue
     # partitions the SMS queue may have: 4, Temporal's default, from 4/s up).
     sms_rate_limit_per_second: float = Field(default=50.0, gt=0)
     # Workflows a worker keeps in memory between tasks (the sticky cache): bounds its memory however
@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     metrics_bind_address: str | None = None
 
     # Application database (audit log, send outbox)
-    database_url: str = f"sqlite:///{DATA_DIR / 'kindly.db'}"
+    database_url: str = f"sqlite:///{DATA_DIR / 'kindly.store.db'}"
 
     # SMS gateway
     sms_provider: Literal["console", "webhook", "twilio"] = "console"

@@ -30,19 +30,19 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.codec import data_converter
-from kindly.contacts import PhoneIndex, create_tables
-from kindly.contract import AccountInput
-from kindly.db import make_engine
-from kindly.dev_server import bundled_binary
+from kindly.domain.contract import AccountInput
+from kindly.domain.policy.model import load_policies
+from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.keyring import load_keyring
-from kindly.policy.model import load_policies
-from kindly.preparation import AccountPreparer
-from kindly.search_attributes import ensure_search_attributes
+from kindly.programs.dev_server import bundled_binary
+from kindly.programs.preparation import AccountPreparer
+from kindly.programs.temporal import start_account
+from kindly.programs.worker import build_worker
 from kindly.settings import Settings
-from kindly.temporal import start_account
+from kindly.store.contacts import PhoneIndex, create_tables
+from kindly.store.db import make_engine
 from tests.http_recorder import RecordingHttpServer
 from tests.lifecycle_helpers import local_today, make_account, start
-from worker import build_worker
 
 HISTORIES = Path(__file__).parent / "histories"
 KEYS_FILE = HISTORIES / "keys.json"
@@ -61,7 +61,7 @@ def history_converter() -> DataConverter:
 
 
 _PREPARER: list[AccountPreparer] = []
-"""The capture's preparer, for scenarios of accounts their starter prepared (``kindly.preparation``);
+"""The capture's preparer, for scenarios of accounts their starter prepared (``kindly.programs.preparation``);
 it prepares as of ``_NOW[0]``, the test server's time."""
 _NOW: list[datetime] = []
 _GATEWAY: list[RecordingHttpServer] = []
@@ -206,7 +206,7 @@ async def main(only: Sequence[str] = ()) -> None:
             settings = Settings(
                 _env_file=None,
                 task_queue=f"capture-{uuid.uuid4().hex[:8]}",
-                database_url=f"sqlite:///{folder}/kindly.db",
+                database_url=f"sqlite:///{folder}/kindly.store.db",
                 sms_provider="webhook",
                 sms_webhook_url=f"{gateway.url}/sms",
                 phone_webhook_url=f"{gateway.url}/phone",

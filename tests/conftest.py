@@ -17,13 +17,13 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.codec import data_converter
-from kindly.db import AuditStore, make_engine
-from kindly.dev_server import bundled_binary
+from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.keyring import load_keyring
-from kindly.search_attributes import ensure_search_attributes
+from kindly.programs.dev_server import bundled_binary
+from kindly.programs.worker import build_worker
 from kindly.settings import Settings
+from kindly.store.db import AuditStore, make_engine
 from tests.http_recorder import RecordingHttpServer
-from worker import build_worker
 
 T = TypeVar("T")
 
@@ -66,7 +66,7 @@ def encrypting_converter() -> DataConverter:
 @pytest.fixture
 async def env(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
     """A fresh time-skipping server per test: each starts at today's date, not years ahead. Its
-    client encrypts with the test settings' key ring, as ``kindly.temporal.connect`` does."""
+    client encrypts with the test settings' key ring, as ``kindly.programs.temporal.connect`` does."""
     environment = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=bundled_binary("temporal-test-server"),
         data_converter=data_converter(load_keyring(settings)),
@@ -91,7 +91,7 @@ def settings(tmp_path: Path, gateway: RecordingHttpServer) -> Settings:
     return Settings(
         _env_file=None,
         task_queue=f"test-{uuid.uuid4().hex[:8]}",
-        database_url=f"sqlite:///{tmp_path / 'kindly.db'}",
+        database_url=f"sqlite:///{tmp_path / 'kindly.store.db'}",
         sms_provider="webhook",
         sms_webhook_url=f"{gateway.url}/sms",
         phone_webhook_url=f"{gateway.url}/phone",

@@ -4,7 +4,7 @@
   and a free port, and can be stopped and started again on the same file and port.
 * :class:`WorkerProcesses` runs ``python worker.py`` subprocesses configured through ``COLLECTIONS_*``
   variables (explicit encryption keys, nothing written under ``.data/``), and kills them with SIGKILL.
-* :class:`FaultyGateway` serves the real SMS sandbox (``kindly.sandbox``) on 127.0.0.1 behind a hook
+* :class:`FaultyGateway` serves the real SMS sandbox (``kindly.programs.sandbox``) on 127.0.0.1 behind a hook
   that records every send attempt and can hold a request: after the sandbox accepted it (the answer
   never reaches the worker) or before forwarding it (until the test opens a gate).
 * :class:`OutageGateway` is a threaded HTTP server for the time-skipping tests that answers 503, or
@@ -39,12 +39,12 @@ from pydantic import SecretStr
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
-from kindly.dev_server import start_dev_server
 from kindly.keyring import generate_key
-from kindly.sandbox import SandboxSettings, create_sandbox_app
-from kindly.sandbox.app import Mailbox, StoredMessage
+from kindly.programs.dev_server import start_dev_server
+from kindly.programs.sandbox import SandboxSettings, create_sandbox_app
+from kindly.programs.sandbox.app import Mailbox, StoredMessage
+from kindly.programs.temporal import connect
 from kindly.settings import Settings
-from kindly.temporal import connect
 from tests.asgi_server import serving
 
 T = TypeVar("T")
@@ -127,7 +127,7 @@ def fault_settings(tmp_path: Path, *, temporal_address: str, sms_webhook_url: st
         _env_file=None,
         temporal_address=temporal_address,
         task_queue=f"fault-{uuid.uuid4().hex[:10]}",
-        database_url=f"sqlite:///{tmp_path / 'kindly.db'}",
+        database_url=f"sqlite:///{tmp_path / 'kindly.store.db'}",
         sms_provider="webhook",
         sms_webhook_url=sms_webhook_url,
         policy_file=policy_file,
@@ -192,7 +192,7 @@ class DevServer:
         return 0 if self.process is None else stop_process(self.process)
 
     async def wait_ready(self, settings: Settings) -> Client:
-        """The test's client, built like the worker's (``kindly.temporal.connect``: data converter,
+        """The test's client, built like the worker's (``kindly.programs.temporal.connect``: data converter,
         codec), once the frontend answers (connect retries while the server starts)."""
         assert self.process is not None
         client = await connect(settings, wait=timedelta(seconds=60))

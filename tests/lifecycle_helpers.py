@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.contract import AccountInput, AccountResult, AccountStatus, TimelineEntry
-from kindly.temporal import start_account
+from kindly.domain.contract import AccountInput, AccountResult, AccountStatus, TimelineEntry
+from kindly.programs.temporal import start_account
 
 _counter = iter(range(1, 1_000_000))
 

@@ -27,16 +27,16 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.api import ApiSettings, create_app
-from kindly.api.security import kindly_headers, twilio_signature
-from kindly.contacts import PhoneIndex, create_tables
-from kindly.contract import AccountResult, workflow_id_for
-from kindly.db import AuditStore, make_engine
+from kindly.domain.contract import AccountResult, workflow_id_for
+from kindly.domain.policy.model import load_policies
+from kindly.domain.policy.registry import PolicyRegistry
 from kindly.errors import DecryptionError
 from kindly.keyring import KeyRing, generate_key, load_keyring
-from kindly.policy.model import load_policies
-from kindly.policy.registry import PolicyRegistry
+from kindly.programs.api import ApiSettings, create_app
+from kindly.programs.api.security import kindly_headers, twilio_signature
 from kindly.settings import Settings
+from kindly.store.contacts import PhoneIndex, create_tables
+from kindly.store.db import AuditStore, make_engine
 from tests.conftest import TEST_POLICIES, eventually
 from tests.lifecycle_helpers import STARTED, local_today
 
@@ -203,7 +203,7 @@ async def test_start_account_then_read_status(api: Api) -> None:
     assert current["stage"] == "pre_due" and Decimal(current["amount_due"]) == Decimal("1500.00")
     assert "started" in await timeline_kinds(api, account_id)
     assert api.phones.accounts_for("+8613800000001") == [account_id]
-    # Prepared by the API (kindly.preparation): its attributes came with the start, and its run asked
+    # Prepared by the API (kindly.programs.preparation): its attributes came with the start, and its run asked
     # nothing of the world itself (no local-activity or version marker).
     events = [e async for e in api.client.get_workflow_handle(f"overdue-{account_id}").fetch_history_events()]
     started = events[0].workflow_execution_started_event_attributes
@@ -617,9 +617,9 @@ def test_a_database_of_the_older_version_keeps_working_and_names_its_old_tables(
         ):
             connection.execute(statement)
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")  # as the worker and the API start
-    with caplog.at_level("WARNING", logger="kindly.contacts"):
+    with caplog.at_level("WARNING", logger="kindly.store.contacts"):
         create_tables(engine)
-    [warning] = [record.getMessage() for record in caplog.records if record.name == "kindly.contacts"]
+    [warning] = [record.getMessage() for record in caplog.records if record.name == "kindly.store.contacts"]
     assert "opt_out, payment_notification, phone_index" in warning and "in clear" in warning
 
     phones = PhoneIndex(engine, load_keyring(settings))

@@ -28,10 +28,10 @@ from schemathesis.core import NotSet
 from schemathesis.core.result import Ok
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.api import create_app
-from kindly.api.security import kindly_headers, twilio_signature
-from kindly.db import make_engine
+from kindly.programs.api import create_app
+from kindly.programs.api.security import kindly_headers, twilio_signature
 from kindly.settings import Settings
+from kindly.store.db import make_engine
 from tests.asgi_server import serving
 from tests.test_api import AUTH, PUBLIC_BASE, TWILIO_TOKEN, WEBHOOK_SECRET, api_settings
 

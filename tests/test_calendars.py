@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
+from kindly.domain.policy import calendars
+from kindly.domain.policy.calendars import HolidayCalendar, available_calendars, load_calendar
 from kindly.errors import ConfigurationError
-from kindly.policy import calendars
-from kindly.policy.calendars import HolidayCalendar, available_calendars, load_calendar
 
 REQUIRED_YEARS = {2026, 2027}
 
 
 def _raw_data() -> dict[str, Any]:
-    text = resources.files("kindly.policy").joinpath("data/holidays.json").read_text("utf-8")
+    text = resources.files("kindly.domain.policy").joinpath("data/holidays.json").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from kindly.contract import Stage
-from kindly.policy.model import REGIMES, ContactPolicy, RegimeRules
-from kindly.policy.schedule import DEFERRAL_REASONS, Deferral, StepKind, call_limit_reason, plan_next
-from kindly.state import AccountState
+from kindly.domain.contract import Stage
+from kindly.domain.policy.model import REGIMES, ContactPolicy, RegimeRules
+from kindly.domain.policy.schedule import DEFERRAL_REASONS, Deferral, StepKind, call_limit_reason, plan_next
+from kindly.domain.state import AccountState
 from tests.test_schedule import NEW_YORK, OVERDUE_DONE, SHANGHAI, local, make_state
 
 TODAY = date(2026, 11, 30)  # a Monday: no cn or us holiday from here to mid-December

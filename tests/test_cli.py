@@ -14,10 +14,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
-from kindly.cli import app
-from kindly.contract import AccountResult, Stage, workflow_id_for
-from kindly.operations import account_status, account_timeline
-from kindly.portfolio import ImportOutcome, PortfolioFormatError, import_portfolio, read_portfolio
+from kindly.domain.contract import AccountResult, Stage, workflow_id_for
+from kindly.programs.cli import app
+from kindly.programs.operations import account_status, account_timeline
+from kindly.programs.portfolio import ImportOutcome, PortfolioFormatError, import_portfolio, read_portfolio
 from kindly.settings import Settings
 from tests.conftest import TEST_POLICIES, WORKER_ENV, eventually
 from tests.lifecycle_helpers import STARTED, local_today, make_account, start
@@ -59,7 +59,7 @@ def cli_env(env: WorkflowEnvironment, settings: Settings) -> dict[str, str | Non
         "COLLECTIONS_TEMPORAL_NAMESPACE": env.client.namespace,
         "COLLECTIONS_TASK_QUEUE": settings.task_queue,
         # The workers' database and policy file, as a deployment's importer must have them (and so
-        # that no test writes into the project's own .data/kindly.db).
+        # that no test writes into the project's own .data/kindly.store.db).
         "COLLECTIONS_DATABASE_URL": settings.database_url,
         "COLLECTIONS_POLICY_FILE": str(settings.policy_file),
         "COLUMNS": "200",  # wide enough that tables do not truncate account ids

@@ -10,11 +10,11 @@ import httpx
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.api.app import create_app
-from kindly.api.settings import ApiSettings
-from kindly.db import make_engine
+from kindly.programs.api.app import create_app
+from kindly.programs.api.settings import ApiSettings
+from kindly.programs.temporal import start_account
 from kindly.settings import Settings
-from kindly.temporal import start_account
+from kindly.store.db import make_engine
 from tests.asgi_server import serving
 from tests.conftest import eventually
 from tests.lifecycle_helpers import make_account, status

@@ -31,15 +31,15 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from kindly.api import create_app
-from kindly.api.settings import ApiSettings
 from kindly.codec import ENCRYPTED_ENCODING, KEY_ID_KEY, EncryptionCodec, data_converter
-from kindly.db import make_engine
-from kindly.dev_server import bundled_binary, start_dev_server
 from kindly.errors import DecryptionError
 from kindly.keyring import KeyRing, load_keyring
+from kindly.programs.api import create_app
+from kindly.programs.api.settings import ApiSettings
+from kindly.programs.dev_server import bundled_binary, start_dev_server
+from kindly.programs.stack import stack_settings, ui_codec_endpoint
 from kindly.settings import Settings
-from kindly.stack import stack_settings, ui_codec_endpoint
+from kindly.store.db import make_engine
 from tests.asgi_server import serving
 from tests.conftest import eventually
 from tests.lifecycle_helpers import days, local_today, make_account, start

@@ -26,9 +26,9 @@ import typer.main
 import yaml  # type: ignore[import-untyped]
 from pydantic_settings import BaseSettings
 
-from kindly.api.settings import ApiSettings
 from kindly.keyring import load_keyring
-from kindly.sandbox import SandboxSettings
+from kindly.programs.api.settings import ApiSettings
+from kindly.programs.sandbox import SandboxSettings
 from kindly.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,7 +233,7 @@ def test_the_expected_kindly_services_are_there() -> None:
     assert {"worker", "api", "sandbox", "kindly-setup"} <= set(KINDLY_SERVICES)
     assert command_of(SERVICES["kindly-setup"]) == ["kindly", "setup"]
     # The sandbox's own entry point (kindly/sandbox/__main__.py), not a ``python -c`` one-liner.
-    assert command_of(SERVICES["sandbox"]) == ["python", "-m", "kindly.sandbox"]
+    assert command_of(SERVICES["sandbox"]) == ["python", "-m", "kindly.programs.sandbox"]
 
 
 @pytest.mark.parametrize("name", KINDLY_SERVICES)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from activities.rendering import MessageRenderer, build_template_environment, sms_segments
-from kindly.content_check import SampleValues, banned_words, check_message
-from kindly.contract import SUPPORTED_LOCALES, TemplateName
+from kindly.domain.contract import SUPPORTED_LOCALES, TemplateName
+from kindly.domain.messages.content_check import SampleValues, banned_words, check_message
+from kindly.domain.messages.formatting import sms_segments
+from kindly.domain.messages.rendering import MessageRenderer, build_template_environment
 from kindly.errors import ConfigurationError
 from kindly.settings import Settings
 

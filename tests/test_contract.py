@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from kindly.contract import (
+from kindly.domain.contract import (
     SIGNAL_MODELS,
     WORKFLOW_ID_PREFIX,
     AccountInput,
@@ -22,8 +22,8 @@ from kindly.contract import (
     UpdateContact,
     workflow_id_for,
 )
-from kindly.policy.replies import ReplyIntent, classify_reply
-from kindly.validation import describe_validation_error
+from kindly.domain.policy.replies import ReplyIntent, classify_reply
+from kindly.domain.validation import describe_validation_error
 
 VALID: dict[str, Any] = {
     "account_id": "ACC-2026.001_x",

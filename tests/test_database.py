@@ -34,10 +34,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from kindly.contacts import InboundMessage, PhoneIndex, create_tables
-from kindly.db import AuditEntry, AuditStore, OutboxEntry, _insert_each_ignoring_duplicates, make_engine
 from kindly.errors import DecryptionError
 from kindly.keyring import KeyRing
+from kindly.store.contacts import InboundMessage, PhoneIndex, create_tables
+from kindly.store.db import AuditEntry, AuditStore, OutboxEntry, _insert_each_ignoring_duplicates, make_engine
 from tests.postgres import postgres_url  # noqa: F401  (the session's PostgreSQL cluster, a fixture)
 
 T = TypeVar("T")
@@ -50,7 +50,7 @@ AT = datetime(2026, 3, 2, 9, 30, 15, 123000, tzinfo=UTC)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL to an empty database: a new SQLite file, or a new database on the session's cluster."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'kindly.db'}"
+        yield f"sqlite:///{tmp_path / 'kindly.store.db'}"
         return
     server: str = request.getfixturevalue("postgres_url")
     with fresh_postgres_database(server) as url:

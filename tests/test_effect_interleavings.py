@@ -1,4 +1,4 @@
-"""Random interleavings of signals, plans and finishing actions, through ``kindly.effects`` only.
+"""Random interleavings of signals, plans and finishing actions, through ``kindly.domain.effects`` only.
 
 ``Driver`` is a small model of ``OverdueAccountWorkflow`` without Temporal: a clock, the account's
 state and at most one action in flight (an SMS, a call task or a specialist hand-off). Hypothesis
@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kindly.completions import (
+from kindly.domain.completions import (
     SmsAction,
     call_task_created,
     handoff_cancelled,
@@ -27,18 +27,18 @@ from kindly.completions import (
     sms_not_accepted,
     specialist_handed_off,
 )
-from kindly.contract import AccountInput, SignalName, TemplateName, TimelineKind
-from kindly.effects import (
+from kindly.domain.contract import AccountInput, SignalName, TemplateName, TimelineKind
+from kindly.domain.effects import (
     ActionKind,
     CancelReason,
     Effect,
     apply_signal,
     cancels,
 )
-from kindly.policy.model import BUILT_IN_POLICIES
-from kindly.policy.schedule import StepKind, local_date, plan_next
-from kindly.policy.tones import choose_template
-from kindly.state import AccountState
+from kindly.domain.policy.model import BUILT_IN_POLICIES
+from kindly.domain.policy.schedule import StepKind, local_date, plan_next
+from kindly.domain.policy.tones import choose_template
+from kindly.domain.state import AccountState
 
 DUE = date(2026, 11, 20)
 AMOUNT = Decimal("1200.00")
@@ -101,7 +101,8 @@ class InFlight:
 
 @dataclass
 class Driver:
-    """The workflow's decisions around ``kindly.effects``: what it plans, starts, cancels and records."""
+    """The workflow's decisions around ``kindly.domain.effects``: what it plans, starts, cancels and
+    records."""
 
     state: AccountState
     now: datetime

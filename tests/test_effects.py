@@ -1,4 +1,4 @@
-"""``kindly.effects`` without Temporal: what every signal and every finished action does to an account.
+"""``kindly.domain.effects`` without Temporal: what every signal and every finished action does to an account.
 
 Each function is called on a plain ``AccountState``; every call also checks that the state it was
 given is left as it was (the workflow keeps the old state until it takes the effect).
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from kindly.completions import (
+from kindly.domain.completions import (
     SMS_DAYS_KEPT,
     SmsAction,
     call_task_created,
@@ -24,7 +24,7 @@ from kindly.completions import (
     sms_not_accepted,
     specialist_handed_off,
 )
-from kindly.contract import (
+from kindly.domain.contract import (
     SIGNAL_MODELS,
     AccountInput,
     Outcome,
@@ -34,15 +34,15 @@ from kindly.contract import (
     TemplateName,
     TimelineKind,
 )
-from kindly.effects import (
+from kindly.domain.effects import (
     ActionKind,
     CancelReason,
     Effect,
     apply_signal,
     cancels,
 )
-from kindly.policy.model import BUILT_IN_POLICIES, CALL_HISTORY_KEPT
-from kindly.state import AccountState
+from kindly.domain.policy.model import BUILT_IN_POLICIES, CALL_HISTORY_KEPT
+from kindly.domain.state import AccountState
 
 DUE = date(2026, 11, 20)
 TODAY = date(2026, 11, 25)  # in Shanghai

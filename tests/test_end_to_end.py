@@ -31,7 +31,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.contract import (
+from kindly.domain.contract import (
     AccountInput,
     AccountResult,
     AccountStatus,
@@ -43,8 +43,8 @@ from kindly.contract import (
     TimelineKind,
     workflow_id_for,
 )
-from kindly.dev_server import bundled_binary
-from kindly.temporal import start_account
+from kindly.programs.dev_server import bundled_binary
+from kindly.programs.temporal import start_account
 from tests.conftest import ENCRYPTION_ENV, encrypting_converter
 from tests.fault_helpers import stop_process
 from tests.http_recorder import RecordedRequest, RecordingHttpServer
@@ -151,7 +151,7 @@ def workers(
             "PYTHONUNBUFFERED": "1",
             "COLLECTIONS_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
             "COLLECTIONS_TASK_QUEUE": f"e2e-{uuid.uuid4().hex}",
-            "COLLECTIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'kindly.db'}",
+            "COLLECTIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'kindly.store.db'}",
             "COLLECTIONS_SMS_PROVIDER": "webhook",
             "COLLECTIONS_SMS_WEBHOOK_URL": f"{sms_gateway.url}/sms",
             "COLLECTIONS_POLICY_FILE": str(_write_policy_file(tmp_path / "policy.json")),

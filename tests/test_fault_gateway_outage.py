@@ -25,7 +25,7 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.contract import AccountStatus, TemplateName, TimelineEntry, TimelineKind
+from kindly.domain.contract import AccountStatus, TemplateName, TimelineEntry, TimelineKind
 from kindly.settings import Settings
 from tests.conftest import eventually
 from tests.fault_helpers import OutageGateway, OutageRequest, loop_clock, zone_at_local_hour

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
-from kindly.contract import (
+from kindly.domain.contract import (
     AccountInput,
     AccountResult,
     AccountStatus,
@@ -30,7 +30,7 @@ from kindly.contract import (
     TimelineEntry,
     TimelineKind,
 )
-from kindly.temporal import start_account
+from kindly.programs.temporal import start_account
 from tests.fault_helpers import (
     FAULT_SEGMENT,
     DevServer,

@@ -28,9 +28,16 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 
-from kindly.contract import AccountInput, AccountStatus, QueryName, TemplateName, TimelineEntry, TimelineKind
+from kindly.domain.contract import (
+    AccountInput,
+    AccountStatus,
+    QueryName,
+    TemplateName,
+    TimelineEntry,
+    TimelineKind,
+)
+from kindly.programs.temporal import start_account
 from kindly.settings import Settings
-from kindly.temporal import start_account
 from tests.fault_helpers import (
     FAULT_SEGMENT,
     FaultyGateway,

@@ -1,4 +1,4 @@
-"""Daily figures (``kindly.figures``): counted per local day from the audit log on SQLite and
+"""Daily figures (``kindly.programs.figures``): counted per local day from the audit log on SQLite and
 PostgreSQL, and served by ``kindly figures`` and ``GET /figures`` against the real dev server."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, inspect, text
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.api.app import create_app
-from kindly.api.settings import ApiSettings
-from kindly.contract import TimelineKind
-from kindly.db import DELIVERY_RECEIPT, AuditEntry, AuditStore, make_engine
-from kindly.figures import MAX_DAYS, daily_figures, day_figures
+from kindly.domain.contract import TimelineKind
+from kindly.programs.api.app import create_app
+from kindly.programs.api.settings import ApiSettings
+from kindly.programs.figures import MAX_DAYS, daily_figures, day_figures
 from kindly.settings import Settings
+from kindly.store.db import DELIVERY_RECEIPT, AuditEntry, AuditStore, make_engine
 from tests.asgi_server import serving
 from tests.conftest import eventually
 from tests.postgres import postgres_url  # noqa: F401  (the session's PostgreSQL cluster, a fixture)

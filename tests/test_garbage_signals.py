@@ -30,7 +30,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.contract import (
+from kindly.domain.contract import (
     SIGNAL_MODELS,
     WORKFLOW_TYPE,
     AccountInput,
@@ -40,8 +40,8 @@ from kindly.contract import (
     Stage,
     TimelineKind,
 )
+from kindly.domain.validation import describe_validation_error
 from kindly.settings import Settings
-from kindly.validation import describe_validation_error
 from tests.conftest import eventually
 from tests.lifecycle_helpers import STARTED, local_today, make_account, start, status, timeline
 

@@ -16,13 +16,13 @@ from temporalio.worker import Worker
 
 from activities.inputs import PrepareAccountInput, PreparedAccount, RecordDecisionsInput
 from kindly.codec import data_converter
-from kindly.contract import AccountStatus, Stage
-from kindly.dev_server import bundled_binary
+from kindly.domain.contract import AccountStatus, Stage
+from kindly.domain.policy.model import load_policies, policy_for
+from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.keyring import load_keyring
-from kindly.policy.model import load_policies, policy_for
-from kindly.search_attributes import ensure_search_attributes
+from kindly.programs.dev_server import bundled_binary
+from kindly.programs.temporal import start_account
 from kindly.settings import Settings
-from kindly.temporal import start_account
 from tests.conftest import eventually
 from tests.lifecycle_helpers import after_first_reminder, make_account, timeline
 from workflows.overdue_account import OverdueAccountWorkflow

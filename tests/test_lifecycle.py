@@ -11,13 +11,13 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.contract import AccountInput, AccountResult, AccountStatus, Outcome, Stage
+from kindly.domain.contract import AccountInput, AccountResult, AccountStatus, Outcome, Stage
 from kindly.errors import ConfigurationError
+from kindly.programs.worker import build_worker
 from kindly.settings import Settings
 from tests.conftest import eventually, sms_requests
 from tests.http_recorder import RecordingHttpServer
 from tests.lifecycle_helpers import days, kinds, local_today, make_account, start, status, timeline
-from worker import build_worker
 
 
 async def test_pre_due_reminder_then_paid_in_full(

@@ -11,10 +11,10 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.contract import WORKFLOW_TYPE, Stage
-from kindly.db import AuditStore
-from kindly.policy.calendars import load_calendar
+from kindly.domain.contract import WORKFLOW_TYPE, Stage
+from kindly.domain.policy.calendars import load_calendar
 from kindly.settings import Settings
+from kindly.store.db import AuditStore
 from tests.conftest import eventually, sms_requests
 from tests.http_recorder import RecordingHttpServer
 from tests.lifecycle_helpers import (

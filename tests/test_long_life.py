@@ -19,13 +19,13 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.contract import Outcome, TimelineEntry, TimelineKind
-from kindly.search_attributes import ensure_search_attributes
+from kindly.domain.contract import Outcome, TimelineEntry, TimelineKind
+from kindly.domain.search_attributes import ensure_search_attributes
+from kindly.programs.worker import build_worker
 from kindly.settings import Settings
 from tests.conftest import eventually, sms_requests
 from tests.http_recorder import RecordingHttpServer
 from tests.lifecycle_helpers import local_today, make_account, start, status, timeline
-from worker import build_worker
 
 LONG_LIFE_POLICY: dict[str, dict[str, Any]] = {
     "long_life": {

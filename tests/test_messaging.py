@@ -14,12 +14,13 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.inputs import AuditRecord, MessageContext, SendSmsInput
+from activities.inputs import AuditRecord, SendSmsInput
 from activities.messaging import MessagingActivities
-from activities.rendering import MessageRenderer, build_template_environment
 from activities.sms_providers import ConsoleSmsProvider
-from kindly.contract import TemplateName
-from kindly.db import AuditStore, make_engine
+from kindly.domain.contract import TemplateName
+from kindly.domain.messages.context import MessageContext
+from kindly.domain.messages.rendering import MessageRenderer, build_template_environment
+from kindly.store.db import AuditStore, make_engine
 
 ACCOUNT = "LN-1"
 KEY = "wf-1/run-1/tp-1"
@@ -27,7 +28,7 @@ KEY = "wf-1/run-1/tp-1"
 
 @pytest.fixture
 def store(tmp_path: Path) -> AuditStore:
-    return AuditStore(make_engine(f"sqlite:///{tmp_path / 'kindly.db'}"))
+    return AuditStore(make_engine(f"sqlite:///{tmp_path / 'kindly.store.db'}"))
 
 
 def activities(

@@ -9,11 +9,11 @@ import httpx
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.search_attributes import ensure_search_attributes
+from kindly.domain.search_attributes import ensure_search_attributes
+from kindly.programs.worker import build_worker, telemetry_runtime
 from kindly.settings import Settings
 from tests.conftest import eventually
 from tests.lifecycle_helpers import local_today, make_account, start, status
-from worker import build_worker, telemetry_runtime
 
 
 def free_port() -> int:

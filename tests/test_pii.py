@@ -40,12 +40,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.codec import ENCRYPTED_ENCODING
-from kindly.contacts import PhoneIndex, create_tables
-from kindly.contract import AccountResult, AccountStatus, TimelineEntry
-from kindly.db import make_engine
+from kindly.domain.contract import AccountResult, AccountStatus, TimelineEntry
 from kindly.keyring import load_keyring
+from kindly.programs.temporal import start_account
 from kindly.settings import Settings
-from kindly.temporal import start_account
+from kindly.store.contacts import PhoneIndex, create_tables
+from kindly.store.db import make_engine
 from tests.conftest import eventually, sms_requests
 from tests.http_recorder import RecordingHttpServer
 from tests.lifecycle_helpers import make_account
@@ -109,7 +109,7 @@ async def test_personal_data_never_reaches_temporal_logs_or_database_in_clear(
     await sms_to(PHONE, 1)
     await _record_shown(handle, shown, "after the first reminder")
 
-    # The reply as the inbound webhook handles it (kindly.api.webhooks): stored, then signalled.
+    # The reply as the inbound webhook handles it (kindly.programs.api.webhooks): stored, then signalled.
     reply = f"This is {NAME}, I {CIRCUMSTANCE}, text me at {NEW_PHONE} please"
     engine = make_engine(settings.database_url)
     phones = PhoneIndex(engine, load_keyring(settings))

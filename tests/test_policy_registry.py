@@ -1,4 +1,4 @@
-"""The workers' policy registry (``kindly.policy.registry``) on SQLite and PostgreSQL: what a starter
+"""The workers' policy registry (``kindly.domain.policy.registry``) on SQLite and PostgreSQL: what a starter
 compares its policy with before it starts accounts."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from kindly.policy.model import ContactPolicy, load_policies
-from kindly.policy.registry import MAX_LISTED_DIFFERENCES, PolicyRegistry, policy_fingerprint
+from kindly.domain.policy.model import ContactPolicy, load_policies
+from kindly.domain.policy.registry import MAX_LISTED_DIFFERENCES, PolicyRegistry, policy_fingerprint
 from tests.postgres import postgres_url  # noqa: F401  (the session's PostgreSQL cluster, a fixture)
 from tests.test_database import at_once, database_url, engine  # noqa: F401  (SQLite and PostgreSQL, fixtures)
 

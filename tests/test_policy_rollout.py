@@ -8,12 +8,12 @@ from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.contract import TimelineKind
-from kindly.search_attributes import ensure_search_attributes
+from kindly.domain.contract import TimelineKind
+from kindly.domain.search_attributes import ensure_search_attributes
+from kindly.programs.worker import build_worker
 from kindly.settings import Settings
 from tests.conftest import TEST_POLICIES, eventually
 from tests.lifecycle_helpers import local_today, make_account, start, status, timeline
-from worker import build_worker
 
 
 async def test_an_account_keeps_its_policy_until_told_to_refresh(

@@ -1,4 +1,5 @@
-"""Accounts their starter prepared (``kindly.preparation``): a run that begins without asking the world.
+"""Accounts their starter prepared (``kindly.programs.preparation``): a run that begins without
+asking the world.
 
 What it saves is read from the run's history (no marker, no upsert before its first action); what the
 preparation does is checked in the database (phone index, opt-outs) and in the workflow's timeline.
@@ -19,16 +20,16 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.contacts import PhoneIndex, create_tables
-from kindly.contract import WORKFLOW_TYPE, AccountInput, TimelineKind, workflow_id_for
-from kindly.db import AuditStore, make_engine
+from kindly.domain.contract import WORKFLOW_TYPE, AccountInput, TimelineKind, workflow_id_for
+from kindly.domain.policy.model import load_policies
+from kindly.domain.search_attributes import ALL_KEYS, NEXT_TOUCHPOINT_AT
 from kindly.keyring import load_keyring
-from kindly.policy.model import load_policies
-from kindly.portfolio import ImportOutcome, import_portfolio
-from kindly.preparation import AccountPreparer, NewRun, PreparedStart
-from kindly.search_attributes import ALL_KEYS, NEXT_TOUCHPOINT_AT
+from kindly.programs.portfolio import ImportOutcome, import_portfolio
+from kindly.programs.preparation import AccountPreparer, NewRun, PreparedStart
+from kindly.programs.temporal import start_account
 from kindly.settings import Settings
-from kindly.temporal import start_account
+from kindly.store.contacts import PhoneIndex, create_tables
+from kindly.store.db import AuditStore, make_engine
 from tests.conftest import eventually
 from tests.lifecycle_helpers import STARTED, make_account, status, timeline
 

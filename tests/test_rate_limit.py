@@ -1,4 +1,4 @@
-"""The SMS task queue's rate (``kindly.rate_limit``) against models of Temporal matching's limiters.
+"""The SMS task queue's rate (``kindly.programs.rate_limit``) against models of Temporal matching's limiters.
 
 Each model replays what one task-queue partition does with a backlog and a poller always waiting: it
 dispatches as soon as its limiter lets it, from an idle start (full burst), which is the most any
@@ -13,7 +13,7 @@ import math
 
 import pytest
 
-from kindly.rate_limit import (
+from kindly.programs.rate_limit import (
     DELIVERY_JITTER_SECONDS,
     TEMPORAL_DEFAULT_READ_PARTITIONS,
     sms_guaranteed_partitions,

@@ -12,12 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from kindly.contract import TemplateName
+from kindly.domain.contract import TemplateName
+from kindly.domain.policy.calendars import load_calendar
+from kindly.domain.policy.model import BUILT_IN_POLICIES, REGIMES, ContactPolicy, load_policies
+from kindly.domain.policy.schedule import DEFERRAL_REASONS, Deferral, StepKind, plan_next
+from kindly.domain.state import AccountState
 from kindly.errors import ConfigurationError
-from kindly.policy.calendars import load_calendar
-from kindly.policy.model import BUILT_IN_POLICIES, REGIMES, ContactPolicy, load_policies
-from kindly.policy.schedule import DEFERRAL_REASONS, Deferral, StepKind, plan_next
-from kindly.state import AccountState
 from tests.test_schedule import DUE, NEW_YORK, OVERDUE_DONE, SHANGHAI, local, make_state
 
 US_WIDE = ContactPolicy(regime="us", holiday_calendar="us", window_start=time(8), window_end=time(21))

@@ -9,17 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from activities.inputs import MessageContext
-from activities.rendering import (
-    MessageRenderer,
-    build_template_environment,
-    format_date,
-    format_money,
-    sms_segments,
-)
-from kindly.contract import SUPPORTED_LOCALES, TemplateName
+from kindly.domain.contract import SUPPORTED_LOCALES, TemplateName
+from kindly.domain.masking import mask_reference
+from kindly.domain.messages.context import MessageContext
+from kindly.domain.messages.formatting import format_date, format_money, sms_segments
+from kindly.domain.messages.rendering import MessageRenderer, build_template_environment
 from kindly.errors import ConfigurationError, TemplateError
-from kindly.masking import mask_reference
 
 BRAND = "Kindly Finance"
 HOTLINE = "400-800-1234"

@@ -15,18 +15,18 @@ import httpx
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.api.app import create_app
-from kindly.api.security import kindly_headers, twilio_signature
-from kindly.api.settings import ApiSettings
-from kindly.db import AuditStore, make_engine
-from kindly.sandbox import SandboxSettings, create_sandbox_app
-from kindly.search_attributes import ensure_search_attributes
+from kindly.domain.search_attributes import ensure_search_attributes
+from kindly.programs.api.app import create_app
+from kindly.programs.api.security import kindly_headers, twilio_signature
+from kindly.programs.api.settings import ApiSettings
+from kindly.programs.sandbox import SandboxSettings, create_sandbox_app
+from kindly.programs.worker import build_worker
 from kindly.settings import Settings
+from kindly.store.db import AuditStore, make_engine
 from tests.asgi_server import serving
 from tests.conftest import eventually
 from tests.lifecycle_helpers import STARTED, kinds, local_today, make_account, start, status, timeline
 from tests.test_api import assert_no_phone_in
-from worker import build_worker
 
 SECRET = "round-trip-secret"
 

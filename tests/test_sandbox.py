@@ -1,5 +1,5 @@
 """The SMS sandbox as a real HTTP server: sends, deduplication, Twilio shape, inbox, replies; and
-``python -m kindly.sandbox`` (the compose service's command) as a process of its own."""
+``python -m kindly.programs.sandbox`` (the compose service's command) as a process of its own."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from activities.sms_providers import OutgoingSms, TwilioSmsProvider, WebhookSmsProvider
-from kindly.sandbox import SandboxSettings, create_sandbox_app
+from kindly.programs.sandbox import SandboxSettings, create_sandbox_app
 from tests.asgi_server import serving
 from tests.fault_helpers import REPO_ROOT, free_port, poll_until, stop_process
 from tests.http_recorder import RecordingHttpServer
@@ -95,7 +95,7 @@ async def test_python_m_kindly_sandbox_serves_on_its_settings_and_stops_on_sigte
     log_path = tmp_path / "sandbox.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "kindly.sandbox"],
+            [sys.executable, "-m", "kindly.programs.sandbox"],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -113,7 +113,7 @@ async def test_python_m_kindly_sandbox_serves_on_its_settings_and_stops_on_sigte
             index = await poll_until(
                 lambda: client.get(f"{url}/"),
                 lambda response: response.status_code == 200,
-                what=f"python -m kindly.sandbox to answer on {url}",
+                what=f"python -m kindly.programs.sandbox to answer on {url}",
                 timeout=30,
                 interval=0.1,
                 alive=alive,

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kindly.contract import AccountInput, Outcome, Stage, TemplateName
-from kindly.policy.calendars import load_calendar
-from kindly.policy.model import ContactPolicy
-from kindly.policy.schedule import (
+from kindly.domain.contract import AccountInput, Outcome, Stage, TemplateName
+from kindly.domain.policy.calendars import load_calendar
+from kindly.domain.policy.model import ContactPolicy
+from kindly.domain.policy.schedule import (
     Deferral,
     StepKind,
     blocked_reason,
@@ -21,7 +21,7 @@ from kindly.policy.schedule import (
     local_date,
     plan_next,
 )
-from kindly.state import AccountState, current_stage
+from kindly.domain.state import AccountState, current_stage
 
 SHANGHAI = "Asia/Shanghai"
 NEW_YORK = "America/New_York"

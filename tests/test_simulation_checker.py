@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kindly.contract import TimelineKind
-from kindly.policy.model import ContactPolicy
+from kindly.domain.contract import TimelineKind
+from kindly.domain.policy.model import ContactPolicy
 from tests.simulation import checker
 from tests.simulation.checker import check
 from tests.simulation.model import (
@@ -353,11 +353,11 @@ def test_the_checker_does_not_lean_on_kindlys_own_logic() -> None:
         alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
     }
     forbidden = {
-        "kindly.policy.schedule",
-        "kindly.effects",
-        "kindly.completions",
-        "kindly.state",
-        "kindly.policy.replies",
+        "kindly.domain.policy.schedule",
+        "kindly.domain.effects",
+        "kindly.domain.completions",
+        "kindly.domain.state",
+        "kindly.domain.policy.replies",
     }
     assert not imported & forbidden
     assert not any(str(module).startswith(("workflows", "activities")) for module in imported)

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from kindly.api.webhooks import InboundSms, PaymentNotice
-from kindly.contract import SIGNAL_MODELS, AccountInput, SignalName, UpdateContact
-from kindly.policy.replies import ReplyIntent, classify_reply
+from kindly.domain.contract import SIGNAL_MODELS, AccountInput, SignalName, UpdateContact
+from kindly.domain.policy.replies import ReplyIntent, classify_reply
+from kindly.programs.api.webhooks import InboundSms, PaymentNotice
 from tests.simulation.model import AccountScript, Action, Faults, Script
 from tests.simulation.policies import SEGMENTS
 from tests.simulation.script import ZONES, default_faults, generate, hostile_payloads

@@ -6,10 +6,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.rate_limit import sms_task_queue_rate
+from kindly.programs.rate_limit import sms_task_queue_rate
+from kindly.programs.worker import build_worker
 from kindly.settings import Settings
 from tests.lifecycle_helpers import after_first_reminder
-from worker import build_worker
 
 
 async def test_send_sms_is_scheduled_on_the_sms_queue(

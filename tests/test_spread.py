@@ -6,10 +6,10 @@ from collections import Counter
 from datetime import date, time, timedelta
 from typing import Any
 
-from kindly.contract import TemplateName
-from kindly.policy.model import ContactPolicy
-from kindly.policy.schedule import StepKind, plan_next, spread_offset
-from kindly.state import AccountState
+from kindly.domain.contract import TemplateName
+from kindly.domain.policy.model import ContactPolicy
+from kindly.domain.policy.schedule import StepKind, plan_next, spread_offset
+from kindly.domain.state import AccountState
 from tests.test_schedule import DUE, OVERDUE_DONE, local, make_state
 
 WINDOW = timedelta(hours=11)  # the standard policy's 09:00-20:00

@@ -26,7 +26,7 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.contract import (
+from kindly.domain.contract import (
     AccountInput,
     Outcome,
     SignalName,
@@ -34,9 +34,9 @@ from kindly.contract import (
     TimelineEntry,
     TimelineKind,
 )
-from kindly.db import AuditStore
-from kindly.effects import CancelReason
+from kindly.domain.effects import CancelReason
 from kindly.settings import Settings
+from kindly.store.db import AuditStore
 from tests.conftest import TEST_POLICIES, eventually
 from tests.fault_helpers import (
     FAULT_POLICIES,

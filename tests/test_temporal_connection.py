@@ -8,8 +8,8 @@ import pytest
 from temporalio.client import TLSConfig
 
 from kindly.errors import ConfigurationError
+from kindly.programs.temporal import tls_config
 from kindly.settings import Settings
-from kindly.temporal import tls_config
 
 
 def settings(**overrides: object) -> Settings:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kindly.contract import TemplateName
-from kindly.policy.model import BUILT_IN_POLICIES, ContactPolicy
-from kindly.policy.tones import choose_template
+from kindly.domain.contract import TemplateName
+from kindly.domain.policy.model import BUILT_IN_POLICIES, ContactPolicy
+from kindly.domain.policy.tones import choose_template
 
 STANDARD = BUILT_IN_POLICIES["standard"]
 GENTLE = BUILT_IN_POLICIES["gentle"]

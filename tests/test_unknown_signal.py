@@ -7,7 +7,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.contract import Outcome, TimelineKind
+from kindly.domain.contract import Outcome, TimelineKind
 from kindly.settings import Settings
 from tests.conftest import eventually
 from tests.lifecycle_helpers import local_today, make_account, start, timeline

@@ -11,12 +11,12 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.codec import data_converter
-from kindly.dev_server import bundled_binary
+from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.keyring import load_keyring
-from kindly.preparation import AccountPreparer
-from kindly.search_attributes import ensure_search_attributes
+from kindly.programs.dev_server import bundled_binary
+from kindly.programs.preparation import AccountPreparer
+from kindly.programs.temporal import start_account
 from kindly.settings import Settings
-from kindly.temporal import start_account
 from tests.conftest import eventually
 from tests.lifecycle_helpers import make_account, status
 

@@ -15,13 +15,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.dev_server import bundled_binary
-from kindly.search_attributes import ensure_search_attributes
+from kindly.domain.search_attributes import ensure_search_attributes
+from kindly.programs.dev_server import bundled_binary
+from kindly.programs.temporal import start_account
+from kindly.programs.worker import build_worker
 from kindly.settings import Settings
-from kindly.temporal import start_account
 from tests.conftest import encrypting_converter, eventually
 from tests.lifecycle_helpers import make_account
-from worker import build_worker
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(

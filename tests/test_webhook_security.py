@@ -32,12 +32,12 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-import kindly.api.__main__ as api_main
+import kindly.programs.api.__main__ as api_main
 from activities.audit_rows import action_row
-from kindly.api import ApiSettings
-from kindly.api.security import kindly_headers, twilio_signature
-from kindly.db import AuditStore, OutboxEntry
+from kindly.programs.api import ApiSettings
+from kindly.programs.api.security import kindly_headers, twilio_signature
 from kindly.settings import Settings
+from kindly.store.db import AuditStore, OutboxEntry
 from tests import test_api
 from tests.conftest import eventually
 from tests.test_api import (
@@ -307,7 +307,7 @@ def same_answer(one: httpx.Response, other: httpx.Response) -> None:
 async def test_json_webhook_accepts_the_previous_secret_once_and_tells_nothing(
     rotating: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="kindly.api.security")
+    caplog.set_level(logging.WARNING, logger="kindly.programs.api.security")
     phone = "+8613800000033"
     account_id = await start_account(rotating, phone=phone)
     old = {"from": phone, "text": "paid yesterday", "message_id": "M-ROT-OLD"}
@@ -365,7 +365,7 @@ async def test_json_webhook_accepts_the_previous_secret_once_and_tells_nothing(
 async def test_twilio_webhook_accepts_the_previous_auth_token_once(
     rotating: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="kindly.api.security")
+    caplog.set_level(logging.WARNING, logger="kindly.programs.api.security")
     path = "/webhooks/sms/twilio"
     url = PUBLIC_BASE + path
     phone = "+8613800000034"  # no account: stored and answered, which is all this test needs

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 from temporalio.common import RetryPolicy
 
 import workflows
+from kindly.programs.worker import WORKFLOW_PACKAGE, workflow_runner
 from kindly.settings import Settings
-from worker import WORKFLOW_PACKAGE, workflow_runner
 
 IMMUTABLE = (str, bytes, int, float, bool, type(None), timedelta, date, datetime, Decimal, TypeVar)
 READ_ONLY = (RetryPolicy,)

@@ -1,6 +1,6 @@
 """``OverdueAccountWorkflow``: one durable workflow per overdue account, for weeks or months.
 
-It decides *what* and *when* and never does I/O: the contact policy (``kindly.policy.schedule``)
+It decides *what* and *when* and never does I/O: the contact policy (``kindly.domain.policy.schedule``)
 says what comes next, a timer waits for it, and one activity acts and writes its own audit row.
 Signals change the state and wake the loop, which plans again. Every decision lands in the timeline
 query and, through the next activity (or one local activity after signals), in the audit log.
@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         CancelSendInput,
         IndexPhoneInput,
         IndexPhoneResult,
-        MessageContext,
         PrepareAccountInput,
         PreparedAccount,
         RecordDecisionsInput,
@@ -41,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.messaging import MessagingActivities
     from activities.records import RecordActivities
-    from kindly.completions import (
+    from kindly.domain.completions import (
         SmsAction,
         call_task_created,
         handoff_cancelled,
@@ -50,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
         sms_not_accepted,
         specialist_handed_off,
     )
-    from kindly.contract import (
+    from kindly.domain.contract import (
         WORKFLOW_TYPE,
         AccountInput,
         AccountResult,
@@ -62,15 +61,16 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
         TimelineKind,
     )
-    from kindly.effects import (
+    from kindly.domain.effects import (
         ActionKind,
         CancelReason,
         Effect,
         apply_signal,
         cancels,
     )
-    from kindly.masking import mask_reference
-    from kindly.policy.schedule import (
+    from kindly.domain.masking import mask_reference
+    from kindly.domain.messages.context import MessageContext
+    from kindly.domain.policy.schedule import (
         Step,
         StepKind,
         local_date,
@@ -79,9 +79,9 @@ with workflow.unsafe.imports_passed_through():
         plan_next,
         zone_date,
     )
-    from kindly.policy.tones import choose_template
-    from kindly.search_attributes import SearchSnapshot, snapshot_of, snapshot_updates
-    from kindly.state import (
+    from kindly.domain.policy.tones import choose_template
+    from kindly.domain.search_attributes import SearchSnapshot, snapshot_of, snapshot_updates
+    from kindly.domain.state import (
         TIMELINE_LIMIT,
         AccountState,
         audit_event_key,
@@ -90,8 +90,8 @@ with workflow.unsafe.imports_passed_through():
         stage_by_date,
         start_entries,
     )
-    from kindly.summaries import describe_position
-    from kindly.validation import describe_validation_error
+    from kindly.domain.summaries import describe_position
+    from kindly.domain.validation import describe_validation_error
     from workflows.metrics import WorkflowMetrics
 
 # Hand-offs retry without a deadline (an outage of the phone system must not fail the account's
@@ -113,7 +113,7 @@ LEAN_START_PATCH = "lean-start"
 """Runs that begin on this code write less history: one local activity prepares a new account
 (policy, phone index, opt-out) where two did, and the three patches above are taken as applied
 instead of each writing its marker and ``TemporalChangeVersion`` upsert again in every run. Runs that
-began earlier keep their old path to their end. A run its starter prepared (``kindly.preparation``,
+began earlier keep their old path to their end. A run its starter prepared (``kindly.programs.preparation``,
 a third argument) takes the lean path without asking: its input already tells it apart."""
 CONFIRM_AFTER_END_PATCH = "confirm-opt-out-after-end"
 """An account that ends while its opt-out confirmation is owed sends it before it completes; runs that
@@ -155,7 +155,7 @@ class OverdueAccountWorkflow:
     @workflow.run
     async def run(self, *args: Any) -> AccountResult:
         """``run(account)`` for a new account, ``run(account, None, preparation)`` for one its starter
-        prepared (``kindly.preparation``), ``run(account, state)`` after continue-as-new.
+        prepared (``kindly.programs.preparation``), ``run(account, state)`` after continue-as-new.
 
         Arguments arrive as raw JSON and are checked here: a wrong count or a bad state fails the
         workflow at once with a non-retryable error instead of failing its task forever.
@@ -399,7 +399,7 @@ class OverdueAccountWorkflow:
         self, handle: workflow.ActivityHandle[_Result], kind: ActionKind, template: TemplateName | None = None
     ) -> _Result | CancelReason:
         """The activity's result, or why it was cancelled: a signal that makes it unwanted
-        (``kindly.effects.cancels``) cancels it through Temporal. A request during backoff ends it at
+        (``kindly.domain.effects.cancels``) cancels it through Temporal. A request during backoff ends it at
         once; an attempt in flight hears of it through its heartbeat and finishes its request, and if
         the other side took it the result comes back as if nothing had been asked (it counts)."""
         self._stale = []
@@ -694,7 +694,8 @@ class OverdueAccountWorkflow:
     # --- signals -----------------------------------------------------------------------------
 
     def _receive(self, name: SignalName, payload: Any) -> None:
-        """Apply one signal (``kindly.effects``); a bad one is recorded as rejected and changes nothing."""
+        """Apply one signal (``kindly.domain.effects``); a bad one is recorded as rejected and changes
+        nothing."""
         if self._state is None:
             self._buffered.append((name, payload))
             return

@@ -34,9 +34,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from kindly.contract import CallOutcomeKind, SignalName, Stage, TemplateName, TimelineKind
-from kindly.policy.calendars import load_calendar
-from kindly.policy.model import REGIMES, ContactPolicy
+from kindly.domain.contract import CallOutcomeKind, SignalName, Stage, TemplateName, TimelineKind
+from kindly.domain.policy.calendars import load_calendar
+from kindly.domain.policy.model import REGIMES, ContactPolicy
 from tests.simulation.model import (
     AccountEnd,
     Delivery,

@@ -68,10 +68,10 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.contract import workflow_id_for
-from kindly.dev_server import bundled_binary
-from kindly.policy.model import load_policies, policy_for
-from kindly.search_attributes import ALL_KEYS, ensure_search_attributes
+from kindly.domain.contract import workflow_id_for
+from kindly.domain.policy.model import load_policies, policy_for
+from kindly.domain.search_attributes import ALL_KEYS, ensure_search_attributes
+from kindly.programs.dev_server import bundled_binary
 from kindly.settings import Settings
 from tests.conftest import ENCRYPTION_SETTINGS
 from tests.fault_helpers import (
@@ -519,7 +519,7 @@ async def run_on_dev_server(
                 _env_file=None,
                 temporal_address=server.address,
                 task_queue=f"simdev-{script.seed}-{uuid.uuid4().hex[:6]}",
-                database_url=f"sqlite:///{workdir / 'kindly.db'}",
+                database_url=f"sqlite:///{workdir / 'kindly.store.db'}",
                 sms_provider="webhook",
                 sms_webhook_url=f"{world.url}/sms",
                 phone_webhook_url=f"{world.url}/phone",

@@ -30,13 +30,14 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.api.security import kindly_headers
 from kindly.codec import data_converter
-from kindly.contract import AccountResult, AccountStatus, TimelineEntry, workflow_id_for
-from kindly.dev_server import bundled_binary
+from kindly.domain.contract import AccountResult, AccountStatus, TimelineEntry, workflow_id_for
+from kindly.domain.policy.model import load_policies, policy_for
+from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.keyring import load_keyring
-from kindly.policy.model import load_policies, policy_for
-from kindly.search_attributes import ensure_search_attributes
+from kindly.programs.api.security import kindly_headers
+from kindly.programs.dev_server import bundled_binary
+from kindly.programs.worker import build_worker
 from kindly.settings import Settings
 from tests.conftest import ENCRYPTION_SETTINGS, TEST_POLICIES
 from tests.fault_helpers import loop_clock
@@ -44,7 +45,6 @@ from tests.simulation.gateway import SimulatedWorld, _chance
 from tests.simulation.model import AccountEnd, Action, Delivery, Observations, Script
 from tests.simulation.policies import simulation_policies
 from tests.test_api import API_KEY, WEBHOOK_SECRET, Api, api_settings, serving
-from worker import build_worker
 
 STEP = timedelta(hours=6)
 """The longest stretch of simulated time between two looks at the world (for the phone team's answers)."""
@@ -330,7 +330,7 @@ async def run(script: Script, workdir: Path, progress: Callable[[str], None] | N
     settings_fields: dict[str, Any] = {
         "_env_file": None,
         "task_queue": f"sim-{script.seed}-{uuid.uuid4().hex[:6]}",
-        "database_url": f"sqlite:///{workdir / 'kindly.db'}",
+        "database_url": f"sqlite:///{workdir / 'kindly.store.db'}",
         "sms_provider": "webhook",
         "http_timeout_seconds": HTTP_TIMEOUT_SECONDS,
         **ENCRYPTION_SETTINGS,

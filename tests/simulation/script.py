@@ -85,7 +85,7 @@ REPLIES: dict[str, tuple[str, ...]] = {
     "other_zh": ("好的，下周还", "知道了", "你们是哪家公司？", "可以分期吗"),
     "other_en": ("ok will pay friday", "who is this?", "please stop calling my mother", "thanks"),
 }
-"""Reply texts by keyword family (``kindly.policy.replies``), in both languages where the family has
+"""Reply texts by keyword family (``kindly.domain.policy.replies``), in both languages where the family has
 phrases; ``other`` includes "please stop calling my mother", which is not an opt-out."""
 REPLY_WEIGHTS = {"opt_out": 4, "help": 2, "hardship": 2, "dispute": 2, "other": 6}
 
@@ -514,4 +514,5 @@ MID_RETRY_CHANGES: tuple[Kind, ...] = (
     settle,
     close,
 )
-"""Changes worth making while a message retries: each may make it unwanted (``kindly.effects.cancels``)."""
+"""Changes worth making while a message retries: each may make it unwanted
+(``kindly.domain.effects.cancels``)."""

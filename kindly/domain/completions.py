@@ -1,0 +1,149 @@
+"""What a finished action does to an account: pure functions over ``AccountState``, like the signals' in
+``kindly.domain.effects``, whose :class:`~kindly.domain.effects.Effect` they return.
+
+"The activity finished" is one more input to the account's state: a send that went out, one the gateway
+refused, one cancelled while it retried, a call task or a hand-off made or cancelled. None of them
+raises, whatever signals came between the action's start and its end (a property test runs random
+interleavings of both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from kindly.domain.contract import Stage, TemplateName, TimelineKind
+from kindly.domain.effects import ActionKind, CancelReason, Effect, Entry
+from kindly.domain.policy.model import CALL_HISTORY_KEPT
+from kindly.domain.policy.schedule import local_date
+from kindly.domain.state import AccountState
+
+SMS_DAYS_KEPT = 14
+"""Local dates of reminders kept in the state: the daily and 7-day caps look no further back."""
+
+
+@dataclass(frozen=True)
+class SmsAction:
+    """One SMS touchpoint as the workflow started it."""
+
+    kind: ActionKind
+    """``REMINDER`` or ``SERVICE_SMS``."""
+    template: TemplateName
+    touchpoint: int
+    touch_key: str | None = None
+    counts_for_escalation: bool = False
+
+
+def sms_finished(
+    state: AccountState, action: SmsAction, status: str, *, segments: int, detail: str, today: date
+) -> Effect:
+    """The SMS activity ended with ``status`` (``sent``, ``duplicate``, ``rejected``, ``window_closed``),
+    or a cancelled one found that an attempt's answer was lost (``unknown``): the gateway may have taken
+    it, so it counts as sent (caps, cadence, unanswered count), and the timeline says "may have".
+
+    A service reply leaves the pending list only if it is still there: a STOP that arrived while it
+    was retrying has replaced the list with the confirmation, which must not be lost.
+    """
+    state = state.model_copy()
+    template = action.template
+    if status == "window_closed":
+        entry = Entry(TimelineKind.DEFERRED, f"{template}: window closed before sending; moved")
+        return Effect(state, (entry,))
+    state.touchpoints = max(state.touchpoints, action.touchpoint)
+    state.sms_not_before = None
+    if action.kind is ActionKind.SERVICE_SMS:
+        state.pending_service = [owed for owed in state.pending_service if owed is not template]
+    else:
+        if (
+            action.touch_key
+            and action.touch_key != "follow_up"
+            and action.touch_key not in state.done_touches
+        ):
+            state.done_touches = [*state.done_touches, action.touch_key]
+        state.last_touch_date = today
+    if status == "rejected":
+        entry = Entry(TimelineKind.SMS_FAILED, f"{template} touchpoint {action.touchpoint}: {detail}", True)
+        return Effect(state, (entry,))
+    state.sms_sent += 1
+    if action.kind is ActionKind.REMINDER:
+        state.sms_days = [*state.sms_days, today][-SMS_DAYS_KEPT:]
+        if template is TemplateName.BROKEN_PROMISE:
+            state.promise_broken = False
+        if template is TemplateName.INSTALMENT_OFFER:
+            state.instalment_offered = True
+        if action.counts_for_escalation:
+            state.unanswered_sms += 1
+    shown = (
+        "may have reached the customer: an attempt's answer was lost before the cancellation"
+        if status == "unknown"
+        else f"{segments} segment(s)"
+    )
+    entry = Entry(TimelineKind.SMS_SENT, f"{template} touchpoint {action.touchpoint} ({shown})", True)
+    return Effect(state, (entry,))
+
+
+def sms_not_accepted(
+    state: AccountState, action: SmsAction, not_after: datetime | None, cause: str
+) -> Effect:
+    """The gateway did not take the message before its window closed: it waits for the next window
+    (the same touchpoint, so the same idempotency key, is planned again)."""
+    state = state.model_copy()
+    state.sms_not_before = not_after
+    entry = Entry(
+        TimelineKind.DEFERRED,
+        f"{action.template} not accepted before the window closed ({cause}); next window",
+    )
+    return Effect(state, (entry,))
+
+
+def sms_cancelled(state: AccountState, action: SmsAction, reason: CancelReason) -> Effect:
+    """The SMS was cancelled before the gateway took it. Its touchpoint number is used up (a message
+    planned again gets a new idempotency key and the current wording), and nothing else counts it:
+    not the caps, not the unanswered reminders, not the cadence, which plans the touch again."""
+    state = state.model_copy()
+    state.touchpoints = max(state.touchpoints, action.touchpoint)
+    entry = Entry(
+        TimelineKind.REMINDER_CANCELLED,
+        f"reminder cancelled ({reason}): {action.template} touchpoint {action.touchpoint}",
+    )
+    return Effect(state, (entry,))
+
+
+def call_task_created(
+    state: AccountState,
+    *,
+    attempt: int,
+    touchpoint: int,
+    reason: str,
+    status: str,
+    detail: str,
+    now: datetime,
+) -> Effect:
+    """The phone team has (or has refused) the call task."""
+    state = state.model_copy()
+    state.touchpoints = max(state.touchpoints, touchpoint)
+    state.escalation = Stage.PHONE
+    state.phone_attempt = attempt
+    state.phone_requested_at = now
+    state.call_attempt_days = [*state.call_attempt_days, local_date(state, now)][-CALL_HISTORY_KEPT:]
+    if status == "rejected":
+        state.specialist_reason = f"phone team rejected the call task: {detail}"
+    entry = Entry(TimelineKind.ESCALATED_PHONE, f"call task attempt {attempt} ({reason}): {status}", True)
+    return Effect(state, (entry,))
+
+
+def specialist_handed_off(state: AccountState, *, touchpoint: int, reason: str, status: str) -> Effect:
+    state = state.model_copy()
+    state.touchpoints = max(state.touchpoints, touchpoint)
+    state.escalation = Stage.SPECIALIST
+    state.specialist_reason = None
+    return Effect(state, (Entry(TimelineKind.ESCALATED_SPECIALIST, f"{reason}: {status}", True),))
+
+
+def handoff_cancelled(state: AccountState, *, what: str, touchpoint: int, reason: CancelReason) -> Effect:
+    """A call task or specialist hand-off cancelled before the other side confirmed it: the account
+    no longer needs it. Its touchpoint number is used up; the stage stays as the signal left it."""
+    state = state.model_copy()
+    state.touchpoints = max(state.touchpoints, touchpoint)
+    entry = Entry(TimelineKind.HANDOFF_CANCELLED, f"{what} cancelled ({reason}): touchpoint {touchpoint}")
+    return Effect(state, (entry,))

@@ -1,0 +1,1 @@
+"""Messages: rendering templates into SMS bodies, and the content check every body passes."""

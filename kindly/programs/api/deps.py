@@ -1,0 +1,34 @@
+"""What handlers share, kept on ``app.state`` and handed out as FastAPI dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from temporalio.client import Client
+
+from kindly.programs.api.settings import ApiSettings
+from kindly.programs.preparation import AccountPreparer
+from kindly.settings import Settings
+from kindly.store.contacts import PhoneIndex
+from kindly.store.db import AuditStore
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    client: Client
+    settings: Settings
+    api_settings: ApiSettings
+    phones: PhoneIndex
+    audit: AuditStore
+    preparer: AccountPreparer
+    engine: Engine
+
+
+def get_context(request: Request) -> ApiContext:
+    return cast(ApiContext, request.app.state.context)
+
+
+Context = Annotated[ApiContext, Depends(get_context)]

@@ -1,0 +1,206 @@
+"""Operations endpoints: start accounts, read their status and timeline, send them signals.
+
+Every route needs the ``X-API-Key`` header. Bodies are the contract's models, so a bad request is
+answered 422 naming the field before anything reaches Temporal; an unknown account is a 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from kindly.domain.contract import (
+    AccountInput,
+    AccountStatus,
+    CallOutcome,
+    Close,
+    Pause,
+    PromiseToPay,
+    Repayment,
+    Resume,
+    Settle,
+    SignalName,
+    Stage,
+    TimelineEntry,
+    UpdateContact,
+)
+from kindly.programs.api.deps import Context
+from kindly.programs.api.security import require_api_key
+from kindly.programs.operations import (
+    AccountRow,
+    account_query,
+    account_status,
+    account_timeline,
+    find_accounts,
+    signal_account,
+)
+from kindly.programs.preparation import NewRun, record_started
+from kindly.programs.temporal import open_account
+
+router = APIRouter(prefix="/accounts", tags=["operations"], dependencies=[Depends(require_api_key)])
+
+# What a filter value may hold: it goes into a visibility query, where a quote could break out of
+# the string (some visibility stores fail on an apostrophe with an internal error).
+SEGMENT_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+_Responses = dict[int | str, dict[str, Any]]
+_NOT_FOUND: _Responses = {status.HTTP_404_NOT_FOUND: {"description": "No workflow exists for this account"}}
+_UNAUTHORIZED: _Responses = {status.HTTP_401_UNAUTHORIZED: {"description": "Missing or invalid X-API-Key"}}
+POLICY_CHECK_MAX_AGE = timedelta(seconds=30)
+"""How long ``POST /accounts`` trusts its last comparison of this API's policy with the workers'."""
+_POLICY_DIFFERS: _Responses = {
+    status.HTTP_503_SERVICE_UNAVAILABLE: {
+        "description": "This API's contact policy is not the one the workers registered last: nothing started"
+    }
+}
+_CLOSED: _Responses = {
+    status.HTTP_409_CONFLICT: {"description": "The account's workflow has ended: it takes no more signals"}
+}
+
+
+class AccountStarted(BaseModel):
+    account_id: str
+    workflow_id: str
+    run_id: str | None
+
+
+class SignalAccepted(BaseModel):
+    account_id: str
+    signal: SignalName
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AccountStarted,
+    responses=_UNAUTHORIZED | _POLICY_DIFFERS,
+)
+async def start(account: AccountInput, ctx: Context) -> AccountStarted:
+    """Start the account's workflow, or return the one already running (re-posting is harmless)."""
+    check = await run_in_threadpool(ctx.preparer.check_policy, max_age=POLICY_CHECK_MAX_AGE)
+    if check is not None and not check.matches:
+        # A deployment fault, not the caller's: nothing is started until this API has the workers' policy.
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"not started: {check.describe(ctx.preparer.policy_source)}",
+            headers={"Retry-After": str(int(POLICY_CHECK_MAX_AGE.total_seconds()))},
+        )
+    [prepared] = await run_in_threadpool(ctx.preparer.prepare, [account])
+    opened = await open_account(ctx.client, account, task_queue=ctx.settings.task_queue, prepared=prepared)
+    handle = opened.handle
+    await run_in_threadpool(ctx.phones.register, account.phone, account.account_id)
+    if opened.created:
+        await record_started(ctx.preparer, [NewRun(account, prepared.prepared, opened.first_run_id)])
+    return AccountStarted(
+        account_id=account.account_id,
+        workflow_id=handle.id,
+        run_id=handle.result_run_id or handle.run_id,
+    )
+
+
+@router.get("/{account_id}/status", response_model=AccountStatus, responses=_NOT_FOUND | _UNAUTHORIZED)
+async def get_status(account_id: str, ctx: Context) -> AccountStatus:
+    return await account_status(ctx.client, account_id)
+
+
+@router.get(
+    "/{account_id}/timeline", response_model=list[TimelineEntry], responses=_NOT_FOUND | _UNAUTHORIZED
+)
+async def get_timeline(account_id: str, ctx: Context) -> list[TimelineEntry]:
+    return await account_timeline(ctx.client, account_id)
+
+
+async def _signal(ctx: Context, account_id: str, name: SignalName, payload: BaseModel) -> SignalAccepted:
+    await signal_account(ctx.client, account_id, name, payload)
+    return SignalAccepted(account_id=account_id, signal=name)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _signal_route(path: str) -> Callable[[F], F]:
+    return router.post(
+        path,
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=SignalAccepted,
+        responses=_NOT_FOUND | _CLOSED | _UNAUTHORIZED,
+    )
+
+
+@_signal_route("/{account_id}/pause")
+async def pause(account_id: str, body: Pause, ctx: Context) -> SignalAccepted:
+    """Stop contacting the customer, until ``until`` (with a UTC offset) or a resume."""
+    return await _signal(ctx, account_id, SignalName.PAUSE, body)
+
+
+@_signal_route("/{account_id}/resume")
+async def resume(account_id: str, body: Resume, ctx: Context) -> SignalAccepted:
+    return await _signal(ctx, account_id, SignalName.RESUME, body)
+
+
+@_signal_route("/{account_id}/settle")
+async def settle(account_id: str, body: Settle, ctx: Context) -> SignalAccepted:
+    return await _signal(ctx, account_id, SignalName.SETTLE, body)
+
+
+@_signal_route("/{account_id}/close")
+async def close(account_id: str, body: Close, ctx: Context) -> SignalAccepted:
+    return await _signal(ctx, account_id, SignalName.CLOSE, body)
+
+
+@_signal_route("/{account_id}/promise")
+async def promise(account_id: str, body: PromiseToPay, ctx: Context) -> SignalAccepted:
+    return await _signal(ctx, account_id, SignalName.PROMISE_TO_PAY, body)
+
+
+@_signal_route("/{account_id}/call-outcome")
+async def call_outcome(account_id: str, body: CallOutcome, ctx: Context) -> SignalAccepted:
+    return await _signal(ctx, account_id, SignalName.CALL_OUTCOME, body)
+
+
+@_signal_route("/{account_id}/repayment")
+async def repayment(account_id: str, body: Repayment, ctx: Context) -> SignalAccepted:
+    """Credit a repayment; the workflow ignores a reference it has already credited."""
+    return await _signal(ctx, account_id, SignalName.REPAYMENT, body)
+
+
+@_signal_route("/{account_id}/contact")
+async def update_contact(account_id: str, body: UpdateContact, ctx: Context) -> SignalAccepted:
+    """Change the phone, time zone or locale; a new phone also moves the account in the phone index."""
+    accepted = await _signal(ctx, account_id, SignalName.UPDATE_CONTACT, body)
+    if body.phone is not None:
+        await run_in_threadpool(ctx.phones.replace, account_id, body.phone)
+    return accepted
+
+
+@router.get("", response_model=list[AccountRow], responses=_UNAUTHORIZED)
+async def list_accounts(
+    ctx: Context,
+    stage: Annotated[Stage | None, Query(description="CollectionStage, e.g. overdue")] = None,
+    segment: Annotated[
+        str | None, Query(pattern=SEGMENT_PATTERN, description="letters, digits, '.', '_', '-'")
+    ] = None,
+    min_days_past_due: Annotated[int | None, Query(ge=0)] = None,
+    paused: Annotated[bool | None, Query()] = None,
+    next_touchpoint_before: Annotated[datetime | None, Query(description="ISO-8601 with offset")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AccountRow]:
+    """Open accounts through Temporal visibility, filtered by their search attributes."""
+    try:
+        query = account_query(
+            stage=None if stage is None else stage.value,
+            segment=segment,
+            min_days_past_due=min_days_past_due,
+            paused=paused,
+            next_before=next_touchpoint_before,
+        )
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from err
+    except OverflowError as err:  # an instant at the edge of the calendar, e.g. 9999-12-31T23:59-01:00
+        raise HTTPException(422, "next_touchpoint_before is out of range") from err
+    return await find_accounts(ctx.client, query, limit=limit)

@@ -1,0 +1,5 @@
+"""A local SMS gateway for demos and tests: keeps messages, shows inboxes, posts replies back."""
+
+from kindly.programs.sandbox.app import SandboxSettings, create_sandbox_app
+
+__all__ = ["SandboxSettings", "create_sandbox_app"]

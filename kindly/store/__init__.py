@@ -1,0 +1,1 @@
+"""The store: the application database (audit log, outbox, contacts), one module per family of tables."""
