@@ -8,17 +8,15 @@ than raised, timestamps read back as written whatever the server's time zone.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from sqlalchemy import (
@@ -36,51 +34,16 @@ from sqlalchemy.exc import IntegrityError
 
 from kindly.errors import DecryptionError
 from kindly.keyring import KeyRing
-from kindly.store.contacts import InboundMessage, PhoneIndex, create_tables
-from kindly.store.db import AuditEntry, AuditStore, OutboxEntry, _insert_each_ignoring_duplicates, make_engine
+from kindly.store import AuditEntry, AuditStore, InboundMessage, OutboxEntry, PhoneIndex, make_engine, upgrade
+from kindly.store.writes import _insert_each_ignoring_duplicates
+from tests.databases import at_once, database_url, postgres_database_url  # noqa: F401  (fixtures)
 from tests.postgres import postgres_url  # noqa: F401  (the session's PostgreSQL cluster, a fixture)
 
-T = TypeVar("T")
-
-BACKENDS = ["sqlite", "postgresql"]
 AT = datetime(2026, 3, 2, 9, 30, 15, 123000, tzinfo=UTC)
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL to an empty database: a new SQLite file, or a new database on the session's cluster."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'kindly.store.db'}"
-        return
-    server: str = request.getfixturevalue("postgres_url")
-    with fresh_postgres_database(server) as url:
-        yield url
-
-
 @pytest.fixture
-def postgres_database_url(postgres_url: str) -> Iterator[str]:  # noqa: F811
-    """A new, empty PostgreSQL database (for tests of PostgreSQL-only behaviour)."""
-    with fresh_postgres_database(postgres_url) as url:
-        yield url
-
-
-@contextlib.contextmanager
-def fresh_postgres_database(server_url: str) -> Iterator[str]:
-    """A new database on the cluster for the block, dropped after it (with its connections)."""
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    name = f"kindly_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
+def engine(database_url: str) -> Iterator[Engine]:  # noqa: F811
     engine = make_engine(database_url)
     yield engine
     engine.dispose()
@@ -89,19 +52,6 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def store(engine: Engine) -> AuditStore:
     return AuditStore(engine)
-
-
-def at_once(count: int, action: Callable[[], T]) -> list[T]:
-    """Run ``action`` in ``count`` threads released together by a barrier; their results in order."""
-    barrier = threading.Barrier(count)
-
-    def run() -> T:
-        barrier.wait(timeout=30)
-        return action()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        futures = [pool.submit(run) for _ in range(count)]
-        return [future.result(timeout=60) for future in futures]
 
 
 def as_utc(value: datetime) -> datetime:
@@ -129,7 +79,7 @@ def test_make_engine_creates_every_table(engine: Engine) -> None:
     assert {"audit_log", "outbox"} <= tables
 
 
-def test_make_engine_is_safe_to_call_again_and_from_many_processes_at_once(database_url: str) -> None:
+def test_make_engine_is_safe_to_call_again_and_from_many_processes_at_once(database_url: str) -> None:  # noqa: F811
     """Scaled workers start together against an empty database: creating the tables must not race."""
     engines = at_once(6, lambda: make_engine(database_url))
     try:
@@ -143,7 +93,7 @@ def test_make_engine_is_safe_to_call_again_and_from_many_processes_at_once(datab
             engine.dispose()
 
 
-def test_postgresql_url_without_driver_uses_psycopg(postgres_database_url: str) -> None:
+def test_postgresql_url_without_driver_uses_psycopg(postgres_database_url: str) -> None:  # noqa: F811
     """``postgresql://`` would mean psycopg2, which Kindly does not install; psycopg 3 is used."""
     plain = make_url(postgres_database_url).set(drivername="postgresql").render_as_string(hide_password=False)
     engine = make_engine(plain)
@@ -154,7 +104,7 @@ def test_postgresql_url_without_driver_uses_psycopg(postgres_database_url: str) 
         engine.dispose()
 
 
-def test_postgresql_connections_dropped_by_the_server_are_replaced(postgres_database_url: str) -> None:
+def test_postgresql_connections_dropped_by_the_server_are_replaced(postgres_database_url: str) -> None:  # noqa: F811
     """A database restart or failover closes pooled connections; the next use must reconnect."""
     engine = make_engine(postgres_database_url)
     store = AuditStore(engine)
@@ -306,7 +256,7 @@ def test_concurrent_completes_write_the_audit_row_once(store: AuditStore) -> Non
     assert [(row.status, row.provider_message_id) for row in store.outbox_for("LN-1")] == [("sent", "SM-1")]
 
 
-def test_portable_insert_skips_duplicate_keys_and_raises_other_errors(postgres_database_url: str) -> None:
+def test_portable_insert_skips_duplicate_keys_and_raises_other_errors(postgres_database_url: str) -> None:  # noqa: F811
     """The row-by-row insert for databases without ``ON CONFLICT`` (tried here on PostgreSQL)."""
     engine = make_engine(postgres_database_url)
     table = AuditEntry.__table__  # type: ignore[attr-defined]
@@ -453,7 +403,7 @@ LEGACY_OUTBOX_INSERT = text(
 """An insert of the older version, which names its columns (so it still works beside the new one)."""
 
 
-def test_outbox_of_an_older_database_gets_the_detail_column(database_url: str) -> None:
+def test_outbox_of_an_older_database_gets_the_detail_column(database_url: str) -> None:  # noqa: F811
     old = create_engine(database_url)
     with old.begin() as connection:
         connection.exec_driver_sql(LEGACY_OUTBOX)
@@ -518,7 +468,6 @@ def keyring() -> KeyRing:
 
 @pytest.fixture
 def phones(engine: Engine, keyring: KeyRing) -> PhoneIndex:
-    create_tables(engine)
     return PhoneIndex(engine, keyring)
 
 
@@ -526,9 +475,7 @@ PHONE = "+86 138-0013-8000"
 SAME_PHONE = "0086 (138) 0013 8000"
 
 
-def test_api_tables_are_created_by_make_engine_and_again_by_create_tables(engine: Engine) -> None:
-    create_tables(engine)
-    create_tables(engine)
+def test_api_tables_are_created_by_make_engine(engine: Engine) -> None:
     names = set(inspect(engine).get_table_names())
     assert {"phone_lookup", "sms_opt_out", "inbound_sms", "payment_notice", "sms_delivery"} <= names
     assert "webhook_signature" in names
@@ -685,9 +632,11 @@ def test_inbound_text_does_not_open_with_a_wrong_or_unknown_key(engine: Engine, 
 
 def create_legacy_inbound_table(engine: Engine) -> Table:
     """``inbound_sms`` as the version before texts were encrypted created it: no ``body_encrypted``,
-    the text in clear in ``body``."""
+    the text in clear in ``body``; and no ``alembic_version``, as before migrations."""
     current: Table = InboundMessage.__table__  # type: ignore[attr-defined]
     current.drop(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE alembic_version")
     legacy = Table(
         "inbound_sms",
         MetaData(),
@@ -732,8 +681,7 @@ def test_inbound_texts_of_an_older_database_still_read(engine: Engine, keyring: 
         )
     assert "body_encrypted" not in {c["name"] for c in inspect(engine).get_columns("inbound_sms")}
 
-    at_once(4, lambda: create_tables(engine))  # processes starting together add the column once
-    create_tables(engine)
+    at_once(4, lambda: upgrade(engine))  # processes starting together add the column once
     assert "body_encrypted" in {c["name"] for c in inspect(engine).get_columns("inbound_sms")}
 
     old, old_lookalike = phones.inbound_messages(from_phone=PHONE)

@@ -1,0 +1,1 @@
+"""The revisions, oldest first by their numbers; each a module whose name is an identifier."""
