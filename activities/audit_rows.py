@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from activities.inputs import AuditRecord
-from kindly.store.db import AuditEntry
+from kindly.store import AuditEntry
 
 
 def decision_rows(records: list[AuditRecord]) -> list[AuditEntry]:

@@ -23,7 +23,7 @@ from activities.inputs import (
     SpecialistHandoffInput,
 )
 from kindly.errors import PermanentDeliveryError, TransientDeliveryError
-from kindly.store.db import AuditStore
+from kindly.store import AuditStore
 
 
 class HandoffActivities:

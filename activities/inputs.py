@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from kindly.domain.contract import TemplateName
+from kindly.domain.contract import AccountInput, TemplateName
 from kindly.domain.messages.context import MessageContext
 from kindly.domain.policy.model import ContactPolicy
 
@@ -92,30 +92,25 @@ class HandoffResult(_ActivityModel):
     detail: str = ""
 
 
-class RecordDecisionsInput(_ActivityModel):
-    records: list[AuditRecord]
-
-
 class ResolvePolicyInput(_ActivityModel):
     segment: str
 
 
-class IndexPhoneInput(_ActivityModel):
-    account_id: str
-    phone: str
+class RunIdentity(_ActivityModel):
+    """An account's run chain: the workflow id and its first run's id, which audit keys and idempotency
+    keys are built from (the same across continue-as-new)."""
 
-
-class IndexPhoneResult(_ActivityModel):
-    opted_out: bool
-    """The number opted out of SMS before, under this or another account."""
+    workflow_id: str
+    first_run_id: str
 
 
 class PrepareAccountInput(_ActivityModel):
-    """What a new run needs from beyond the workflow before it can plan: one local activity."""
+    """What a new run asks of the world before it can plan, in one local activity; it also writes the
+    run's first audit entries (``start_entries``) under their keys, dated ``at``."""
 
-    account_id: str
-    phone: str
-    segment: str
+    account: AccountInput
+    run: RunIdentity
+    at: datetime
 
 
 class PreparedAccount(_ActivityModel):
@@ -126,6 +121,12 @@ class PreparedAccount(_ActivityModel):
     """The number opted out of SMS before, under this or another account."""
 
 
-class RecordOptOutInput(_ActivityModel):
+class RecordChangesInput(_ActivityModel):
+    """What signals changed beyond the workflow, written together: the number to index in place of the
+    account's old one, an opt-out to keep, and the audit entries since the last activity."""
+
     account_id: str
     phone: str
+    phone_changed: bool
+    opted_out: bool
+    decisions: list[AuditRecord] = []

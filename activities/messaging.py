@@ -21,7 +21,7 @@ from activities.sms_providers import OutgoingSms, SmsProvider
 from kindly.domain.messages.formatting import sms_segments
 from kindly.domain.messages.rendering import MessageRenderer
 from kindly.errors import DeliveryError, PermanentDeliveryError, TemplateError, TransientDeliveryError
-from kindly.store.db import AuditEntry, AuditStore, OutboxEntry
+from kindly.store import AuditEntry, AuditStore, OutboxEntry
 
 
 class MessagingActivities:

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     metrics_bind_address: str | None = None
 
     # Application database (audit log, send outbox)
-    database_url: str = f"sqlite:///{DATA_DIR / 'kindly.store.db'}"
+    database_url: str = f"sqlite:///{DATA_DIR / 'kindly.db'}"
 
     # SMS gateway
     sms_provider: Literal["console", "webhook", "twilio"] = "console"

@@ -1,16 +1,16 @@
 """Capture workflow histories of the current code into tests/histories/ for the replay test.
 
 Run ``.venv/bin/python -m tests.capture_histories`` after a release, commit the new files, and keep
-the old ones: the replay test then fails the build whenever a change would break accounts in flight.
-The scenarios run on the time-skipping server with fake customers only.
+the old ones: the replay test then fails the build whenever a change would break accounts in flight
+(``docs/versioning.md``). The ``1.0-*`` files are the baseline every later version must replay. The
+scenarios run on the time-skipping server with fake customers only.
 
 Payloads are encrypted like production's (``kindly.codec``), with the fixed, public test keys of
 ``tests/histories/keys.json``, so the stored histories exercise the codec on replay and stay readable
 whatever keys the other tests use. Never change or drop a key in that file: add a new one and make it
-current. Histories from before encryption (``v1-*``) hold plain payloads, which the codec passes
-through. A history of a real account fetched with ``temporal workflow show --output json`` (test data
+current. A history of a real account fetched with ``temporal workflow show --output json`` (test data
 only) holds the payloads as the server has them, encrypted with the deployment's keys: fetch it with
-``--codec-endpoint`` so it is decrypted (README), then it replays whatever the keys.
+``--codec-endpoint`` so it is decrypted (docs/versioning.md), then it replays whatever the keys.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +30,17 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.codec import data_converter
-from kindly.domain.contract import AccountInput
-from kindly.domain.policy.model import load_policies
 from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.keyring import load_keyring
 from kindly.programs.dev_server import bundled_binary
-from kindly.programs.preparation import AccountPreparer
-from kindly.programs.temporal import start_account
 from kindly.programs.worker import build_worker
 from kindly.settings import Settings
-from kindly.store.contacts import PhoneIndex, create_tables
-from kindly.store.db import make_engine
 from tests.http_recorder import RecordingHttpServer
 from tests.lifecycle_helpers import local_today, make_account, start
 
 HISTORIES = Path(__file__).parent / "histories"
 KEYS_FILE = HISTORIES / "keys.json"
-VERSION = "v5"
+VERSION = "1.0"
 
 
 def history_encryption_settings() -> dict[str, Any]:
@@ -60,40 +54,13 @@ def history_converter() -> DataConverter:
     return data_converter(load_keyring(Settings(_env_file=None, **history_encryption_settings())))
 
 
-_PREPARER: list[AccountPreparer] = []
-"""The capture's preparer, for scenarios of accounts their starter prepared (``kindly.programs.preparation``);
-it prepares as of ``_NOW[0]``, the test server's time."""
-_NOW: list[datetime] = []
 _GATEWAY: list[RecordingHttpServer] = []
 """The capture's gateway, for scenarios that make it fail."""
-
-
-async def _start_prepared(
-    env: WorkflowEnvironment, client: Client, queue: str, account: AccountInput
-) -> WorkflowHandle:  # type: ignore[type-arg]
-    _NOW[:] = [await env.get_current_time()]
-    [prepared] = await asyncio.to_thread(_PREPARER[0].prepare, [account])
-    return await start_account(client, account, task_queue=queue, prepared=prepared)
 
 
 async def _escalation(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
     handle = await start(client, queue, make_account((await local_today(env)) - timedelta(days=1)))
     return await _escalate(env, handle)
-
-
-async def _prepared_escalation(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
-    account = make_account((await local_today(env)) - timedelta(days=1))
-    return await _escalate(env, await _start_prepared(env, client, queue, account))
-
-
-async def _prepared_pre_due(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
-    """Prepared ten days before the due date: the run's first task only starts a timer."""
-    account = make_account((await local_today(env)) + timedelta(days=10))
-    handle = await _start_prepared(env, client, queue, account)
-    await env.sleep(timedelta(days=12))
-    await handle.signal("repayment", {"amount": "1500", "reference": "PP-1"})
-    await handle.result()
-    return handle
 
 
 async def _escalate(env: WorkflowEnvironment, handle: WorkflowHandle) -> WorkflowHandle:  # type: ignore[type-arg]
@@ -162,7 +129,7 @@ async def _reply_retried_then(
 
 async def _stale_send_cancelled(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
     """A HELP reply retrying through a gateway outage when the customer replies STOP: the reply is
-    cancelled (``cancel-unwanted-actions``) and only the opt-out confirmation goes."""
+    cancelled and only the opt-out confirmation goes."""
     handle = await _reply_retried_then(env, client, queue, "HELP", "customer_reply", {"text": "STOP"})
     await env.sleep(timedelta(days=1))
     await handle.signal("close", {"reason": "capture"})
@@ -172,8 +139,7 @@ async def _stale_send_cancelled(env: WorkflowEnvironment, client: Client, queue:
 
 async def _confirmation_after_end(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
     """STOP, the confirmation retrying through an outage, then payment in full: the confirmation is
-    cancelled (its amount is no longer true) and goes, without an amount, before the run completes
-    (``confirm-opt-out-after-end``)."""
+    cancelled (its amount is no longer true) and goes, without an amount, before the run completes."""
     payment = {"amount": "1500", "reference": "END-1"}
     handle = await _reply_retried_then(env, client, queue, "STOP", "repayment", payment)
     await handle.result()
@@ -184,15 +150,13 @@ SCENARIOS = {
     "escalation": _escalation,
     "promise_pause_paid": _promise_pause_paid,
     "long_life": _long_life,
-    "prepared_escalation": _prepared_escalation,
-    "prepared_pre_due": _prepared_pre_due,
     "stale_send_cancelled": _stale_send_cancelled,
     "confirmation_after_end": _confirmation_after_end,
 }
 
 
 async def main(only: Sequence[str] = ()) -> None:
-    """Capture every scenario, or those named (``python -m tests.capture_histories prepared_pre_due``)."""
+    """Capture every scenario, or those named (``python -m tests.capture_histories long_life``)."""
     HISTORIES.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=bundled_binary("temporal-test-server"),
@@ -206,7 +170,7 @@ async def main(only: Sequence[str] = ()) -> None:
             settings = Settings(
                 _env_file=None,
                 task_queue=f"capture-{uuid.uuid4().hex[:8]}",
-                database_url=f"sqlite:///{folder}/kindly.store.db",
+                database_url=f"sqlite:///{folder}/kindly.db",
                 sms_provider="webhook",
                 sms_webhook_url=f"{gateway.url}/sms",
                 phone_webhook_url=f"{gateway.url}/phone",
@@ -215,13 +179,6 @@ async def main(only: Sequence[str] = ()) -> None:
                 continue_as_new_after_events=100,
                 **history_encryption_settings(),
             )
-            engine = make_engine(settings.database_url)
-            create_tables(engine)
-            segment_policies = load_policies(
-                settings.policy_file, continue_as_new_after_events=settings.continue_as_new_after_events
-            )
-            phones = PhoneIndex(engine, load_keyring(settings))
-            _PREPARER[:] = [AccountPreparer(phones, segment_policies, clock=lambda: _NOW[0])]
             _GATEWAY[:] = [gateway]
             async with build_worker(env.client, settings) as worker, worker:
                 for name, scenario in SCENARIOS.items():

@@ -22,7 +22,7 @@ from kindly.keyring import load_keyring
 from kindly.programs.dev_server import bundled_binary
 from kindly.programs.worker import build_worker
 from kindly.settings import Settings
-from kindly.store.db import AuditStore, make_engine
+from kindly.store import AuditStore, make_engine
 from tests.http_recorder import RecordingHttpServer
 
 T = TypeVar("T")
@@ -91,7 +91,7 @@ def settings(tmp_path: Path, gateway: RecordingHttpServer) -> Settings:
     return Settings(
         _env_file=None,
         task_queue=f"test-{uuid.uuid4().hex[:8]}",
-        database_url=f"sqlite:///{tmp_path / 'kindly.store.db'}",
+        database_url=f"sqlite:///{tmp_path / 'kindly.db'}",
         sms_provider="webhook",
         sms_webhook_url=f"{gateway.url}/sms",
         phone_webhook_url=f"{gateway.url}/phone",

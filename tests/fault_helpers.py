@@ -127,7 +127,7 @@ def fault_settings(tmp_path: Path, *, temporal_address: str, sms_webhook_url: st
         _env_file=None,
         temporal_address=temporal_address,
         task_queue=f"fault-{uuid.uuid4().hex[:10]}",
-        database_url=f"sqlite:///{tmp_path / 'kindly.store.db'}",
+        database_url=f"sqlite:///{tmp_path / 'kindly.db'}",
         sms_provider="webhook",
         sms_webhook_url=sms_webhook_url,
         policy_file=policy_file,

@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -28,16 +28,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.domain.contract import AccountResult, workflow_id_for
-from kindly.domain.policy.model import load_policies
-from kindly.domain.policy.registry import PolicyRegistry
 from kindly.errors import DecryptionError
 from kindly.keyring import KeyRing, generate_key, load_keyring
 from kindly.programs.api import ApiSettings, create_app
 from kindly.programs.api.security import kindly_headers, twilio_signature
 from kindly.settings import Settings
-from kindly.store.contacts import PhoneIndex, create_tables
-from kindly.store.db import AuditStore, make_engine
-from tests.conftest import TEST_POLICIES, eventually
+from kindly.store import AuditStore, PhoneIndex, make_engine
+from tests.conftest import eventually
 from tests.lifecycle_helpers import STARTED, local_today
 
 API_KEY = "test-api-key"
@@ -135,6 +132,9 @@ async def start_account(api: Api, **overrides: Any) -> str:
     assert response.status_code == 201, response.text
     assert response.json()["workflow_id"] == f"overdue-{body['account_id']}"
     STARTED.append(api.client.get_workflow_handle(response.json()["workflow_id"], result_type=AccountResult))
+    # The run prepares itself (its number in the phone index among it) before it sends anything a
+    # customer could reply to: wait for that, as a reply would.
+    await eventually(lambda: timeline_kinds(api, str(body["account_id"])), lambda kinds: "started" in kinds)
     return str(body["account_id"])
 
 
@@ -203,14 +203,14 @@ async def test_start_account_then_read_status(api: Api) -> None:
     assert current["stage"] == "pre_due" and Decimal(current["amount_due"]) == Decimal("1500.00")
     assert "started" in await timeline_kinds(api, account_id)
     assert api.phones.accounts_for("+8613800000001") == [account_id]
-    # Prepared by the API (kindly.programs.preparation): its attributes came with the start, and its run asked
-    # nothing of the world itself (no local-activity or version marker).
+    # Findable from the start: its static attributes came with it. Its run prepared itself with one local
+    # activity (one marker), which also wrote its first audit entry under the run's own key.
     events = [e async for e in api.client.get_workflow_handle(f"overdue-{account_id}").fetch_history_events()]
     started = events[0].workflow_execution_started_event_attributes
-    assert "CollectionStage" in started.search_attributes.indexed_fields
-    assert not [e for e in events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
-    # ... and the API wrote its first audit entry, under the key the run would use.
-    run_id = events[0].workflow_execution_started_event_attributes.original_execution_run_id
+    assert {"CollectionStage", "DueDate", "Segment", "AmountDue"} <= set(started.search_attributes.indexed_fields)
+    markers = [e for e in events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    assert len(markers) == 1
+    run_id = started.original_execution_run_id
     audited = {e.event_key: e.kind for e in AuditStore(api.engine).audit_for(account_id)}
     assert audited == {f"overdue-{account_id}/{run_id}/ev-1": "started"}
 
@@ -259,32 +259,6 @@ async def test_unknown_account_is_404(api: Api) -> None:
     assert response.status_code == 404
     response = await api.http.get("/accounts/NOPE-1/timeline", headers=AUTH)
     assert response.status_code == 404
-
-
-async def test_start_on_a_policy_other_than_the_workers_is_refused_until_it_matches(
-    api: Api, settings: Settings, tmp_path: Path
-) -> None:
-    # The workers roll out a policy this API does not have: it registers after the fixture's worker.
-    rolled_out = tmp_path / "rolled-out.json"
-    rolled_out.write_text(
-        json.dumps({**TEST_POLICIES, "plain": {"holiday_calendar": None, "max_sms_per_day": 2}})
-    )
-    later = datetime.now(UTC) + timedelta(minutes=1)
-    registry = PolicyRegistry(api.engine, clock=lambda: later)
-    registry.register(
-        load_policies(rolled_out, continue_as_new_after_events=settings.continue_as_new_after_events)
-    )
-
-    body = account_body(api)
-    response = await api.http.post("/accounts", json=body, headers=AUTH)
-    assert response.status_code == 503, response.text
-    assert "retry-after" in response.headers
-    detail = response.json()["detail"]
-    assert detail.startswith("not started:") and str(settings.policy_file) in detail
-    assert "segment 'plain': max_sms_per_day is 1 here, 2 on the workers" in detail
-    with pytest.raises(RPCError) as missing:
-        await api.client.get_workflow_handle(workflow_id_for(body["account_id"])).describe()
-    assert missing.value.status == RPCStatusCode.NOT_FOUND
 
 
 async def test_signal_to_a_closed_account_is_409_and_a_payment_for_it_is_kept(api: Api) -> None:
@@ -616,10 +590,9 @@ def test_a_database_of_the_older_version_keeps_working_and_names_its_old_tables(
             " ('+8613800000051', 'LN-OLD', '2026-01-01 00:00:00')",
         ):
             connection.execute(statement)
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")  # as the worker and the API start
-    with caplog.at_level("WARNING", logger="kindly.store.contacts"):
-        create_tables(engine)
-    [warning] = [record.getMessage() for record in caplog.records if record.name == "kindly.store.contacts"]
+    with caplog.at_level("WARNING", logger="kindly.store.migrate"):
+        engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")  # as the worker and the API start
+    [warning] = [record.getMessage() for record in caplog.records if record.name == "kindly.store.migrate"]
     assert "opt_out, payment_notification, phone_index" in warning and "in clear" in warning
 
     phones = PhoneIndex(engine, load_keyring(settings))

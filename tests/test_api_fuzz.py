@@ -31,7 +31,7 @@ from temporalio.testing import WorkflowEnvironment
 from kindly.programs.api import create_app
 from kindly.programs.api.security import kindly_headers, twilio_signature
 from kindly.settings import Settings
-from kindly.store.db import make_engine
+from kindly.store import make_engine
 from tests.asgi_server import serving
 from tests.test_api import AUTH, PUBLIC_BASE, TWILIO_TOKEN, WEBHOOK_SECRET, api_settings
 

@@ -14,7 +14,7 @@ from kindly.programs.api.app import create_app
 from kindly.programs.api.settings import ApiSettings
 from kindly.programs.temporal import start_account
 from kindly.settings import Settings
-from kindly.store.db import make_engine
+from kindly.store import make_engine
 from tests.asgi_server import serving
 from tests.conftest import eventually
 from tests.lifecycle_helpers import make_account, status
@@ -96,5 +96,37 @@ async def test_api_lists_accounts_by_search_attributes(
         assert naive.status_code == 422 and "offset" in naive.text
         async with httpx.AsyncClient(base_url=url) as anonymous:
             assert (await anonymous.get("/accounts")).status_code == 401
+    for handle in handles:
+        await handle.terminate("test over")
+
+
+async def test_an_account_waiting_with_the_specialists_is_found_by_its_days_past_due(
+    dev_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    """Days past due come from the due date given at the start, not from a count the workflow published
+    when it last moved: an account that waits in the specialist stage is still found as it ages."""
+    client = dev_env.client
+    today = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date()
+    waiting = make_account(today - timedelta(days=60), segment="plain", timezone="Asia/Shanghai")
+    recent = make_account(today - timedelta(days=20), segment="plain", timezone="Asia/Shanghai")
+    handles = [await start_account(client, a, task_queue=settings.task_queue) for a in (waiting, recent)]
+    await handles[0].signal("customer_reply", {"text": "I dispute this debt"})
+    await eventually(lambda: status(handles[0]), lambda s: s.stage == "specialist", attempts=800)
+
+    async def listed() -> str:
+        return (await kindly(dev_env, settings, "list", "--stage", "specialist", "--min-dpd", "45")).output
+
+    output = await eventually(listed, lambda text: "1 account(s)" in text, attempts=800)
+    assert waiting.account_id in output and recent.account_id not in output
+    api_settings = ApiSettings(api_key=SecretStr("key"))
+    app = create_app(client, settings, api_settings, make_engine(settings.database_url))
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, headers={"X-API-Key": "key"}) as http:
+        answer = await http.get("/accounts", params={"stage": "specialist", "min_days_past_due": 45})
+        assert answer.status_code == 200, answer.text
+        rows = answer.json()
+        assert [row["account_id"] for row in rows] == [waiting.account_id]
+        assert rows[0]["days_past_due"] == 60
+        none = await http.get("/accounts", params={"stage": "specialist", "min_days_past_due": 61})
+        assert none.status_code == 200 and none.json() == []
     for handle in handles:
         await handle.terminate("test over")

@@ -39,7 +39,7 @@ from kindly.programs.api.settings import ApiSettings
 from kindly.programs.dev_server import bundled_binary, start_dev_server
 from kindly.programs.stack import stack_settings, ui_codec_endpoint
 from kindly.settings import Settings
-from kindly.store.db import make_engine
+from kindly.store import make_engine
 from tests.asgi_server import serving
 from tests.conftest import eventually
 from tests.lifecycle_helpers import days, local_today, make_account, start

@@ -151,7 +151,7 @@ def workers(
             "PYTHONUNBUFFERED": "1",
             "COLLECTIONS_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
             "COLLECTIONS_TASK_QUEUE": f"e2e-{uuid.uuid4().hex}",
-            "COLLECTIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'kindly.store.db'}",
+            "COLLECTIONS_DATABASE_URL": f"sqlite:///{tmp_path / 'kindly.db'}",
             "COLLECTIONS_SMS_PROVIDER": "webhook",
             "COLLECTIONS_SMS_WEBHOOK_URL": f"{sms_gateway.url}/sms",
             "COLLECTIONS_POLICY_FILE": str(_write_policy_file(tmp_path / "policy.json")),

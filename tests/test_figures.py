@@ -21,12 +21,13 @@ from kindly.programs.api.app import create_app
 from kindly.programs.api.settings import ApiSettings
 from kindly.programs.figures import MAX_DAYS, daily_figures, day_figures
 from kindly.settings import Settings
-from kindly.store.db import DELIVERY_RECEIPT, AuditEntry, AuditStore, make_engine
+from kindly.store import DELIVERY_RECEIPT, AuditEntry, AuditStore, make_engine
 from tests.asgi_server import serving
 from tests.conftest import eventually
+from tests.databases import database_url  # noqa: F401  (SQLite and PostgreSQL, a fixture)
 from tests.postgres import postgres_url  # noqa: F401  (the session's PostgreSQL cluster, a fixture)
 from tests.test_cli import kindly, one_account_portfolio
-from tests.test_database import database_url, engine  # noqa: F401  (SQLite and PostgreSQL, fixtures)
+from tests.test_database import engine  # noqa: F401  (a migrated database, a fixture)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -117,6 +118,7 @@ def test_an_older_audit_log_gets_the_index_the_figures_count_by(database_url: st
     older = make_engine(database_url)
     with older.begin() as connection:
         connection.execute(text("DROP INDEX ix_audit_log_at"))
+        connection.execute(text("DROP TABLE alembic_version"))  # as before migrations
     assert "ix_audit_log_at" not in {i["name"] for i in inspect(older).get_indexes("audit_log")}
     older.dispose()
     upgraded = make_engine(database_url)

@@ -14,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from kindly.domain.contract import WORKFLOW_TYPE, Stage
 from kindly.domain.policy.calendars import load_calendar
 from kindly.settings import Settings
-from kindly.store.db import AuditStore
+from kindly.store import AuditStore
 from tests.conftest import eventually, sms_requests
 from tests.http_recorder import RecordingHttpServer
 from tests.lifecycle_helpers import (

@@ -20,7 +20,7 @@ from activities.sms_providers import ConsoleSmsProvider
 from kindly.domain.contract import TemplateName
 from kindly.domain.messages.context import MessageContext
 from kindly.domain.messages.rendering import MessageRenderer, build_template_environment
-from kindly.store.db import AuditStore, make_engine
+from kindly.store import AuditStore, make_engine
 
 ACCOUNT = "LN-1"
 KEY = "wf-1/run-1/tp-1"
@@ -28,7 +28,7 @@ KEY = "wf-1/run-1/tp-1"
 
 @pytest.fixture
 def store(tmp_path: Path) -> AuditStore:
-    return AuditStore(make_engine(f"sqlite:///{tmp_path / 'kindly.store.db'}"))
+    return AuditStore(make_engine(f"sqlite:///{tmp_path / 'kindly.db'}"))
 
 
 def activities(

@@ -44,8 +44,7 @@ from kindly.domain.contract import AccountResult, AccountStatus, TimelineEntry
 from kindly.keyring import load_keyring
 from kindly.programs.temporal import start_account
 from kindly.settings import Settings
-from kindly.store.contacts import PhoneIndex, create_tables
-from kindly.store.db import make_engine
+from kindly.store import PhoneIndex, make_engine
 from tests.conftest import eventually, sms_requests
 from tests.http_recorder import RecordingHttpServer
 from tests.lifecycle_helpers import make_account
@@ -113,7 +112,6 @@ async def test_personal_data_never_reaches_temporal_logs_or_database_in_clear(
     reply = f"This is {NAME}, I {CIRCUMSTANCE}, text me at {NEW_PHONE} please"
     engine = make_engine(settings.database_url)
     phones = PhoneIndex(engine, load_keyring(settings))
-    await asyncio.to_thread(create_tables, engine)
     await asyncio.to_thread(phones.record_inbound, "webhook", "M-PII-1", PHONE, reply)
     await handle.signal("customer_reply", {"text": reply})
     await handle.signal("update_contact", {"phone": NEW_PHONE})

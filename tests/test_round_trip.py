@@ -22,7 +22,7 @@ from kindly.programs.api.settings import ApiSettings
 from kindly.programs.sandbox import SandboxSettings, create_sandbox_app
 from kindly.programs.worker import build_worker
 from kindly.settings import Settings
-from kindly.store.db import AuditStore, make_engine
+from kindly.store import AuditStore, make_engine
 from tests.asgi_server import serving
 from tests.conftest import eventually
 from tests.lifecycle_helpers import STARTED, kinds, local_today, make_account, start, status, timeline

@@ -41,7 +41,7 @@ from activities.sms_providers import WebhookSmsProvider
 from kindly.domain.contract import TemplateName
 from kindly.domain.messages.context import MessageContext
 from kindly.domain.messages.rendering import MessageRenderer, build_template_environment
-from kindly.store.db import AuditStore, OutboxEntry, make_engine
+from kindly.store import AuditStore, OutboxEntry, make_engine
 
 ACCOUNT = "LN-1"
 KEY = "wf-1/run-1/tp-1"
@@ -157,7 +157,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def store(tmp_path: Path) -> AuditStore:
-    return AuditStore(make_engine(f"sqlite:///{tmp_path / 'kindly.store.db'}"))
+    return AuditStore(make_engine(f"sqlite:///{tmp_path / 'kindly.db'}"))
 
 
 # --- activities and their inputs -----------------------------------------------------------------

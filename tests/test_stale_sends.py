@@ -36,7 +36,7 @@ from kindly.domain.contract import (
 )
 from kindly.domain.effects import CancelReason
 from kindly.settings import Settings
-from kindly.store.db import AuditStore
+from kindly.store import AuditStore
 from tests.conftest import TEST_POLICIES, eventually
 from tests.fault_helpers import (
     FAULT_POLICIES,

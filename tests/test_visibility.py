@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,7 +14,6 @@ from kindly.codec import data_converter
 from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.keyring import load_keyring
 from kindly.programs.dev_server import bundled_binary
-from kindly.programs.preparation import AccountPreparer
 from kindly.programs.temporal import start_account
 from kindly.settings import Settings
 from tests.conftest import eventually
@@ -41,14 +40,17 @@ async def test_accounts_are_findable_by_search_attributes_without_personal_data(
 
     async def listed() -> list[Any]:
         query = (
-            f'CollectionStage="overdue" AND DaysPastDue > 30 AND Segment="plain" AND WorkflowId="{handle.id}"'
+            f'CollectionStage="overdue" AND DueDate <= "{_days_ago(30)}" AND Segment="plain"'
+            f' AND WorkflowId="{handle.id}"'
         )
         return [w async for w in dev_client.list_workflows(query)]
 
     found = await eventually(listed, lambda rows: len(rows) == 1, attempts=800)
     attributes = found[0].typed_search_attributes
     values = {pair.key.name: pair.value for pair in attributes}
-    assert values["CollectionStage"] == "overdue" and values["DaysPastDue"] >= 30
+    assert values["CollectionStage"] == "overdue"
+    # The moment the due date began in the customer's zone: midnight in Shanghai is 16:00 UTC the day before.
+    assert values["DueDate"] == datetime.combine(account.due_date, time(0), ZoneInfo("Asia/Shanghai"))
     assert values["AmountDue"] == 1500.0 and values["Paused"] is False
 
     await handle.signal("pause", {"reason": "checking a complaint"})
@@ -75,6 +77,10 @@ async def test_accounts_are_findable_by_search_attributes_without_personal_data(
         assert secret not in shown
 
 
+def _days_ago(days: int) -> str:
+    return (datetime.now(UTC) - timedelta(days=days)).isoformat()
+
+
 def _today_in_shanghai() -> date:
     """The dev server runs on the real clock."""
     return datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date()
@@ -85,25 +91,24 @@ async def test_an_imported_account_is_findable_from_its_start_before_any_worker_
 ) -> None:
     # Queued on a task queue no worker polls: only the start can have set its attributes.
     account = make_account(_today_in_shanghai() - timedelta(days=3), timezone="Asia/Shanghai")
-    [prepared] = AccountPreparer.from_settings(settings).prepare([account])
-    handle = await start_account(
-        dev_client, account, task_queue=f"{settings.task_queue}-unpolled", prepared=prepared
-    )
+    handle = await start_account(dev_client, account, task_queue=f"{settings.task_queue}-unpolled")
 
     async def listed() -> list[Any]:
         query = (
-            'CollectionStage="overdue" AND DaysPastDue = 3 AND UnansweredSms = 0'
-            f' AND WorkflowId="{handle.id}"'
+            f'CollectionStage="overdue" AND DueDate <= "{_days_ago(2)}" AND DueDate > "{_days_ago(5)}"'
+            f' AND UnansweredSms = 0 AND WorkflowId="{handle.id}"'
         )
         return [w async for w in dev_client.list_workflows(query)]
 
     found = await eventually(listed, lambda rows: len(rows) == 1, attempts=800)
     values = {pair.key.name: pair.value for pair in found[0].typed_search_attributes}
     assert values["Segment"] == account.segment and values["Paused"] is False
-    assert "NextTouchpointAt" in values  # the starter planned the first step with the workflow's code
+    assert values["AmountDue"] == float(account.amount_due)
+    assert "NextTouchpointAt" not in values  # the run publishes it once it has planned
+    await handle.terminate("test over")
 
 
-async def test_a_namespace_without_the_attributes_still_starts_prepared_accounts_and_gets_them_registered(
+async def test_a_namespace_without_the_attributes_still_starts_accounts_and_gets_them_registered(
     settings: Settings,
 ) -> None:
     environment = await WorkflowEnvironment.start_local(
@@ -114,8 +119,7 @@ async def test_a_namespace_without_the_attributes_still_starts_prepared_accounts
     try:
         client = environment.client
         account = make_account(_today_in_shanghai(), timezone="Asia/Shanghai")
-        [prepared] = AccountPreparer.from_settings(settings).prepare([account])
-        handle = await start_account(client, account, task_queue=settings.task_queue, prepared=prepared)
+        handle = await start_account(client, account, task_queue=settings.task_queue)
         description = await handle.describe()
         assert description.status is not None and description.status.name == "RUNNING"
         assert await ensure_search_attributes(client, client.namespace) == []  # registered by the start

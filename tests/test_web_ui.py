@@ -91,7 +91,8 @@ async def test_operator_query_in_the_web_ui_lists_the_overdue_account(
         await start_account(client, account, task_queue=settings.task_queue)
         for account in (overdue, not_yet_due)
     ]
-    query = 'CollectionStage="overdue" AND DaysPastDue > 30'
+    thirty_days_ago = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+    query = f'CollectionStage="overdue" AND DueDate <= "{thirty_days_ago}"'
 
     async def visible() -> list[str]:
         return [w.id async for w in client.list_workflows(query)]

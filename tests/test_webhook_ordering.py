@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import httpx
 
 from kindly.programs.api.security import kindly_headers, twilio_signature
-from kindly.store.db import AuditStore
+from kindly.store import AuditStore
 from tests import test_api
 from tests.conftest import eventually
 from tests.test_api import (

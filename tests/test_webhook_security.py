@@ -37,7 +37,7 @@ from activities.audit_rows import action_row
 from kindly.programs.api import ApiSettings
 from kindly.programs.api.security import kindly_headers, twilio_signature
 from kindly.settings import Settings
-from kindly.store.db import AuditStore, OutboxEntry
+from kindly.store import AuditStore, OutboxEntry
 from tests import test_api
 from tests.conftest import eventually
 from tests.test_api import (

@@ -13,6 +13,7 @@ import sys
 import types
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from enum import Enum
 from typing import Any, TypeVar
 
 from temporalio.common import RetryPolicy
@@ -21,7 +22,7 @@ import workflows
 from kindly.programs.worker import WORKFLOW_PACKAGE, workflow_runner
 from kindly.settings import Settings
 
-IMMUTABLE = (str, bytes, int, float, bool, type(None), timedelta, date, datetime, Decimal, TypeVar)
+IMMUTABLE = (str, bytes, int, float, bool, type(None), timedelta, date, datetime, Decimal, TypeVar, Enum)
 READ_ONLY = (RetryPolicy,)
 """Not frozen, but only ever read: the SDK copies a retry policy into each command it builds."""
 
@@ -33,6 +34,8 @@ def _is_shared_safely(value: Any) -> bool:
         return True
     if isinstance(value, tuple | frozenset):
         return all(_is_shared_safely(item) for item in value)
+    if isinstance(value, types.MappingProxyType):
+        return all(_is_shared_safely(item) for item in value.values())
     # ``from __future__ import annotations`` and similar compiler features
     return type(value).__name__ == "_Feature"
 

@@ -34,6 +34,25 @@ class SmsAction:
     counts_for_escalation: bool = False
 
 
+@dataclass(frozen=True)
+class Handoff:
+    """A call task or the specialist hand-off, as the workflow started it."""
+
+    kind: ActionKind
+    """``CALL_TASK`` or ``SPECIALIST``."""
+    touchpoint: int
+    reason: str
+    attempt: int = 0
+
+    @property
+    def what(self) -> str:
+        return (
+            f"call task attempt {self.attempt}"
+            if self.kind is ActionKind.CALL_TASK
+            else "specialist hand-off"
+        )
+
+
 def sms_finished(
     state: AccountState, action: SmsAction, status: str, *, segments: int, detail: str, today: date
 ) -> Effect:
@@ -147,3 +166,18 @@ def handoff_cancelled(state: AccountState, *, what: str, touchpoint: int, reason
     state.touchpoints = max(state.touchpoints, touchpoint)
     entry = Entry(TimelineKind.HANDOFF_CANCELLED, f"{what} cancelled ({reason}): touchpoint {touchpoint}")
     return Effect(state, (entry,))
+
+
+def handed_off(state: AccountState, handoff: Handoff, status: str, detail: str, now: datetime) -> Effect:
+    """The phone team or the specialists answered the hand-off (accepted, logged or rejected)."""
+    if handoff.kind is ActionKind.CALL_TASK:
+        return call_task_created(
+            state,
+            attempt=handoff.attempt,
+            touchpoint=handoff.touchpoint,
+            reason=handoff.reason,
+            status=status,
+            detail=detail,
+            now=now,
+        )
+    return specialist_handed_off(state, touchpoint=handoff.touchpoint, reason=handoff.reason, status=status)

@@ -1,15 +1,17 @@
 """Custom search attributes that make accounts findable in the Temporal Web UI and visibility API.
 
-Operators query them, e.g. ``CollectionStage="phone" AND DaysPastDue > 30``. None holds personal data.
+Operators query them, e.g. ``CollectionStage="phone" AND DueDate <= "2026-11-07T00:00:00Z"`` (in the
+phone stage and at least 30 days past due on 7 December 2026). None holds personal data.
 The worker registers missing ones at start-up (dev server, test server, self-hosted clusters); on
-Temporal Cloud create them once with ``tcld`` or the Cloud UI (see the README).
+Temporal Cloud create them once with ``tcld`` or the Cloud UI (docs/deploying.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -26,8 +28,10 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from kindly.domain.contract import AccountInput
+
 COLLECTION_STAGE = SearchAttributeKey.for_keyword("CollectionStage")
-DAYS_PAST_DUE = SearchAttributeKey.for_int("DaysPastDue")
+DUE_DATE = SearchAttributeKey.for_datetime("DueDate")
 AMOUNT_DUE = SearchAttributeKey.for_float("AmountDue")
 UNANSWERED_SMS = SearchAttributeKey.for_int("UnansweredSms")
 NEXT_TOUCHPOINT_AT = SearchAttributeKey.for_datetime("NextTouchpointAt")
@@ -36,7 +40,7 @@ PAUSED = SearchAttributeKey.for_bool("Paused")
 
 ALL_KEYS: Sequence[SearchAttributeKey[Any]] = (
     COLLECTION_STAGE,
-    DAYS_PAST_DUE,
+    DUE_DATE,
     AMOUNT_DUE,
     UNANSWERED_SMS,
     NEXT_TOUCHPOINT_AT,
@@ -73,36 +77,51 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
     return sorted(missing)
 
 
-SearchSnapshot = tuple[str, int, float, int, datetime | None, str, bool]
-"""The attribute values in ``ALL_KEYS`` order: compared before upserting, to upsert only changes."""
+Published = dict[str, Any]
+"""Attribute values by name, as a run last published them (or its start gave them): an upsert carries
+only the values that differ."""
 
 
-def snapshot_updates(snapshot: SearchSnapshot) -> list[SearchAttributeUpdate[Any]]:
-    """The upsert that publishes ``snapshot`` (an absent next touchpoint unsets the attribute)."""
-    return [
-        key.value_unset() if value is None else key.value_set(value)
-        for key, value in zip(ALL_KEYS, snapshot, strict=True)
-    ]
+def due_date_start(account: AccountInput) -> datetime:
+    """``DueDate``: the moment the due date began in the customer's zone (UTC). Days past due are a bound
+    on it (``at least N days past due`` is ``DueDate <= now - N days``), true whenever it is asked,
+    where a count published by the workflow would age while the account sleeps."""
+    return datetime.combine(account.due_date, time(0), ZoneInfo(account.timezone)).astimezone(UTC)
 
 
-def snapshot_attributes(snapshot: SearchSnapshot) -> TypedSearchAttributes:
-    """``snapshot`` as search attributes given with a workflow's start."""
+def start_values(account: AccountInput, stage: str) -> Published:
+    """The attributes a start gives, so that an account is findable before any worker has run it:
+    its segment, due date, amount, the stage the calendar gives, nothing sent and not paused. The
+    next touchpoint is the run's to publish once it has planned."""
+    return {
+        COLLECTION_STAGE.name: stage,
+        DUE_DATE.name: due_date_start(account),
+        AMOUNT_DUE.name: float(account.amount_due),
+        UNANSWERED_SMS.name: 0,
+        SEGMENT.name: account.segment,
+        PAUSED.name: False,
+    }
+
+
+def as_start_attributes(values: Published) -> TypedSearchAttributes:
+    """``values`` as search attributes given with a workflow's start."""
     return TypedSearchAttributes(
-        [
-            SearchAttributePair(key, value)
-            for key, value in zip(ALL_KEYS, snapshot, strict=True)
-            if value is not None
-        ]
+        [SearchAttributePair(key, values[key.name]) for key in ALL_KEYS if values.get(key.name) is not None]
     )
 
 
-def snapshot_of(attributes: TypedSearchAttributes) -> SearchSnapshot | None:
-    """The snapshot that ``attributes`` hold (a workflow's, as given with its start), or None when one
-    of Kindly's attributes other than the next touchpoint is missing."""
-    values: list[Any] = [attributes.get(key) for key in ALL_KEYS]
-    if any(
-        value is None for key, value in zip(ALL_KEYS, values, strict=True) if key is not NEXT_TOUCHPOINT_AT
-    ):
-        return None
-    stage, days, amount, unanswered, next_at, segment, paused = values
-    return (stage, days, amount, unanswered, next_at, segment, paused)
+def published_by_start(attributes: TypedSearchAttributes) -> Published:
+    """The values of Kindly's attributes a run was started with (none for a bare start)."""
+    return {key.name: value for key in ALL_KEYS if (value := attributes.get(key)) is not None}
+
+
+def changed(published: Published, wanted: Published) -> list[SearchAttributeUpdate[Any]]:
+    """The upsert that makes ``published`` into ``wanted``: only the values that differ (a value of
+    None unsets the attribute)."""
+    updates: list[SearchAttributeUpdate[Any]] = []
+    for key in ALL_KEYS:
+        if key.name not in wanted or published.get(key.name) == wanted[key.name]:
+            continue
+        value = wanted[key.name]
+        updates.append(key.value_unset() if value is None else key.value_set(value))
+    return updates

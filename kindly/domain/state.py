@@ -9,7 +9,15 @@ from pydantic import BaseModel, Field
 
 from kindly.domain.contract import AccountInput, Outcome, Stage, TemplateName, TimelineEntry, TimelineKind
 from kindly.domain.policy.model import ContactPolicy
-from kindly.domain.search_attributes import SearchSnapshot
+from kindly.domain.search_attributes import (
+    AMOUNT_DUE,
+    COLLECTION_STAGE,
+    NEXT_TOUCHPOINT_AT,
+    PAUSED,
+    SEGMENT,
+    UNANSWERED_SMS,
+    Published,
+)
 
 TIMELINE_LIMIT = 500
 """Older timeline entries stay in the audit log; the workflow keeps the most recent ones."""
@@ -85,8 +93,7 @@ class AccountState(BaseModel):
     def for_new_account(
         cls, account: AccountInput, policy: ContactPolicy, started_on: date, *, opted_out: bool
     ) -> AccountState:
-        """A new account's state before anything happened: built the same way by the workflow and
-        by a starter that plans the first step ahead (``kindly.programs.preparation``)."""
+        """A new account's state before anything happened."""
         return cls(
             account=account,
             policy=policy,
@@ -99,9 +106,8 @@ class AccountState(BaseModel):
 
 
 def start_entries(account: AccountInput, *, opted_out: bool) -> list[tuple[TimelineKind, str]]:
-    """The timeline entries a new run begins with, in order (its audit events 1 and 2): written by the
-    workflow, and also by a starter that prepared the run (``kindly.programs.preparation``), under the same
-    event keys, so whichever writes first is the one row."""
+    """The timeline entries a new run begins with, in order (its audit events 1 and 2): the workflow
+    records them, and the activity that prepares the run writes them to the audit log."""
     entries = [
         (
             TimelineKind.STARTED,
@@ -118,18 +124,17 @@ def audit_event_key(workflow_id: str, first_run_id: str, sequence: int) -> str:
     return f"{workflow_id}/{first_run_id}/ev-{sequence}"
 
 
-def search_snapshot(state: AccountState, today: date, next_touchpoint_at: datetime | None) -> SearchSnapshot:
-    """The account's search-attribute values in ``ALL_KEYS`` order: what the workflow publishes and
-    what a starter gives with the start, from the same state, so the two compare equal."""
-    return (
-        current_stage(state, today).value,
-        max((today - state.account.due_date).days, 0),
-        float(state.amount_due),
-        state.unanswered_sms,
-        next_touchpoint_at,
-        state.account.segment,
-        state.paused,
-    )
+def published_values(state: AccountState, today: date, next_touchpoint_at: datetime | None) -> Published:
+    """The attribute values the workflow keeps true (``DueDate`` never changes and is left to the
+    start): its stage, amount, unanswered SMS, next touchpoint, segment and pause."""
+    return {
+        COLLECTION_STAGE.name: current_stage(state, today).value,
+        AMOUNT_DUE.name: float(state.amount_due),
+        UNANSWERED_SMS.name: state.unanswered_sms,
+        NEXT_TOUCHPOINT_AT.name: next_touchpoint_at,
+        SEGMENT.name: state.account.segment,
+        PAUSED.name: state.paused,
+    }
 
 
 def current_stage(state: AccountState, today: date) -> Stage:

@@ -10,8 +10,8 @@ Exit codes:
   *were* imported; bad ones are listed with their line numbers) or some starts failed; the account
   does not exist; Temporal could not be reached or refused the request.
 * ``2`` — bad usage: an option value failed validation (the field is named, nothing was sent); the
-  portfolio file is unreadable or its header is wrong, or ``import``'s policy is not the workers'
-  (nothing was imported); the settings are unusable (e.g. no encryption keys).
+  portfolio file is unreadable or its header is wrong (nothing was imported); the settings are
+  unusable (e.g. no encryption keys).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from kindly.domain.contract import Close, Pause, RefreshPolicy, Repayment, Resum
 from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.domain.validation import describe_validation_error
 from kindly.errors import AccountNotFoundError, ConfigurationError
+from kindly.programs.db_command import db
 from kindly.programs.figures import FIGURES, MAX_DAYS, figures_report, parse_zone
 from kindly.programs.operations import (
     account_query,
@@ -51,10 +52,9 @@ from kindly.programs.portfolio import (
     import_portfolio,
     read_portfolio,
 )
-from kindly.programs.preparation import AccountPreparer
 from kindly.programs.temporal import connect
 from kindly.settings import Settings
-from kindly.store.db import make_engine
+from kindly.store import make_engine
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -69,6 +69,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(db, name="db")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -86,37 +87,6 @@ def _settings() -> Settings:
         return Settings()
     except ValidationError as error:
         _fail(f"settings: {describe_validation_error(error)}", EXIT_USAGE)
-
-
-def _preparer(settings: Settings) -> AccountPreparer | None:
-    """The importer's preparer (the worker's database and policy file); without one, accounts start
-    unprepared and each run prepares itself, which costs more but loses nothing."""
-    try:
-        return AccountPreparer.from_settings(settings)
-    except Exception as error:  # an unreachable database or a bad policy file
-        err.print(f"[yellow]warning:[/] accounts start unprepared ({error})", highlight=False)
-        return None
-
-
-def _check_policy(preparer: AccountPreparer, *, skip: bool) -> None:
-    """Refuse (exit 2) to start accounts on a policy other than the workers' latest, unless ``skip``."""
-    try:
-        check = preparer.check_policy()
-    except Exception as error:  # the database went away since the preparer was built
-        _fail(f"cannot check the policy against the workers': {error}", EXIT_INCOMPLETE)
-    if check is None or (check.matches and check.checked):
-        return
-    message = check.describe(preparer.policy_source)
-    if not check.checked:
-        err.print(f"[yellow]warning:[/] {message}", highlight=False)
-    elif skip:
-        err.print(f"[yellow]warning (--skip-policy-check):[/] {message}", highlight=False)
-    else:
-        _fail(
-            f"{message}. Nothing was started. Give this command the workers' policy file and settings, "
-            "or pass --skip-policy-check to start the accounts on this one.",
-            EXIT_USAGE,
-        )
 
 
 def _payload(model: type[M], **fields: Any) -> M:
@@ -156,26 +126,15 @@ def import_command(
     concurrency: Annotated[
         int, typer.Option(min=1, max=256, help="How many workflows to start at a time.")
     ] = 16,
-    skip_policy_check: Annotated[
-        bool,
-        typer.Option(
-            "--skip-policy-check",
-            help="Start accounts on this process's policy even where it differs from the workers'.",
-        ),
-    ] = False,
 ) -> None:
     """Start one workflow per good row of PATH; list bad rows by line. Exit 1 if any row was bad.
 
-    Accounts start on the contact policy of this process's settings: it must be the one the workers
-    registered last, or nothing is started (exit 2) and the differences are listed."""
+    Each account's run takes its segment's policy from the workers' policy file when it starts."""
     settings = _settings()
     try:
         portfolio = read_portfolio(path)
     except PortfolioFormatError as error:
         _fail(str(error), EXIT_USAGE)
-    preparer = _preparer(settings) if portfolio.accounts else None
-    if preparer is not None:
-        _check_policy(preparer, skip=skip_policy_check)
 
     if portfolio.errors:
         table = Table(title=f"{len(portfolio.errors)} bad row(s) in {path} — not imported")
@@ -205,7 +164,6 @@ def import_command(
                 task_queue=settings.task_queue,
                 concurrency=concurrency,
                 on_progress=advance,
-                preparer=preparer,
             )
 
     report = _run(settings, run) if portfolio.accounts else ImportReport()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -11,7 +10,6 @@ from zoneinfo import ZoneInfo
 from temporalio.client import Client
 
 from kindly.domain.contract import AccountInput
-from kindly.programs.preparation import AccountPreparer, NewRun, record_started
 from kindly.programs.temporal import open_account
 
 logger = logging.getLogger(__name__)
@@ -77,22 +75,10 @@ def demo_accounts(now: datetime | None = None) -> list[AccountInput]:
     return accounts
 
 
-async def start_demo_portfolio(
-    client: Client, task_queue: str, *, preparer: AccountPreparer | None = None
-) -> list[str]:
-    """Start (or find running) every demo account, prepared when a preparer is given; returns their
-    workflow ids."""
-    accounts = demo_accounts()
-    prepared = await asyncio.to_thread(preparer.prepare, accounts) if preparer is not None else None
-    ids, new_runs = [], []
-    for i, account in enumerate(accounts):
-        opened = await open_account(
-            client, account, task_queue=task_queue, prepared=prepared[i] if prepared else None
-        )
-        ids.append(opened.handle.id)
-        if opened.created and prepared:
-            new_runs.append(NewRun(account, prepared[i].prepared, opened.first_run_id))
-    if preparer is not None:
-        await record_started(preparer, new_runs)
+async def start_demo_portfolio(client: Client, task_queue: str) -> list[str]:
+    """Start (or find running) every demo account; returns their workflow ids."""
+    ids = [
+        (await open_account(client, account, task_queue=task_queue)).handle.id for account in demo_accounts()
+    ]
     logger.info("demo portfolio: %d accounts running", len(ids))
     return ids

@@ -8,7 +8,8 @@ shown on a wall or mailed. Open accounts by stage come from Temporal visibility 
 (``open_accounts_by_stage``), since only the workflows know where each account stands now.
 
 A workflow writes its decisions with the activity that follows them, or on their own when none follows
-within five minutes (``AUDIT_PIGGYBACK_WINDOW``): a day's figures are complete minutes after it ends.
+within five minutes (``workflows.audit_trail.PIGGYBACK_WINDOW``): a day's figures are complete minutes
+after it ends.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from temporalio.client import Client
 
 from kindly.domain.contract import Stage, TimelineKind
 from kindly.programs.operations import account_query, count_accounts
-from kindly.store.db import DELIVERY_RECEIPT, AuditEntry
+from kindly.store import DELIVERY_RECEIPT, AuditEntry
 
 FIGURES: tuple[tuple[TimelineKind, str], ...] = (
     (TimelineKind.STARTED, "accounts started"),

@@ -8,11 +8,9 @@ straight to Temporal.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -28,6 +26,7 @@ from kindly.domain.contract import (
     workflow_id_for,
 )
 from kindly.errors import AccountClosedError, AccountNotFoundError
+from kindly.programs.temporal import execution_status
 
 
 def account_handle(client: Client, account_id: str) -> WorkflowHandle[object, object]:
@@ -85,18 +84,13 @@ def _not_found(account_id: str) -> AccountNotFoundError:
 async def _ensure_running(client: Client, account_id: str) -> None:
     """After a signal found no workflow: returns when a run of the account is open after all, else
     raises why not: none was ever started (``AccountNotFoundError``) or it has ended
-    (``AccountClosedError``). Reads the execution's status alone, not its search attributes, which
-    the time-skipping test server cannot give in a form the SDK decodes."""
-    request = DescribeWorkflowExecutionRequest(
-        namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id_for(account_id))
-    )
+    (``AccountClosedError``)."""
     try:
-        described = await client.workflow_service.describe_workflow_execution(request)
+        status, _ = await execution_status(client, workflow_id_for(account_id))
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise _not_found(account_id) from err
         raise
-    status = WorkflowExecutionStatus(described.workflow_execution_info.status)
     if status == WorkflowExecutionStatus.RUNNING:
         return
     state = status.name.lower().replace("_", " ")
@@ -129,15 +123,20 @@ def account_query(
     paused: bool | None = None,
     next_before: datetime | None = None,
     extra: str | None = None,
+    now: datetime | None = None,
 ) -> str:
-    """A visibility query over open account workflows, narrowed by the given filters."""
+    """A visibility query over open account workflows, narrowed by the given filters.
+
+    Days past due are a bound on ``DueDate`` (the moment the due date began in the customer's zone):
+    at least N days past due ``now`` means a due date that began N days or more before it."""
     clauses = [f'WorkflowType="{WORKFLOW_TYPE}"', 'ExecutionStatus="Running"']
     if stage is not None:
         clauses.append(f'{sa.COLLECTION_STAGE.name}="{_quoted(stage)}"')
     if segment is not None:
         clauses.append(f'{sa.SEGMENT.name}="{_quoted(segment)}"')
     if min_days_past_due is not None:
-        clauses.append(f"{sa.DAYS_PAST_DUE.name} >= {int(min_days_past_due)}")
+        bound = (now or datetime.now(UTC)) - timedelta(days=int(min_days_past_due))
+        clauses.append(f'{sa.DUE_DATE.name} <= "{bound.astimezone(UTC).isoformat()}"')
     if paused is not None:
         clauses.append(f"{sa.PAUSED.name}={'true' if paused else 'false'}")
     if next_before is not None:
@@ -155,15 +154,20 @@ def _quoted(value: str) -> str:
     return value
 
 
-async def find_accounts(client: Client, query: str, *, limit: int | None = None) -> list[AccountRow]:
+async def find_accounts(
+    client: Client, query: str, *, limit: int | None = None, now: datetime | None = None
+) -> list[AccountRow]:
+    """The accounts ``query`` finds, with their days past due as of ``now`` (from ``DueDate``)."""
+    now = now or datetime.now(UTC)
     rows: list[AccountRow] = []
     async for execution in client.list_workflows(query, limit=limit):
         attributes = execution.typed_search_attributes
+        due = attributes.get(sa.DUE_DATE)
         rows.append(
             AccountRow(
                 account_id=execution.id.removeprefix(WORKFLOW_ID_PREFIX),
                 stage=attributes.get(sa.COLLECTION_STAGE),
-                days_past_due=attributes.get(sa.DAYS_PAST_DUE),
+                days_past_due=None if due is None else max((now - due) // timedelta(days=1), 0),
                 amount_due=attributes.get(sa.AMOUNT_DUE),
                 unanswered_sms=attributes.get(sa.UNANSWERED_SMS),
                 next_touchpoint_at=attributes.get(sa.NEXT_TOUCHPOINT_AT),

@@ -5,19 +5,16 @@ and every bad one as a ``RowError`` naming its file line (the header is line 1) 
 field(s), so an operator fixes the whole file in one pass. Only a file that cannot be read as a
 portfolio at all (missing or unknown header columns) raises ``PortfolioFormatError``.
 
-``import_portfolio`` starts the good rows concurrently through ``kindly.programs.temporal.start_new_account``,
+``import_portfolio`` starts the good rows concurrently through ``kindly.programs.temporal.open_account``,
 which starts nothing where a run of the account is open or kept, so importing the same file twice
-starts nothing new. Given an ``AccountPreparer`` it prepares the accounts chunk by chunk (one
-database transaction per ``PREPARE_CHUNK`` accounts, while earlier chunks are being started), so that
-each run begins without a local activity and with its search attributes (``kindly.programs.preparation``), and
-writes the new runs' first audit entries (``started``) chunk by chunk as well.
+starts nothing new. Each account is findable by its segment, due date, amount and stage from its
+start on, worker or not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,18 +23,13 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from kindly.domain.contract import AccountInput, workflow_id_for
+from kindly.domain.contract import AccountInput
 from kindly.domain.validation import describe_validation_error
 from kindly.errors import KindlyError
-from kindly.programs.preparation import AccountPreparer, NewRun, PreparedStart, record_started
-from kindly.programs.temporal import start_new_account
+from kindly.programs.temporal import execution_status, open_account
 
 log = logging.getLogger(__name__)
-
-PREPARE_CHUNK = 200
-"""Accounts prepared per database transaction in a bulk import."""
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "account_id",
@@ -201,113 +193,41 @@ async def import_portfolio(
     task_queue: str,
     concurrency: int = 16,
     on_progress: Callable[[AccountImport], None] | None = None,
-    preparer: AccountPreparer | None = None,
 ) -> ImportReport:
     """Start every account's workflow, at most ``concurrency`` at a time; never raises per account.
 
     How "started" is told from "already there": the start fails when a run of the account is open
-    or kept (``start_new_account``), naming that run, which is then described for its status; so a
-    new account costs one RPC, and of two concurrent importers of one account only one counts it
-    as started. A chunk whose preparation fails (the database is down) is started unprepared: its
-    runs prepare themselves.
-    Results are in the order of ``accounts``.
+    or kept (``open_account``), naming that run, which is then described for its status; so a new
+    account costs one RPC, and of two concurrent importers of one account only one counts it as
+    started. Results are in the order of ``accounts``.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     semaphore = asyncio.Semaphore(concurrency)
-    chunks: dict[int, asyncio.Task[list[PreparedStart] | None]] = {}
 
-    async def prepared_chunk(index: int) -> list[PreparedStart] | None:
-        assert preparer is not None
-        chunk = accounts[index * PREPARE_CHUNK : (index + 1) * PREPARE_CHUNK]
-        try:
-            return await asyncio.to_thread(preparer.prepare, chunk)
-        except Exception:  # the runs prepare themselves instead; nothing is lost
-            log.warning(
-                "could not prepare %d account(s); their runs prepare themselves", len(chunk), exc_info=True
-            )
-            return None
-
-    async def preparation(position: int) -> PreparedStart | None:
-        if preparer is None:
-            return None
-        index = position // PREPARE_CHUNK
-        # This chunk, and the next one ahead of need, so that no start waits for a transaction.
-        for ahead in (index, index + 1):
-            if ahead not in chunks and ahead * PREPARE_CHUNK < len(accounts):
-                chunks[ahead] = asyncio.create_task(prepared_chunk(ahead))
-        prepared = await chunks[index]
-        return None if prepared is None else prepared[position % PREPARE_CHUNK]
-
-    new_runs: dict[int, list[NewRun]] = {}
-    unfinished = {
-        index: len(accounts[index * PREPARE_CHUNK : (index + 1) * PREPARE_CHUNK])
-        for index in range((len(accounts) + PREPARE_CHUNK - 1) // PREPARE_CHUNK)
-    }
-    audit_writes: list[asyncio.Task[None]] = []
-
-    def finished(
-        position: int, account: AccountInput, prepared: PreparedStart | None, result: AccountImport
-    ) -> None:
-        """Once every account of a chunk is through, its new runs' first audit entries are written in
-        one transaction (``AccountPreparer.record_started``), while later chunks are started."""
-        index = position // PREPARE_CHUNK
-        if result.outcome == ImportOutcome.STARTED and prepared is not None and result.run_id:
-            new_runs.setdefault(index, []).append(NewRun(account, prepared.prepared, result.run_id))
-        unfinished[index] -= 1
-        if unfinished[index] == 0 and preparer is not None and index in new_runs:
-            audit_writes.append(asyncio.create_task(record_started(preparer, new_runs.pop(index))))
-
-    async def one(position: int, account: AccountInput) -> AccountImport:
+    async def one(account: AccountInput) -> AccountImport:
         async with semaphore:
-            prepared = await preparation(position)
-            result = await _import_one(client, account, task_queue=task_queue, prepared=prepared)
-            if (
-                result.outcome == ImportOutcome.STARTED
-                and prepared is not None
-                and prepared.replace_number_once_started
-                and preparer is not None
-            ):
-                result = await _finish_preparation(preparer, account, prepared, result)
-        finished(position, account, prepared, result)
+            result = await _import_one(client, account, task_queue=task_queue)
         if on_progress is not None:
             on_progress(result)
         return result
 
-    results = await asyncio.gather(*(one(position, account) for position, account in enumerate(accounts)))
-    await asyncio.gather(*audit_writes)
+    results = await asyncio.gather(*(one(account) for account in accounts))
     return ImportReport(results=list(results))
 
 
-async def _finish_preparation(
-    preparer: AccountPreparer, account: AccountInput, prepared: PreparedStart, result: AccountImport
-) -> AccountImport:
-    """Index a started account's new number; a failure is reported with the (started) account."""
-    try:
-        await asyncio.to_thread(preparer.started, account, prepared)
-    except Exception as err:
-        return dataclasses.replace(result, error=f"started, but its number was not indexed: {err}")
-    return result
-
-
-async def _import_one(
-    client: Client, account: AccountInput, *, task_queue: str, prepared: PreparedStart | None
-) -> AccountImport:
+async def _import_one(client: Client, account: AccountInput, *, task_queue: str) -> AccountImport:
     account_id = account.account_id
     try:
-        try:
-            handle = await start_new_account(client, account, task_queue=task_queue, prepared=prepared)
+        opened = await open_account(client, account, task_queue=task_queue)
+        handle = opened.handle
+        if opened.created:
             return AccountImport(
                 account_id, ImportOutcome.STARTED, run_id=handle.result_run_id or handle.run_id
             )
-        except WorkflowAlreadyStartedError as err:
-            existing = client.get_workflow_handle(workflow_id_for(account_id), run_id=err.run_id)
-            description = await existing.describe()
+        status, run_id = await execution_status(client, handle.id, handle.run_id)
     except Exception as err:  # reported per account; one bad start must not stop the import
         return AccountImport(account_id, ImportOutcome.FAILED, error=str(err) or type(err).__name__)
-    outcome = (
-        ImportOutcome.ALREADY_RUNNING
-        if description.status == WorkflowExecutionStatus.RUNNING
-        else ImportOutcome.ALREADY_CLOSED
-    )
-    return AccountImport(account_id, outcome, run_id=description.run_id)
+    running = status == WorkflowExecutionStatus.RUNNING
+    outcome = ImportOutcome.ALREADY_RUNNING if running else ImportOutcome.ALREADY_CLOSED
+    return AccountImport(account_id, outcome, run_id=run_id)

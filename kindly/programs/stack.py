@@ -24,7 +24,7 @@ from kindly.programs.dev_server import UI_CODEC_ENDPOINT_ENV
 from kindly.programs.sandbox import SandboxSettings, create_sandbox_app
 from kindly.programs.worker import ServedApp, exit_without_finalizing, serve
 from kindly.settings import Settings
-from kindly.store.db import make_engine
+from kindly.store import make_engine
 
 logger = logging.getLogger("kindly.programs.stack")
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from temporalio.client import Client, TLSConfig, WorkflowHandle
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.client import Client, TLSConfig, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
@@ -16,10 +18,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from kindly.codec import data_converter
 from kindly.domain.contract import WORKFLOW_TYPE, AccountInput, AccountResult, workflow_id_for
-from kindly.domain.search_attributes import ensure_search_attributes
+from kindly.domain.policy.schedule import zone_date
+from kindly.domain.search_attributes import as_start_attributes, ensure_search_attributes, start_values
+from kindly.domain.state import stage_by_date
 from kindly.errors import ConfigurationError
 from kindly.keyring import load_keyring
-from kindly.programs.preparation import PreparedStart
 from kindly.settings import Settings
 
 
@@ -72,17 +75,14 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
 
 
 async def start_account(
-    client: Client, account: AccountInput, *, task_queue: str, prepared: PreparedStart | None = None
+    client: Client, account: AccountInput, *, task_queue: str
 ) -> WorkflowHandle[object, AccountResult]:
     """Start the account's workflow, or return the one already open: re-importing is harmless.
 
     A closed workflow (repaid, settled, closed) is not restarted under the same id; only a failed or
     terminated one is, so a finished account is never texted again by a re-import: its handle is
-    returned instead (``handle.result()`` gives how it ended). ``prepared`` (``kindly.programs.preparation``)
-    lets the run begin without preparing itself; ``open_account`` also tells whether this call
-    started the run, which finishing a preparation needs.
-    """
-    return (await open_account(client, account, task_queue=task_queue, prepared=prepared)).handle
+    returned instead (``handle.result()`` gives how it ended)."""
+    return (await open_account(client, account, task_queue=task_queue)).handle
 
 
 @dataclass(frozen=True)
@@ -91,19 +91,19 @@ class OpenedAccount:
     created: bool
     """This call started the run (False: the handle is of a run that was already there)."""
 
-    @property
-    def first_run_id(self) -> str:
-        """The run chain's first run id: the new run's own when ``created``."""
-        return self.handle.first_execution_run_id or self.handle.result_run_id or ""
 
+async def open_account(client: Client, account: AccountInput, *, task_queue: str) -> OpenedAccount:
+    """The one way Kindly starts an account (``kindly import``, ``POST /accounts``, the demo): one start
+    with the account's static search attributes, which fails where a run is open or kept and names
+    that run, whose handle is returned instead.
 
-async def open_account(
-    client: Client, account: AccountInput, *, task_queue: str, prepared: PreparedStart | None = None
-) -> OpenedAccount:
-    """``start_account``, saying whether the run is new: one start that fails where a run is open or
-    kept, and names that run, whose handle is returned instead."""
+    The run prepares itself (policy, phone index, stored opt-out) with its first local activity. The
+    attributes given here (segment, due date, amount, the stage the calendar gives) make it findable in
+    visibility from its start, before any worker has run it. A namespace that does not know them yet
+    (no worker or ``kindly setup`` has registered them) gets them registered, and the account starts
+    without them: its run publishes them once it has planned."""
     try:
-        handle = await _start(client, account, task_queue, WorkflowIDConflictPolicy.FAIL, prepared)
+        handle = await _start(client, account, task_queue)
         return OpenedAccount(handle, created=True)
     except WorkflowAlreadyStartedError as err:
         existing = client.get_workflow_handle(
@@ -115,52 +115,45 @@ async def open_account(
         return OpenedAccount(existing, created=False)
 
 
-async def start_new_account(
-    client: Client, account: AccountInput, *, task_queue: str, prepared: PreparedStart | None = None
-) -> WorkflowHandle[object, AccountResult]:
-    """Start the account's workflow only where no run of it is open or kept: one RPC that also tells
-    the importer "started" from "already there" (``WorkflowAlreadyStartedError`` names the run)."""
-    return await _start(client, account, task_queue, WorkflowIDConflictPolicy.FAIL, prepared)
-
-
 async def _start(
-    client: Client,
-    account: AccountInput,
-    task_queue: str,
-    conflict_policy: WorkflowIDConflictPolicy,
-    prepared: PreparedStart | None,
+    client: Client, account: AccountInput, task_queue: str
 ) -> WorkflowHandle[object, AccountResult]:
-    """The start itself, with ``ALLOW_DUPLICATE_FAILED_ONLY`` on reuse: ``run(account)``, or, prepared,
-    ``run(account, None, preparation)`` with the first search attributes. No static summary: the
-    workflow id names the account and the ``Segment`` attribute its segment.
-
-    A namespace that does not know the attributes yet (no worker or ``kindly setup`` has registered
-    them) gets them registered, and this account starts without them: its run publishes them with its
-    first plan."""
-    args: list[object] = [account.model_dump(mode="json")]
-    if prepared is not None:
-        args += [None, prepared.argument]
+    """The start itself: ``run(account)``, failing on an open or kept run, reusing the id only after a
+    failed or terminated one. No static summary: the workflow id names the account and ``Segment`` its
+    segment."""
     start = partial(
         client.start_workflow,
         WORKFLOW_TYPE,
-        args=args,
+        account.model_dump(mode="json"),
         id=workflow_id_for(account.account_id),
         task_queue=task_queue,
         result_type=AccountResult,
-        id_conflict_policy=conflict_policy,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
     )
-    if prepared is None:
-        return await start()
+    stage = stage_by_date(account.due_date, zone_date(account.timezone, datetime.now(UTC))).value
     try:
-        return await start(search_attributes=prepared.search_attributes)
+        return await start(search_attributes=as_start_attributes(start_values(account, stage)))
     except RPCError as err:
         if not _unknown_search_attribute(err):
             raise
-    # Best effort (Temporal Cloud refuses it: create them there as the README says).
+    # Best effort (Temporal Cloud refuses it: create them there as docs/deploying.md says).
     with contextlib.suppress(RPCError):
         await ensure_search_attributes(client, client.namespace)
     return await start()
+
+
+async def execution_status(
+    client: Client, workflow_id: str, run_id: str | None = None
+) -> tuple[WorkflowExecutionStatus, str]:
+    """A run's status and run id (the latest run's without ``run_id``); ``RPCError`` NOT_FOUND when
+    there is none. Reads the status alone, not the search attributes, which the time-skipping test
+    server returns in a form the SDK cannot decode once one was unset."""
+    request = DescribeWorkflowExecutionRequest(
+        namespace=client.namespace, execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id or "")
+    )
+    info = (await client.workflow_service.describe_workflow_execution(request)).workflow_execution_info
+    return WorkflowExecutionStatus(info.status), info.execution.run_id
 
 
 def _unknown_search_attribute(err: RPCError) -> bool:

@@ -34,18 +34,16 @@ from activities.records import RecordActivities
 from activities.sms_providers import build_sms_provider
 from kindly.domain.messages.rendering import MessageRenderer, build_template_environment
 from kindly.domain.policy.model import load_policies
-from kindly.domain.policy.registry import PolicyRegistry, policy_source
 from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.keyring import ensure_development_keys, load_keyring
 from kindly.programs.demo import start_demo_portfolio
 from kindly.programs.dev_server import start_dev_server
-from kindly.programs.preparation import AccountPreparer
 from kindly.programs.rate_limit import sms_task_queue_rate
 from kindly.programs.temporal import connect
 from kindly.settings import Settings
-from kindly.store.contacts import PhoneIndex
-from kindly.store.db import AuditStore, make_engine
-from workflows.overdue_account import SMS_TASK_QUEUE_SUFFIX, OverdueAccountWorkflow
+from kindly.store import AuditStore, PhoneBook, make_engine
+from workflows.overdue_account import OverdueAccountWorkflow
+from workflows.requests import SMS_TASK_QUEUE_SUFFIX
 
 logger = logging.getLogger("kindly.worker")
 
@@ -112,9 +110,6 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
         settings.policy_file, continue_as_new_after_events=settings.continue_as_new_after_events
     )
     engine = make_engine(settings.database_url)
-    # Starters check the policy they prepare accounts with against this one (kindly.domain.policy.registry).
-    fingerprint = PolicyRegistry(engine).register(policies)
-    logger.info("contact policy %s from %s", fingerprint, policy_source(settings))
     store = AuditStore(engine)
     async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
         messaging = MessagingActivities(build_sms_provider(settings, http), renderer, store)
@@ -124,7 +119,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
             phone_url=settings.phone_webhook_url,
             specialist_url=settings.specialist_webhook_url,
         )
-        records = RecordActivities(store, PhoneIndex(engine, load_keyring(settings)), policies)
+        records = RecordActivities(store, PhoneBook(engine, load_keyring(settings)), policies)
         accounts = Worker(
             client,
             task_queue=settings.task_queue,
@@ -135,11 +130,9 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
                 messaging.send_sms,
                 handoffs.create_call_task,
                 handoffs.hand_off_to_specialist,
-                records.record_decisions,
                 records.prepare_account,
+                records.record_changes,
                 records.resolve_policy,
-                records.index_phone,
-                records.record_opt_out,
                 records.cancel_send,
             ],
         )
@@ -219,7 +212,7 @@ async def _register_search_attributes(client: Client, settings: Settings) -> Non
         added = await ensure_search_attributes(client, settings.temporal_namespace)
     except RPCError as err:
         logger.warning(
-            "could not register search attributes (%s); on Temporal Cloud create them as the README says",
+            "could not register search attributes (%s); on Temporal Cloud create them (docs/deploying.md)",
             err.message,
         )
         return
@@ -267,8 +260,7 @@ async def serve(
                 settings.sms_rate_limit_per_second,
             )
             if demo:
-                preparer = await asyncio.to_thread(AccountPreparer.from_settings, settings)
-                ids = await start_demo_portfolio(client, settings.task_queue, preparer=preparer)
+                ids = await start_demo_portfolio(client, settings.task_queue)
                 logger.info("demo accounts: %s", ", ".join(ids))
             await stop.wait()
             logger.info("stopping")

@@ -519,7 +519,7 @@ async def run_on_dev_server(
                 _env_file=None,
                 temporal_address=server.address,
                 task_queue=f"simdev-{script.seed}-{uuid.uuid4().hex[:6]}",
-                database_url=f"sqlite:///{workdir / 'kindly.store.db'}",
+                database_url=f"sqlite:///{workdir / 'kindly.db'}",
                 sms_provider="webhook",
                 sms_webhook_url=f"{world.url}/sms",
                 phone_webhook_url=f"{world.url}/phone",

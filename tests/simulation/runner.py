@@ -330,7 +330,7 @@ async def run(script: Script, workdir: Path, progress: Callable[[str], None] | N
     settings_fields: dict[str, Any] = {
         "_env_file": None,
         "task_queue": f"sim-{script.seed}-{uuid.uuid4().hex[:6]}",
-        "database_url": f"sqlite:///{workdir / 'kindly.store.db'}",
+        "database_url": f"sqlite:///{workdir / 'kindly.db'}",
         "sms_provider": "webhook",
         "http_timeout_seconds": HTTP_TIMEOUT_SECONDS,
         **ENCRYPTION_SETTINGS,

@@ -15,7 +15,7 @@ from kindly.programs.api.app import create_app
 from kindly.programs.api.settings import ApiSettings
 from kindly.programs.temporal import connect
 from kindly.settings import Settings
-from kindly.store.db import make_engine
+from kindly.store import make_engine
 
 
 async def serve(settings: Settings, api_settings: ApiSettings) -> None:
@@ -30,7 +30,7 @@ async def serve(settings: Settings, api_settings: ApiSettings) -> None:
 
 def main() -> None:
     # Kindly's own records (replies for finished accounts, a webhook signed with a secret being rotated
-    # out, a column added to the database) go to stderr beside uvicorn's; none holds a number in clear.
+    # out, a database migrated as it starts) go to stderr beside uvicorn's; none holds a number in clear.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:

@@ -3,11 +3,10 @@ or UI token). OpenAPI at ``/docs``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
+from importlib.metadata import version
 
 from fastapi import FastAPI, Request, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,36 +14,23 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from kindly.codec import EncryptionCodec
-from kindly.domain.policy.model import load_policies
-from kindly.domain.policy.registry import PolicyRegistry, policy_source
 from kindly.errors import AccountClosedError, AccountNotFoundError
 from kindly.keyring import load_keyring
 from kindly.programs.api import codec_server, figures, ops, receipts, webhooks
 from kindly.programs.api.deps import ApiContext
 from kindly.programs.api.settings import ApiSettings
-from kindly.programs.preparation import AccountPreparer
 from kindly.settings import Settings
-from kindly.store.contacts import PhoneIndex, create_tables
-from kindly.store.db import AuditStore
+from kindly.store import AuditStore, PhoneIndex
 
 
 def create_app(client: Client, settings: Settings, api_settings: ApiSettings, engine: Engine) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(create_tables, engine)
-        yield
-
     app = FastAPI(
         title="Kindly",
         summary="Gentle collection of overdue loans: one Temporal workflow per account.",
-        version="0.1.0",
-        lifespan=lifespan,
+        version=version("kindly"),
     )
     keyring = load_keyring(settings)
     phones = PhoneIndex(engine, keyring)
-    policies = load_policies(
-        settings.policy_file, continue_as_new_after_events=settings.continue_as_new_after_events
-    )
     app.state.api_settings = api_settings
     app.state.codec = EncryptionCodec(keyring)
     app.state.context = ApiContext(
@@ -53,13 +39,6 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
         api_settings=api_settings,
         phones=phones,
         audit=AuditStore(engine),
-        preparer=AccountPreparer(
-            phones,
-            policies,
-            audit=AuditStore(engine),
-            registry=PolicyRegistry(engine),
-            policy_source=policy_source(settings),
-        ),
         engine=engine,
     )
     app.include_router(ops.router)

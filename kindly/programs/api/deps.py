@@ -10,10 +10,8 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from kindly.programs.api.settings import ApiSettings
-from kindly.programs.preparation import AccountPreparer
 from kindly.settings import Settings
-from kindly.store.contacts import PhoneIndex
-from kindly.store.db import AuditStore
+from kindly.store import AuditStore, PhoneIndex
 
 
 @dataclass(frozen=True)
@@ -23,7 +21,6 @@ class ApiContext:
     api_settings: ApiSettings
     phones: PhoneIndex
     audit: AuditStore
-    preparer: AccountPreparer
     engine: Engine
 
 

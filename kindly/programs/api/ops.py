@@ -7,7 +7,7 @@ answered 422 naming the field before anything reaches Temporal; an unknown accou
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
@@ -39,7 +39,6 @@ from kindly.programs.operations import (
     find_accounts,
     signal_account,
 )
-from kindly.programs.preparation import NewRun, record_started
 from kindly.programs.temporal import open_account
 
 router = APIRouter(prefix="/accounts", tags=["operations"], dependencies=[Depends(require_api_key)])
@@ -51,13 +50,6 @@ SEGMENT_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 _Responses = dict[int | str, dict[str, Any]]
 _NOT_FOUND: _Responses = {status.HTTP_404_NOT_FOUND: {"description": "No workflow exists for this account"}}
 _UNAUTHORIZED: _Responses = {status.HTTP_401_UNAUTHORIZED: {"description": "Missing or invalid X-API-Key"}}
-POLICY_CHECK_MAX_AGE = timedelta(seconds=30)
-"""How long ``POST /accounts`` trusts its last comparison of this API's policy with the workers'."""
-_POLICY_DIFFERS: _Responses = {
-    status.HTTP_503_SERVICE_UNAVAILABLE: {
-        "description": "This API's contact policy is not the one the workers registered last: nothing started"
-    }
-}
 _CLOSED: _Responses = {
     status.HTTP_409_CONFLICT: {"description": "The account's workflow has ended: it takes no more signals"}
 }
@@ -78,24 +70,11 @@ class SignalAccepted(BaseModel):
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=AccountStarted,
-    responses=_UNAUTHORIZED | _POLICY_DIFFERS,
+    responses=_UNAUTHORIZED,
 )
 async def start(account: AccountInput, ctx: Context) -> AccountStarted:
     """Start the account's workflow, or return the one already running (re-posting is harmless)."""
-    check = await run_in_threadpool(ctx.preparer.check_policy, max_age=POLICY_CHECK_MAX_AGE)
-    if check is not None and not check.matches:
-        # A deployment fault, not the caller's: nothing is started until this API has the workers' policy.
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"not started: {check.describe(ctx.preparer.policy_source)}",
-            headers={"Retry-After": str(int(POLICY_CHECK_MAX_AGE.total_seconds()))},
-        )
-    [prepared] = await run_in_threadpool(ctx.preparer.prepare, [account])
-    opened = await open_account(ctx.client, account, task_queue=ctx.settings.task_queue, prepared=prepared)
-    handle = opened.handle
-    await run_in_threadpool(ctx.phones.register, account.phone, account.account_id)
-    if opened.created:
-        await record_started(ctx.preparer, [NewRun(account, prepared.prepared, opened.first_run_id)])
+    handle = (await open_account(ctx.client, account, task_queue=ctx.settings.task_queue)).handle
     return AccountStarted(
         account_id=account.account_id,
         workflow_id=handle.id,

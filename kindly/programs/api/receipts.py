@@ -35,8 +35,7 @@ from kindly.programs.api.webhooks import (
     twilio_webhook,
 )
 from kindly.programs.operations import signal_account
-from kindly.store.contacts import FAILED_STATES
-from kindly.store.db import DELIVERY_RECEIPT, AuditEntry
+from kindly.store import DELIVERY_RECEIPT, FAILED_STATES, AuditEntry
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import SecretStr
 
 from kindly.programs.api.settings import ApiSettings
-from kindly.store.contacts import PhoneIndex
+from kindly.store.signatures import SignatureLedger
 
 API_KEY_HEADER = "X-API-Key"
 TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -230,17 +230,17 @@ def _forbidden(detail: str) -> HTTPException:
 
 
 @asynccontextmanager
-async def single_use(phones: PhoneIndex, use: SignatureUse) -> AsyncIterator[None]:
+async def single_use(signatures: SignatureLedger, use: SignatureUse) -> AsyncIterator[None]:
     """Run the request's work once per signature: 403 for a replay.
 
     The signature is recorded before the work, so a concurrent replay is refused too; when the work
     fails (any exception: Temporal unavailable, a bad body) the record is removed again, so that the
     sender's retry of the same request is not mistaken for a replay.
     """
-    if not await run_in_threadpool(phones.claim_signature, use.digest, use.expires_at):
+    if not await run_in_threadpool(signatures.claim, use.digest, use.expires_at):
         raise _forbidden(f"{use.header} was already used: replayed request refused")
     try:
         yield
     except BaseException:
-        await run_in_threadpool(phones.release_signature, use.digest)
+        await run_in_threadpool(signatures.release, use.digest)
         raise

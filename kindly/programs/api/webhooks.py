@@ -225,7 +225,7 @@ async def twilio_webhook(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not UTF-8 form data") from err
     token = ctx.api_settings.twilio_auth_token
     use = verify_twilio(request, params, None if token is None else token.get_secret_value())
-    async with single_use(ctx.phones, use):
+    async with single_use(ctx.phones.signatures, use):
         form = dict(params)
         missing = [name for name in required if name not in form]
         if missing:
@@ -240,7 +240,7 @@ async def kindly_webhook(request: Request, ctx: ApiContext, model: type[M]) -> A
     """The signed JSON body as ``model``, once its signature, timestamp and first use check out."""
     raw = await request.body()
     use = verify_kindly(request, raw)
-    async with single_use(ctx.phones, use):
+    async with single_use(ctx.phones.signatures, use):
         yield parse_signed_json(model, raw)
 
 

@@ -1,0 +1,150 @@
+"""What the workflow decides when it plans and starts an action: pure functions over ``AccountState``.
+
+They complete the signals' effects (``kindly.domain.effects``) and the finished actions'
+(``kindly.domain.completions``): a new plan's skips and deferrals, the reminder to send and a promise it
+breaks, a pause that ran out, a reloaded policy, the reasons a call task or a hand-off states, and the
+only values a message may show. The workflow calls them and records what they return; unit tests call
+them without Temporal.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from kindly.domain.completions import Handoff, SmsAction
+from kindly.domain.contract import AccountInput, RefreshPolicy, TimelineKind
+from kindly.domain.effects import ActionKind, Effect, Entry
+from kindly.domain.masking import mask_reference
+from kindly.domain.messages.context import MessageContext
+from kindly.domain.policy.model import ContactPolicy
+from kindly.domain.policy.schedule import Step, StepKind, local_date, local_iso, zone_date
+from kindly.domain.policy.tones import choose_template
+from kindly.domain.state import AccountState
+
+
+def new_account(
+    account: AccountInput, policy: ContactPolicy, now: datetime, *, opted_out: bool
+) -> AccountState:
+    """A new account's state before anything happened, started on the customer's local date."""
+    return AccountState.for_new_account(
+        account, policy, zone_date(account.timezone, now), opted_out=opted_out
+    )
+
+
+def plan_noted(state: AccountState, step: Step) -> Effect:
+    """A plan's next touchpoint, and, once per distinct plan, the touches it skips and the days it
+    passes over (deferrals), so the timeline says why nothing went out when the customer expected it."""
+    state = state.model_copy()
+    state.next_touchpoint_at = step.at
+    if step.plan_key == state.last_plan_key:
+        return Effect(state)
+    state.last_plan_key = step.plan_key
+    entries: list[Entry] = []
+    for key, reason in step.superseded:
+        if key not in state.done_touches:
+            state.done_touches = [*state.done_touches, key]
+        entries.append(Entry(TimelineKind.SKIPPED, f"touch {key} skipped: {reason}"))
+    if step.deferrals and step.at is not None:
+        reasons = ", ".join(f"{d.day.isoformat()} {d.reason}" for d in step.deferrals)
+        moved_to = local_iso(state.account.timezone, step.at)
+        entries.append(
+            Entry(TimelineKind.DEFERRED, f"{step.kind} {step.touch_key} deferred ({reasons}) to {moved_to}")
+        )
+    return Effect(state, tuple(entries))
+
+
+def days_past_due(state: AccountState, now: datetime) -> int:
+    return max((local_date(state, now) - state.account.due_date).days, 0)
+
+
+def sms_started(state: AccountState, step: Step, now: datetime) -> tuple[Effect, SmsAction]:
+    """The SMS a due step sends: a reminder's wording for the account's tone and age, and a broken
+    promise recorded (the promise date passed without the money, so the reminder is the firmer one)."""
+    assert step.template is not None, "an SMS step names its template"
+    state = state.model_copy()
+    template = step.template
+    entries: tuple[Entry, ...] = ()
+    if step.kind is StepKind.SMS:
+        template = choose_template(
+            template,
+            state.policy,
+            days_past_due=days_past_due(state, now),
+            instalment_offered=state.instalment_offered,
+        )
+        if state.promise_date is not None:
+            why = f"promised payment by {state.promise_date} not received; firmer reminder"
+            entries = (Entry(TimelineKind.PROMISE_BROKEN, why),)
+            state.promise_date = None
+            state.promise_broken = True
+    action = SmsAction(
+        kind=ActionKind.REMINDER if step.kind is StepKind.SMS else ActionKind.SERVICE_SMS,
+        template=template,
+        touchpoint=state.touchpoints + 1,
+        touch_key=step.touch_key,
+        counts_for_escalation=step.counts_for_escalation,
+    )
+    return Effect(state, entries), action
+
+
+def pause_ended(state: AccountState) -> Effect:
+    """A pause with an ``until`` ran out: the cadence starts again from now."""
+    state = state.model_copy()
+    state.paused = False
+    state.paused_until = None
+    return Effect(state, (Entry(TimelineKind.RESUMED, "pause ended at its 'until' time; cadence restarts"),))
+
+
+def policy_reloaded(state: AccountState, policy: ContactPolicy, request: RefreshPolicy) -> Effect:
+    """The segment's policy as resolved again, with the settings that changed named."""
+    state = state.model_copy()
+    old, new = state.policy.model_dump(), policy.model_dump()
+    changed = sorted(name for name in new if new[name] != old.get(name))
+    state.policy = policy
+    why = f" ({request.reason})" if request.reason else ""
+    what = ", ".join(changed) if changed else "nothing changed"
+    entry = Entry(
+        TimelineKind.POLICY_REFRESHED, f"segment {state.account.segment} policy reloaded{why}: {what}"
+    )
+    return Effect(state, (entry,))
+
+
+def handoff_started(state: AccountState, step: Step) -> Handoff:
+    """The hand-off a due call or specialist step makes, with the reason the other side reads first."""
+    touchpoint = state.touchpoints + 1
+    if step.kind is StepKind.CALL:
+        return Handoff(ActionKind.CALL_TASK, touchpoint, call_reason(state), attempt=step.attempt)
+    return Handoff(ActionKind.SPECIALIST, touchpoint, specialist_reason(state))
+
+
+def call_reason(state: AccountState) -> str:
+    """Why the phone team gets this call task: what the agent reads first."""
+    if state.phone_attempt:
+        return f"attempt {state.phone_attempt} got no outcome"
+    if state.opted_out:
+        return "customer opted out of SMS"
+    if state.sms_undeliverable:
+        return "number cannot receive SMS"
+    return f"{state.unanswered_sms} unanswered SMS"
+
+
+def specialist_reason(state: AccountState) -> str:
+    """Why the specialists get the account: the reason a signal or a refusal gave, or the attempts."""
+    if state.specialist_reason:
+        return state.specialist_reason
+    if state.phone_attempt:
+        return f"{state.phone_attempt} call attempt(s) without result"
+    return f"{state.unanswered_sms} unanswered SMS; segment routes to specialists"
+
+
+def message_context(state: AccountState, now: datetime) -> MessageContext:
+    """The only values a message may show: no name, number or full reference. An ended account owes
+    nothing a message could ask for (only its opt-out confirmation goes)."""
+    return MessageContext(
+        amount_due=state.amount_due if state.outcome is None else Decimal(0),
+        currency=state.account.currency,
+        due_date=state.account.due_date,
+        reference_masked=mask_reference(state.account.account_id),
+        days_past_due=days_past_due(state, now),
+        promise_date=state.promise_date,
+    )

@@ -1,0 +1,122 @@
+"""What leaves the workflow: the activity inputs an account's actions send, built from its state, and
+how those activities run.
+
+Each carries the touchpoint's idempotency key (the same on every retry and replay, so the gateway and
+the phone system take it once) and the audit entries waiting for an activity (``AuditTrail.pending``),
+which the activity writes in its own transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from activities.inputs import (
+    AuditRecord,
+    CallTaskInput,
+    CancelSendInput,
+    RecordChangesInput,
+    RunIdentity,
+    SendSmsInput,
+    SpecialistHandoffInput,
+)
+from kindly.domain.actions import message_context
+from kindly.domain.completions import Handoff, SmsAction
+from kindly.domain.effects import CancelReason
+from kindly.domain.policy.schedule import Step
+from kindly.domain.state import AccountState
+
+SEND_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=10)
+)
+ACTION_OPTIONS: Mapping[str, Any] = MappingProxyType(
+    {
+        "start_to_close_timeout": timedelta(seconds=60),
+        "retry_policy": SEND_RETRY,
+        "cancellation_type": workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    }
+)
+"""How sends and hand-offs run: hand-offs retry without a deadline (an outage of the phone system must
+not fail the account); SMS retry until their window closes (schedule-to-close), then wait for the next
+one. A cancellation waits for the attempt on the wire to finish, so its outcome is known."""
+LOCAL = timedelta(seconds=30)
+"""Start-to-close of the bookkeeping local activities (database writes)."""
+SMS_TASK_QUEUE_SUFFIX = "-sms"
+"""SMS go to ``<task queue>-sms``, whose Temporal rate limit is the gateway's accepted rate."""
+
+
+def idempotency_key(run: RunIdentity, touchpoint: int) -> str:
+    """The touchpoint's key: stable across retries, replays and continue-as-new."""
+    return f"{run.workflow_id}/{run.first_run_id}/tp-{touchpoint}"
+
+
+def sms(
+    state: AccountState, step: Step, action: SmsAction, key: str, decisions: list[AuditRecord], now: datetime
+) -> SendSmsInput:
+    return SendSmsInput(
+        account_id=state.account.account_id,
+        idempotency_key=key,
+        touchpoint=action.touchpoint,
+        template=action.template,
+        locale=state.account.locale,
+        to=state.account.phone,
+        context=message_context(state, now),
+        not_after=step.not_after,
+        decisions=decisions,
+    )
+
+
+def sms_cancellation(
+    state: AccountState, action: SmsAction, reason: CancelReason, key: str, decisions: list[AuditRecord]
+) -> CancelSendInput:
+    return CancelSendInput(
+        idempotency_key=key,
+        account_id=state.account.account_id,
+        touchpoint=action.touchpoint,
+        template=action.template,
+        reason=reason,
+        decisions=decisions,
+    )
+
+
+def call_task(state: AccountState, handoff: Handoff, key: str, decisions: list[AuditRecord]) -> CallTaskInput:
+    return CallTaskInput(
+        account_id=state.account.account_id,
+        attempt=handoff.attempt,
+        phone=state.account.phone,
+        amount_due=state.amount_due,
+        currency=state.account.currency,
+        reason=handoff.reason,
+        idempotency_key=key,
+        decisions=decisions,
+    )
+
+
+def specialist_handoff(
+    state: AccountState, handoff: Handoff, key: str, decisions: list[AuditRecord]
+) -> SpecialistHandoffInput:
+    return SpecialistHandoffInput(
+        account_id=state.account.account_id,
+        amount_due=state.amount_due,
+        currency=state.account.currency,
+        reason=handoff.reason,
+        idempotency_key=key,
+        decisions=decisions,
+    )
+
+
+def changes(
+    state: AccountState, phone_changed: bool, opted_out: bool, decisions: list[AuditRecord]
+) -> RecordChangesInput:
+    return RecordChangesInput(
+        account_id=state.account.account_id,
+        phone=state.account.phone,
+        phone_changed=phone_changed,
+        opted_out=opted_out,
+        decisions=decisions,
+    )
