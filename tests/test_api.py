@@ -207,7 +207,9 @@ async def test_start_account_then_read_status(api: Api) -> None:
     # activity (one marker), which also wrote its first audit entry under the run's own key.
     events = [e async for e in api.client.get_workflow_handle(f"overdue-{account_id}").fetch_history_events()]
     started = events[0].workflow_execution_started_event_attributes
-    assert {"CollectionStage", "DueDate", "Segment", "AmountDue"} <= set(started.search_attributes.indexed_fields)
+    assert {"CollectionStage", "DueDate", "Segment", "AmountDue"} <= set(
+        started.search_attributes.indexed_fields
+    )
     markers = [e for e in events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
     assert len(markers) == 1
     run_id = started.original_execution_run_id
