@@ -30,9 +30,8 @@ from temporalio.testing import WorkflowEnvironment
 from bench.procs import ManagedProcess, free_port, own_children
 from kindly.domain.contract import AccountInput, AccountResult
 from kindly.domain.policy.model import ContactPolicy
-from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.programs.dev_server import bundled_binary
-from kindly.programs.temporal import connect, start_account
+from kindly.programs.temporal import connect, ensure_search_attributes, start_account
 from kindly.settings import Settings
 
 T = TypeVar("T")

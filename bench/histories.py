@@ -170,9 +170,7 @@ def cost_of(events: Sequence[HistoryEvent], touchpoints: int) -> Cost:
         history_bytes=History(events=list(events)).ByteSize(),
     )
     marker_tasks: set[int] = set()
-    first_task = next(
-        (e.event_id for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED), None
-    )
+    first_task = _first_task_commands(events)
     for event in events:
         kind = ACTION_EVENTS.get(event.event_type)
         if kind is not None:
@@ -199,6 +197,22 @@ def cost_of(events: Sequence[HistoryEvent], touchpoints: int) -> Cost:
     cost.actions["marker_workflow_tasks"] = len(marker_tasks)
     cost.start_actions += int(first_task in marker_tasks)
     return cost
+
+
+def _first_task_commands(events: Sequence[HistoryEvent]) -> int | None:
+    """The id the first workflow task's commands name as theirs (``workflow_task_completed_event_id``;
+    servers differ in whether it is the task's completed or started event, so it is read, not assumed)."""
+    for event in events:
+        for attributes in (
+            "marker_recorded_event_attributes",
+            "upsert_workflow_search_attributes_event_attributes",
+            "activity_task_scheduled_event_attributes",
+            "timer_started_event_attributes",
+        ):
+            if event.HasField(attributes):
+                task: int = getattr(event, attributes).workflow_task_completed_event_id
+                return task
+    return None
 
 
 def describe_events(events: Sequence[HistoryEvent]) -> list[str]:

@@ -55,9 +55,9 @@ from bench.gateway import GatewayProcess
 from bench.histories import Cost, cost_of, cut_after_touchpoint, describe_events
 from bench.procs import ManagedProcess, cpu_seconds
 from kindly.domain.contract import WORKFLOW_TYPE, AccountStatus, QueryName, workflow_id_for
-from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.programs.portfolio import import_portfolio
 from kindly.programs.rate_limit import sms_task_queue_rate
+from kindly.programs.temporal import ensure_search_attributes
 from kindly.programs.worker import build_worker
 
 KINDLY_SMS_ACTIVITY = "send_sms"

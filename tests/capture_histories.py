@@ -30,9 +30,9 @@ from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.codec import data_converter
-from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.keyring import load_keyring
 from kindly.programs.dev_server import bundled_binary
+from kindly.programs.temporal import ensure_search_attributes
 from kindly.programs.worker import build_worker
 from kindly.settings import Settings
 from tests.http_recorder import RecordingHttpServer

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from kindly.domain.contract import Stage
+from kindly.domain.policy.limits import call_limit_reason
 from kindly.domain.policy.model import REGIMES, ContactPolicy, RegimeRules
-from kindly.domain.policy.schedule import DEFERRAL_REASONS, Deferral, StepKind, call_limit_reason, plan_next
+from kindly.domain.policy.schedule import DEFERRAL_REASONS, Deferral, StepKind, plan_next
 from kindly.domain.state import AccountState
 from tests.test_schedule import NEW_YORK, OVERDUE_DONE, SHANGHAI, local, make_state
 

@@ -20,7 +20,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.domain.contract import Outcome, TimelineEntry, TimelineKind
-from kindly.domain.search_attributes import ensure_search_attributes
+from kindly.programs.temporal import ensure_search_attributes
 from kindly.programs.worker import build_worker
 from kindly.settings import Settings
 from tests.conftest import eventually, sms_requests

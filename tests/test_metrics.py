@@ -9,7 +9,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.domain.search_attributes import ensure_search_attributes
+from kindly.programs.temporal import ensure_search_attributes
 from kindly.programs.worker import build_worker, telemetry_runtime
 from kindly.settings import Settings
 from tests.conftest import eventually

@@ -9,7 +9,7 @@ from datetime import timedelta
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.domain.contract import TimelineKind
-from kindly.domain.search_attributes import ensure_search_attributes
+from kindly.programs.temporal import ensure_search_attributes
 from kindly.programs.worker import build_worker
 from kindly.settings import Settings
 from tests.conftest import TEST_POLICIES, eventually

@@ -15,11 +15,11 @@ import httpx
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.programs.api.app import create_app
 from kindly.programs.api.security import kindly_headers, twilio_signature
 from kindly.programs.api.settings import ApiSettings
 from kindly.programs.sandbox import SandboxSettings, create_sandbox_app
+from kindly.programs.temporal import ensure_search_attributes
 from kindly.programs.worker import build_worker
 from kindly.settings import Settings
 from kindly.store import AuditStore, make_engine

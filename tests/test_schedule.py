@@ -12,15 +12,9 @@ from hypothesis import strategies as st
 
 from kindly.domain.contract import AccountInput, Outcome, Stage, TemplateName
 from kindly.domain.policy.calendars import load_calendar
+from kindly.domain.policy.limits import blocked_reason
 from kindly.domain.policy.model import ContactPolicy
-from kindly.domain.policy.schedule import (
-    Deferral,
-    StepKind,
-    blocked_reason,
-    first_allowed_moment,
-    local_date,
-    plan_next,
-)
+from kindly.domain.policy.schedule import Deferral, StepKind, first_allowed_moment, local_date, plan_next
 from kindly.domain.state import AccountState, current_stage
 
 SHANGHAI = "Asia/Shanghai"

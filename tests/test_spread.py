@@ -7,8 +7,9 @@ from datetime import date, time, timedelta
 from typing import Any
 
 from kindly.domain.contract import TemplateName
+from kindly.domain.policy.limits import spread_offset
 from kindly.domain.policy.model import ContactPolicy
-from kindly.domain.policy.schedule import StepKind, plan_next, spread_offset
+from kindly.domain.policy.schedule import StepKind, plan_next
 from kindly.domain.state import AccountState
 from tests.test_schedule import DUE, OVERDUE_DONE, local, make_state
 

@@ -11,10 +11,9 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.codec import data_converter
-from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.keyring import load_keyring
 from kindly.programs.dev_server import bundled_binary
-from kindly.programs.temporal import start_account
+from kindly.programs.temporal import ensure_search_attributes, start_account
 from kindly.settings import Settings
 from tests.conftest import eventually
 from tests.lifecycle_helpers import make_account, status

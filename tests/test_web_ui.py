@@ -15,9 +15,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.programs.dev_server import bundled_binary
-from kindly.programs.temporal import start_account
+from kindly.programs.temporal import ensure_search_attributes, start_account
 from kindly.programs.worker import build_worker
 from kindly.settings import Settings
 from tests.conftest import encrypting_converter, eventually

@@ -2,8 +2,8 @@
 
 Operators query them, e.g. ``CollectionStage="phone" AND DueDate <= "2026-11-07T00:00:00Z"`` (in the
 phone stage and at least 30 days past due on 7 December 2026). None holds personal data.
-The worker registers missing ones at start-up (dev server, test server, self-hosted clusters); on
-Temporal Cloud create them once with ``tcld`` or the Cloud UI (docs/deploying.md).
+The worker registers missing ones at start-up (``kindly.programs.temporal.ensure_search_attributes``);
+on Temporal Cloud create them once with ``tcld`` or the Cloud UI (docs/deploying.md).
 """
 
 from __future__ import annotations
@@ -13,20 +13,12 @@ from datetime import UTC, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import (
-    AddSearchAttributesRequest,
-    ListSearchAttributesRequest,
-)
-from temporalio.client import Client
 from temporalio.common import (
-    SearchAttributeIndexedValueType,
     SearchAttributeKey,
     SearchAttributePair,
     SearchAttributeUpdate,
     TypedSearchAttributes,
 )
-from temporalio.service import RPCError, RPCStatusCode
 
 from kindly.domain.contract import AccountInput
 
@@ -47,35 +39,6 @@ ALL_KEYS: Sequence[SearchAttributeKey[Any]] = (
     SEGMENT,
     PAUSED,
 )
-
-_PROTO_TYPES = {
-    SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
-    SearchAttributeIndexedValueType.DOUBLE: IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
-    SearchAttributeIndexedValueType.DATETIME: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
-    SearchAttributeIndexedValueType.BOOL: IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
-}
-
-
-async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
-    """Register the attributes the namespace lacks; returns the names added."""
-    try:
-        existing = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=namespace)
-        )
-        known = set(existing.custom_attributes) | set(existing.system_attributes)
-    except RPCError as err:
-        # The time-skipping test server cannot list, but accepts the additions.
-        if err.status != RPCStatusCode.UNIMPLEMENTED:
-            raise
-        known = set()
-    missing = {key.name: _PROTO_TYPES[key.indexed_value_type] for key in ALL_KEYS if key.name not in known}
-    if missing:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
-        )
-    return sorted(missing)
-
 
 Published = dict[str, Any]
 """Attribute values by name, as a run last published them (or its start gave them): an upsert carries

@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client, TLSConfig, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributeIndexedValueType, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
@@ -19,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from kindly.codec import data_converter
 from kindly.domain.contract import WORKFLOW_TYPE, AccountInput, AccountResult, workflow_id_for
 from kindly.domain.policy.schedule import zone_date
-from kindly.domain.search_attributes import as_start_attributes, ensure_search_attributes, start_values
+from kindly.domain.search_attributes import ALL_KEYS, as_start_attributes, start_values
 from kindly.domain.state import stage_by_date
 from kindly.errors import ConfigurationError
 from kindly.keyring import load_keyring
@@ -159,3 +161,32 @@ async def execution_status(
 def _unknown_search_attribute(err: RPCError) -> bool:
     """The server's answer to a start whose search attributes the namespace has not registered."""
     return err.status == RPCStatusCode.INVALID_ARGUMENT and "search attribute" in err.message.lower()
+
+
+_PROTO_TYPES = {
+    SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    SearchAttributeIndexedValueType.DOUBLE: IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE,
+    SearchAttributeIndexedValueType.DATETIME: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+    SearchAttributeIndexedValueType.BOOL: IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+}
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register the attributes the namespace lacks; returns the names added."""
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        known = set(existing.custom_attributes) | set(existing.system_attributes)
+    except RPCError as err:
+        # The time-skipping test server cannot list, but accepts the additions.
+        if err.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        known = set()
+    missing = {key.name: _PROTO_TYPES[key.indexed_value_type] for key in ALL_KEYS if key.name not in known}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)

@@ -34,12 +34,11 @@ from activities.records import RecordActivities
 from activities.sms_providers import build_sms_provider
 from kindly.domain.messages.rendering import MessageRenderer, build_template_environment
 from kindly.domain.policy.model import load_policies
-from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.keyring import ensure_development_keys, load_keyring
 from kindly.programs.demo import start_demo_portfolio
 from kindly.programs.dev_server import start_dev_server
 from kindly.programs.rate_limit import sms_task_queue_rate
-from kindly.programs.temporal import connect
+from kindly.programs.temporal import connect, ensure_search_attributes
 from kindly.settings import Settings
 from kindly.store import AuditStore, PhoneBook, make_engine
 from workflows.overdue_account import OverdueAccountWorkflow

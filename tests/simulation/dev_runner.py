@@ -70,8 +70,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from kindly.domain.contract import workflow_id_for
 from kindly.domain.policy.model import load_policies, policy_for
-from kindly.domain.search_attributes import ALL_KEYS, ensure_search_attributes
+from kindly.domain.search_attributes import ALL_KEYS
 from kindly.programs.dev_server import bundled_binary
+from kindly.programs.temporal import ensure_search_attributes
 from kindly.settings import Settings
 from tests.conftest import ENCRYPTION_SETTINGS
 from tests.fault_helpers import (

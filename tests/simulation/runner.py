@@ -33,10 +33,10 @@ from temporalio.testing import WorkflowEnvironment
 from kindly.codec import data_converter
 from kindly.domain.contract import AccountResult, AccountStatus, TimelineEntry, workflow_id_for
 from kindly.domain.policy.model import load_policies, policy_for
-from kindly.domain.search_attributes import ensure_search_attributes
 from kindly.keyring import load_keyring
 from kindly.programs.api.security import kindly_headers
 from kindly.programs.dev_server import bundled_binary
+from kindly.programs.temporal import ensure_search_attributes
 from kindly.programs.worker import build_worker
 from kindly.settings import Settings
 from tests.conftest import ENCRYPTION_SETTINGS, TEST_POLICIES

@@ -7,7 +7,6 @@ tests call it with any instant. All time-zone arithmetic lives here, outside the
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -15,8 +14,13 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from kindly.domain.contract import Stage, TemplateName
-from kindly.domain.policy.calendars import load_calendar
-from kindly.domain.policy.model import ContactPolicy
+from kindly.domain.policy.limits import (
+    blocked_reason,
+    call_limit_reason,
+    contact_window,
+    sms_cap_reason,
+    spread_offset,
+)
 from kindly.domain.state import AccountState
 
 SEARCH_HORIZON_DAYS = 400
@@ -105,94 +109,6 @@ def local_iso(timezone: str, instant: datetime) -> str:
 
 def _at(day: date, clock: time, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, clock, tzinfo=zone).astimezone(UTC)
-
-
-def blocked_reason(policy: ContactPolicy, birthday: date | None, day: date) -> str | None:
-    """Why no message may go on this local day, or None when it may."""
-    if policy.holiday_calendar and load_calendar(policy.holiday_calendar).is_holiday(day):
-        return "holiday"
-    if day in policy.blocked_dates:
-        return "blocked_date"
-    if (
-        policy.avoid_birthday
-        and birthday is not None
-        and (birthday.month, birthday.day) == (day.month, day.day)
-    ):
-        return "birthday"
-    return None
-
-
-def contact_window(state: AccountState, *, service: bool = False) -> tuple[time, time]:
-    """The local clock window contact may happen in for this account.
-
-    Service replies get the policy's service window; everything else the preferred window narrowed
-    by the customer's stated window (``contact_after``/``contact_before``). A stated window that
-    does not overlap the preferred one is ignored. Either is bounded by the regime's legal window.
-    """
-    policy = state.policy
-    legal = policy.rules
-    if service:
-        start, end = policy.service_window_start, policy.service_window_end
-    else:
-        start, end = policy.window_start, policy.window_end
-        narrowed_start = max(start, state.contact_after or start)
-        narrowed_end = min(end, state.contact_before or end)
-        if narrowed_start < narrowed_end:
-            start, end = narrowed_start, narrowed_end
-    # The policy validator already keeps both windows inside the legal one; this is belt and braces.
-    return max(start, legal.legal_start), min(end, legal.legal_end)
-
-
-def sms_cap_reason(policy: ContactPolicy, sms_days: list[date], day: date) -> str | None:
-    """Why one more reminder on this local day would break a cap, or None when it would not."""
-    if sms_days.count(day) >= policy.max_sms_per_day:
-        return "daily_cap"
-    # Every 7-day window that holds ``day`` must stay within the cap, the new reminder included.
-    near = [sent for sent in sms_days if abs((sent - day).days) < 7]
-    for first in (day - timedelta(days=back) for back in range(7)):
-        last = first + timedelta(days=6)
-        if sum(first <= sent <= last for sent in near) >= policy.max_sms_per_7_days:
-            return "weekly_cap"
-    return None
-
-
-def call_limit_reason(state: AccountState, day: date) -> str | None:
-    """Why one more call attempt on this local day would break a phone limit of the policy's
-    regime (``REGIMES``), or None when it would not."""
-    rules = state.policy.rules
-    attempts, conversations = state.call_attempt_days, state.conversation_days
-    if rules.no_call_days_after_conversation is not None and any(
-        0 <= (day - talked).days < rules.no_call_days_after_conversation for talked in conversations
-    ):
-        return "after_conversation"
-    if rules.max_conversations_per_day is not None and (
-        conversations.count(day) >= rules.max_conversations_per_day
-    ):
-        return "call_cap"
-    if rules.max_call_attempts_per_day is not None and (
-        attempts.count(day) >= rules.max_call_attempts_per_day
-    ):
-        return "call_cap"
-    if rules.max_call_attempts_per_7_days is not None:
-        # Every 7-day window that holds ``day`` must stay within the cap, this attempt included.
-        near = [tried for tried in attempts if abs((tried - day).days) < 7]
-        for first in (day - timedelta(days=back) for back in range(7)):
-            last = first + timedelta(days=6)
-            if sum(first <= tried <= last for tried in near) >= rules.max_call_attempts_per_7_days:
-                return "call_cap"
-    return None
-
-
-def spread_offset(account_id: str, window: timedelta, spread_minutes: int) -> timedelta:
-    """This account's place in the window-open herd: a stable offset in
-    ``[0, min(spread_minutes, window / 2))``, the same on every day and every worker (a hash of the
-    account id, never ``hash()``, which changes between processes)."""
-    spread = min(timedelta(minutes=spread_minutes), window / 2)
-    seconds = int(spread.total_seconds())
-    if seconds <= 0:
-        return timedelta(0)
-    digest = hashlib.sha256(account_id.encode()).digest()
-    return timedelta(seconds=int.from_bytes(digest[:8], "big") % seconds)
 
 
 def first_allowed_moment(
