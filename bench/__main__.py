@@ -44,20 +44,19 @@ so an account cannot get several touchpoints in a few minutes there; and the tim
 server is a different, in-memory implementation whose speed says nothing about a real server. So:
 
 * **Throughput** (touchpoints per second) is timed on the dev server with *one touchpoint per
-  account*: ``--accounts`` accounts of a segment that is the standard policy without a holiday
-  calendar, in a fixed-offset zone (``Etc/GMT±N``) where it is now 14:xx, due today. The ``due_today``
-  reminder is then due at once: 14:xx is inside the 09:00-20:00 window and after every account's
-  spread offset (at most three hours after 09:00). The baseline gets as many accounts, each with one
-  activity and then its timer. All workflows are started first, with no worker running; once the
-  server is idle again (done with the starts' visibility records), the worker process starts and the
-  backlog drains, as a morning's timers find a server that took the imports days before.
-  Touchpoints per second = accounts / (time of the last message at the gateway - time the worker
-  first polled). Every system is measured alike, in alternating order over ``--rounds`` rounds (on
-  2 shared cores the order matters), each on a fresh server; the mean is reported. Kindly's SMS rate
-  limit is set far above reach here (the herd measures it), and all workers keep Kindly's default
-  sticky cache (1,000). CPU per touchpoint of the worker, the gateway and the ``temporal`` dev-server
-  process: utime + stime from ``/proc/<pid>/stat`` from the worker's first poll to the end of the
-  drain, divided by the touchpoints.
+  account*, as a morning's timers find a server whose accounts were imported days before:
+  ``--accounts`` accounts due today, in a fixed-offset zone (``Etc/GMT±N``) where it is now 14:xx,
+  inside the 09:00-20:00 window, are started while the worker runs, each with its first SMS due at
+  one instant a little ahead (Kindly: the customer's stated window opens then, in a segment without
+  spread; bare: a timer until then, then its activity and its timer). Before that instant every run
+  has started, prepared itself (Kindly's one local activity) and gone to sleep, and the worker and
+  the server are idle; then the timers fire and the backlog drains. Touchpoints per second =
+  accounts / (time of the last message at the gateway - that instant). Every system is measured
+  alike, in alternating order over ``--rounds`` rounds (on 2 shared cores the order matters), each on
+  a fresh server; the mean is reported. Kindly's SMS rate limit is set far above reach here (the herd
+  measures it), and all workers keep Kindly's default sticky cache (1,000). CPU per touchpoint of the
+  worker, the gateway and the ``temporal`` dev-server process: utime + stime from
+  ``/proc/<pid>/stat`` over the drain, divided by the touchpoints.
 * **Actions, history events and history bytes per touchpoint** are counts, not times, so they are
   taken where the cadence can run: ``--cost-accounts`` accounts of Kindly, plain bare and
   ``SAME_WORK`` go through ``--touchpoints`` SMS touchpoints on the time-skipping test server (the

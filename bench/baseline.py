@@ -83,6 +83,8 @@ class BaselineInput:
     sms_task_queue: str | None = None
     upsert: bool = False
     """After each SMS, upsert the account's search attributes (``kindly_attributes``), as Kindly does."""
+    first_at: datetime | None = None
+    """Sleep until then before the first SMS (a morning's timers), as Kindly's accounts wait for theirs."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,9 @@ class BaselineWorkflow:
 
     @workflow.run
     async def run(self, params: BaselineInput) -> int:
+        if params.first_at is not None and params.first_at > workflow.now():
+            self._next_at = params.first_at
+            await workflow.sleep(params.first_at - workflow.now())
         for touchpoint in range(1, params.touchpoints + 1):
             await workflow.execute_activity(
                 ACTIVITY_NAME,
