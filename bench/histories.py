@@ -65,6 +65,7 @@ class Cost:
     markers: Counter[str] = field(default_factory=Counter)
     workflow_starts: int = 0
     start_actions: int = 0
+    start_by_kind: Counter[str] = field(default_factory=Counter)
     """What a run spends once, in the workflow task its start began: markers (Kindly's preparation, one
     local activity) and an upsert (its first next touchpoint). Counted apart, like the start."""
     activity_retries: int = 0
@@ -82,6 +83,7 @@ class Cost:
         self.markers.update(other.markers)
         self.workflow_starts += other.workflow_starts
         self.start_actions += other.start_actions
+        self.start_by_kind.update(other.start_by_kind)
         self.activity_retries += other.activity_retries
         self.events += other.events
         self.history_bytes += other.history_bytes
@@ -96,6 +98,7 @@ class Cost:
             markers=Counter({k: self.markers[k] - other.markers[k] for k in self.markers}),
             workflow_starts=self.workflow_starts - other.workflow_starts,
             start_actions=self.start_actions - other.start_actions,
+            start_by_kind=Counter({k: self.start_by_kind[k] - other.start_by_kind[k] for k in ACTION_KINDS}),
             activity_retries=self.activity_retries - other.activity_retries,
             events=self.events - other.events,
             history_bytes=self.history_bytes - other.history_bytes,
@@ -123,7 +126,7 @@ class Cost:
             ),
             "start_actions_per_run": round(self.start_actions / max(self.histories, 1), 3),
             "actions_by_kind_per_touchpoint": {
-                kind: round(self.actions[kind] / n, 3) for kind in ACTION_KINDS
+                kind: round((self.actions[kind] - self.start_by_kind[kind]) / n, 3) for kind in ACTION_KINDS
             },
             "exempt_temporal_change_version_upserts_per_touchpoint": round(
                 self.change_version_upserts / n, 3
@@ -192,10 +195,13 @@ def cost_of(events: Sequence[HistoryEvent], touchpoints: int) -> Cost:
                     == (first_task)
                 ):
                     cost.start_actions += 1
+                    cost.start_by_kind["search_attribute_upserts"] += 1
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             cost.activity_retries += max(event.activity_task_started_event_attributes.attempt - 1, 0)
     cost.actions["marker_workflow_tasks"] = len(marker_tasks)
-    cost.start_actions += int(first_task in marker_tasks)
+    if first_task in marker_tasks:
+        cost.start_actions += 1
+        cost.start_by_kind["marker_workflow_tasks"] += 1
     return cost
 
 
