@@ -27,8 +27,8 @@ def _marker(name: str, task: int) -> HistoryEvent:
     )
 
 
-def _upsert(*names: str) -> HistoryEvent:
-    attributes = UpsertWorkflowSearchAttributesEventAttributes()
+def _upsert(*names: str, task: int = 0) -> HistoryEvent:
+    attributes = UpsertWorkflowSearchAttributesEventAttributes(workflow_task_completed_event_id=task)
     for name in names:
         attributes.search_attributes.indexed_fields[name].CopyFrom(Payload(data=b'"x"'))
     return _event(
@@ -56,7 +56,30 @@ def test_markers_of_one_workflow_task_are_one_action_and_change_version_upserts_
     assert cost.actions["search_attribute_upserts"] == 1
     assert cost.change_version_upserts == 1
     assert cost.markers == {"core_patch": 1, "core_local_activity": 2}
-    # activity + timer + one real upsert + two workflow tasks with markers; the start apart
-    assert cost.total_actions == 5
+    # activity + timer + one real upsert + the workflow task with markers after it; the start, and the
+    # markers of the task that begins the run (its preparation), apart
+    assert cost.start_actions == 1
+    assert cost.total_actions == 4
     assert cost.workflow_starts == 1
-    assert cost.per_touchpoint()["actions_per_touchpoint"] == 5.0
+    assert cost.per_touchpoint()["actions_per_touchpoint"] == 4.0
+    assert cost.per_touchpoint()["start_actions_per_run"] == 1.0
+    assert cost.per_touchpoint()["actions_by_kind_per_touchpoint"]["marker_workflow_tasks"] == 1.0
+
+
+def test_an_upsert_in_the_task_that_begins_the_run_is_spent_once_per_run() -> None:
+    events = [
+        _event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED),
+        _marker("core_local_activity", task=3),
+        _upsert("NextTouchpointAt", task=3),
+        _event(EventType.EVENT_TYPE_TIMER_STARTED),
+        _event(
+            EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+            activity_task_scheduled_event_attributes=ActivityTaskScheduledEventAttributes(),
+        ),
+        _upsert("NextTouchpointAt", task=9),
+        _event(EventType.EVENT_TYPE_TIMER_STARTED),
+    ]
+    cost = cost_of(events, touchpoints=1)
+    assert cost.start_actions == 2  # the preparation's marker and the first upsert
+    assert cost.total_actions == 4  # two timers, one activity, the upsert after the send
+    assert cost.per_touchpoint()["actions_by_kind_per_touchpoint"]["search_attribute_upserts"] == 1.0
