@@ -11,7 +11,7 @@ from temporalio.api.history.v1 import (
     UpsertWorkflowSearchAttributesEventAttributes,
 )
 
-from bench.histories import CHANGE_VERSION, cost_of
+from bench.histories import ACTION_KINDS, CHANGE_VERSION, cost_of
 
 
 def _event(event_type: int, **attributes: object) -> HistoryEvent:
@@ -35,6 +35,15 @@ def _upsert(*names: str, task: int = 0) -> HistoryEvent:
         EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
         upsert_workflow_search_attributes_event_attributes=attributes,
     )
+
+
+NO_ACTIONS = dict.fromkeys(ACTION_KINDS, 0.0)
+ONE_TOUCHPOINT = {
+    "activities": 1.0,
+    "timers": 1.0,
+    "search_attribute_upserts": 1.0,
+    "marker_workflow_tasks": 1.0,
+}
 
 
 def test_markers_of_one_workflow_task_are_one_action_and_change_version_upserts_are_exempt() -> None:
@@ -63,7 +72,7 @@ def test_markers_of_one_workflow_task_are_one_action_and_change_version_upserts_
     assert cost.workflow_starts == 1
     assert cost.per_touchpoint()["actions_per_touchpoint"] == 4.0
     assert cost.per_touchpoint()["start_actions_per_run"] == 1.0
-    assert cost.per_touchpoint()["actions_by_kind_per_touchpoint"]["marker_workflow_tasks"] == 1.0
+    assert cost.per_touchpoint()["actions_by_kind_per_touchpoint"] == {**NO_ACTIONS, **ONE_TOUCHPOINT}
 
 
 def test_an_upsert_in_the_task_that_begins_the_run_is_spent_once_per_run() -> None:
@@ -82,4 +91,5 @@ def test_an_upsert_in_the_task_that_begins_the_run_is_spent_once_per_run() -> No
     cost = cost_of(events, touchpoints=1)
     assert cost.start_actions == 2  # the preparation's marker and the first upsert
     assert cost.total_actions == 4  # two timers, one activity, the upsert after the send
-    assert cost.per_touchpoint()["actions_by_kind_per_touchpoint"]["search_attribute_upserts"] == 1.0
+    by_kind = {**NO_ACTIONS, "activities": 1.0, "timers": 2.0, "search_attribute_upserts": 1.0}
+    assert cost.per_touchpoint()["actions_by_kind_per_touchpoint"] == by_kind
