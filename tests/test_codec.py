@@ -357,6 +357,81 @@ async def test_temporal_cli_reads_a_history_through_the_codec_server(
     assert NAME not in raw and NAME not in _decoded_payload_texts(raw)
 
 
+async def test_the_operating_guides_temporal_cli_commands_work_through_the_codec_server(
+    env: WorkflowEnvironment, client: Client, settings: Settings
+) -> None:
+    """``docs/operating.md``'s start, signal and query commands, run by the real ``temporal`` CLI with the
+    codec endpoint set: the CLI encodes the input through the codec server, and decodes the answers. A
+    query without arguments sends ``{}`` (proto3 JSON leaves the empty list out), which the codec server
+    must take as no payloads."""
+    account = make_account((await local_today(env)) + days(20), customer_name=NAME)
+    workflow_id = f"overdue-{account.account_id}"
+    app = create_app(client, settings, codec_api_settings(), make_engine(settings.database_url))
+    async with serving(app) as url:
+        cli = [
+            "--address",
+            client.service_client.config.target_host,
+            "--codec-endpoint",
+            f"{url}/codec",
+            "--codec-auth",
+            f"Bearer {API_KEY}",
+        ]
+        started = await _temporal(
+            "workflow", "start", "--type", "OverdueAccountWorkflow", "--task-queue", settings.task_queue,
+            "--workflow-id", workflow_id, "--id-conflict-policy", "UseExisting",
+            "--input", account.model_dump_json(), *cli,
+        )  # fmt: skip
+        assert "Running execution" in started and workflow_id in started, started
+        handle = client.get_workflow_handle(workflow_id)
+
+        async def status_via_cli() -> str:
+            return await _temporal(
+                "workflow", "query", "--workflow-id", workflow_id, "--type", "status", *cli
+            )
+
+        answer = _query_result(
+            await eventually(status_via_cli, lambda out: "QueryResult" in out, attempts=400)
+        )
+        assert answer["account_id"] == account.account_id and answer["stage"] == "pre_due", answer
+        assert answer["amount_due"] == "1500.00" and not answer["paused"]
+        signalled = await _temporal(
+            "workflow", "signal", "--workflow-id", workflow_id, "--name", "pause",
+            "--input", '{"reason": "customer in hospital"}', *cli,
+        )  # fmt: skip
+        assert "Signal workflow succeeded" in signalled or "succeeded" in signalled.lower(), signalled
+        paused = await eventually(status_via_cli, lambda out: '"paused": true' in out or "true" in out)
+        assert account.account_id in paused
+        timeline = await _temporal(
+            "workflow", "query", "--workflow-id", workflow_id, "--type", "timeline", *cli
+        )
+        print("SIGNALLED", signalled)
+        print("PAUSED", paused)
+        print("TIMELINE", timeline[:600])
+        assert "customer in hospital" in timeline, timeline
+    await handle.terminate("test over")
+
+
+async def test_codec_server_takes_an_empty_payload_list_and_refuses_a_malformed_body(
+    codec_api: CodecApi,
+) -> None:
+    keyed = {"X-API-Key": API_KEY, "X-Namespace": "default"}
+    async with httpx.AsyncClient(base_url=codec_api.url, headers=keyed) as http:
+        empty = await http.post("/codec/decode", json={})
+        assert empty.status_code == 200 and empty.json() == {"payloads": []}
+        none = await http.post("/codec/encode", json={"payloads": []})
+        assert none.status_code == 200 and none.json() == {"payloads": []}
+        malformed = await http.post("/codec/decode", json={"payloads": "nope"})
+        assert malformed.status_code == 400, malformed.text
+        assert malformed.json()["detail"].startswith("not Temporal payloads: payloads:")
+        elsewhere = await http.post("/accounts", json={"account_id": 5})
+        assert elsewhere.status_code == 422, "outside /codec a bad body stays a 422"
+
+
+def _query_result(output: str) -> Any:
+    """The decoded answer of ``temporal workflow query`` (its text output: ``QueryResult  <json>``)."""
+    return json.loads(output.split("QueryResult", 1)[1].strip())
+
+
 async def _temporal(*args: str) -> str:
     process = await asyncio.create_subprocess_exec(
         bundled_binary("temporal"),

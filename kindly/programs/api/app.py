@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from importlib.metadata import version
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -49,6 +50,7 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
     app.add_exception_handler(AccountNotFoundError, _account_not_found)
     app.add_exception_handler(AccountClosedError, _account_closed)
     app.add_exception_handler(RPCError, _temporal_refused)
+    app.add_exception_handler(RequestValidationError, codec_server.refuse_as_bad_request)
     app.add_middleware(
         BodySizeLimit,
         max_body_bytes=api_settings.max_body_bytes,

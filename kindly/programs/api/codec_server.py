@@ -24,8 +24,8 @@ The browser calls the codec server from the UI's page, another origin, so these 
 these: the rest of the API is not for browsers) answer CORS for ``codec_cors_origins``; a preflight
 ``OPTIONS`` is answered before authentication, as browsers send it without credentials.
 
-A payload that no key opens (unknown key id, tampering) is answered 400 naming the key id; plain
-payloads pass through ``decode`` unchanged, as in the workers.
+A payload that no key opens (unknown key id, tampering) is answered 400 naming the key id, and so is a
+body that is not Temporal payloads; plain payloads pass through ``decode`` unchanged, as in the workers.
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from google.protobuf import json_format
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,9 +69,26 @@ class CodecPayload(BaseModel):
 
 
 class CodecPayloads(BaseModel):
-    """The body of every codec request and response (``temporal.api.common.v1.Payloads``)."""
+    """The body of every codec request and response (``temporal.api.common.v1.Payloads``). Proto3 JSON
+    leaves an empty list out, so ``{}`` is no payloads: Temporal's CLI sends it for a query without
+    arguments."""
 
-    payloads: list[CodecPayload]
+    payloads: list[CodecPayload] = Field(default_factory=list)
+
+
+async def refuse_as_bad_request(request: Request, exc: Exception) -> Response:
+    """On the codec paths a body that is not Temporal payloads is a 400 naming the problem, as Temporal's
+    own codec servers answer; elsewhere FastAPI's 422 stands."""
+    assert isinstance(exc, RequestValidationError)
+    if not request.url.path.startswith(CODEC_PREFIX + "/"):
+        return await request_validation_exception_handler(request, exc)
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'] if part != 'body') or 'body'}: {error['msg']}"
+        for error in exc.errors()
+    )
+    return JSONResponse(
+        {"detail": f"not Temporal payloads: {problems}"}, status_code=status.HTTP_400_BAD_REQUEST
+    )
 
 
 def codec_of(request: Request) -> EncryptionCodec:
