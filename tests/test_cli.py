@@ -13,6 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
 from kindly.domain.contract import AccountResult, Stage, workflow_id_for
+from kindly.domain.policy.model import load_policies, policy_for
 from kindly.programs.cli import app
 from kindly.programs.operations import account_status, account_timeline
 from kindly.programs.portfolio import ImportOutcome, PortfolioFormatError, import_portfolio, read_portfolio
@@ -114,6 +115,11 @@ def test_sample_portfolio_is_all_good() -> None:
     assert portfolio.errors == []
     assert len(portfolio.accounts) == 8
     assert {account.timezone for account in portfolio.accounts} == {"Asia/Shanghai", "America/New_York"}
+    # Each customer in the segment of their own regime: New York in the US rules, Shanghai in China's.
+    policies = load_policies(None)
+    for account in portfolio.accounts:
+        regime = policy_for(account.segment, policies).regime
+        assert regime == ("us" if account.timezone == "America/New_York" else "cn"), account.account_id
 
 
 # --- import --------------------------------------------------------------------------------------

@@ -65,13 +65,9 @@ async def test_accounts_are_findable_by_search_attributes_without_personal_data(
     assert "Paused" in details
 
     description = await handle.describe()
-    shown = " ".join(
-        [
-            details,
-            str(description.static_summary),
-            *(str(pair.value) for pair in description.typed_search_attributes),
-        ]
-    )
+    summary = await description.static_summary()
+    assert summary == f"Overdue account, segment plain, due {account.due_date.isoformat()} ({account.locale})"
+    shown = " ".join([details, summary, *(str(pair.value) for pair in description.typed_search_attributes)])
     for secret in (account.customer_name, account.phone, account.phone[-8:]):
         assert secret not in shown
 

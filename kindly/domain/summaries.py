@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from kindly.domain.contract import Stage
+from kindly.domain.contract import AccountInput, Stage
 from kindly.domain.policy.schedule import Step, StepKind
 from kindly.domain.state import AccountState
 
@@ -45,3 +45,11 @@ def describe_position(state: AccountState, step: Step, stage: Stage) -> str:
     if state.unanswered_sms:
         return f"Waiting for a reply to SMS {state.sms_sent} until {when}; then {step.template}."
     return f"Next: {step.template} reminder at {when}."
+
+
+def start_summary(account: AccountInput) -> str:
+    """The workflow's static summary in the Web UI: what kind of account it is, never who. The segment,
+    the due date and the locale; the workflow id already names the account."""
+    return (
+        f"Overdue account, segment {account.segment}, due {account.due_date.isoformat()} ({account.locale})"
+    )

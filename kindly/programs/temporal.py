@@ -23,6 +23,7 @@ from kindly.domain.contract import WORKFLOW_TYPE, AccountInput, AccountResult, w
 from kindly.domain.policy.schedule import zone_date
 from kindly.domain.search_attributes import ALL_KEYS, as_start_attributes, start_values
 from kindly.domain.state import stage_by_date
+from kindly.domain.summaries import start_summary
 from kindly.errors import ConfigurationError
 from kindly.keyring import load_keyring
 from kindly.settings import Settings
@@ -121,8 +122,7 @@ async def _start(
     client: Client, account: AccountInput, task_queue: str
 ) -> WorkflowHandle[object, AccountResult]:
     """The start itself: ``run(account)``, failing on an open or kept run, reusing the id only after a
-    failed or terminated one. No static summary: the workflow id names the account and ``Segment`` its
-    segment."""
+    failed or terminated one, with a static summary for the Web UI that names no person."""
     start = partial(
         client.start_workflow,
         WORKFLOW_TYPE,
@@ -132,6 +132,7 @@ async def _start(
         result_type=AccountResult,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        static_summary=start_summary(account),
     )
     stage = stage_by_date(account.due_date, zone_date(account.timezone, datetime.now(UTC))).value
     try:
