@@ -217,8 +217,9 @@ async def test_start_account_then_read_status(api: Api) -> None:
     assert audited == {f"overdue-{account_id}/{run_id}/ev-1": "started"}
 
     again = await api.http.post("/accounts", json=account_body(api, account_id=account_id), headers=AUTH)
-    assert again.status_code == 201, "re-posting an account is harmless"
+    assert again.status_code == 200, "re-posting a running account starts nothing and says so"
     assert again.json()["run_id"] == run_id
+    assert again.json()["status"]["stage"] == "pre_due" and again.json()["status"]["account_id"] == account_id
     assert len(AuditStore(api.engine).audit_for(account_id)) == 1, "and writes nothing again"
 
 
@@ -277,6 +278,11 @@ async def test_signal_to_a_closed_account_is_409_and_a_payment_for_it_is_kept(ap
     assert account_id in response.json()["detail"] and "closed (completed)" in response.json()["detail"]
     never = await api.http.post("/accounts/NOPE-CLOSED/pause", json={"reason": "x"}, headers=AUTH)
     assert never.status_code == 404, never.text
+
+    # Posted again, an ended account is not started again, and the answer says why.
+    again = await api.http.post("/accounts", json=account_body(api, account_id=account_id), headers=AUTH)
+    assert again.status_code == 409, again.text
+    assert again.json()["detail"] == f"account {account_id!r} has ended (completed): it is not started again"
 
     payment = {"account_id": account_id, "amount": "10.00", "reference": "BANK-LATE"}
     late = await post_signed(api, "/webhooks/payments", payment)

@@ -10,9 +10,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
+from temporalio.client import WorkflowExecutionStatus
 
 from kindly.domain.contract import (
     AccountInput,
@@ -29,6 +30,7 @@ from kindly.domain.contract import (
     TimelineEntry,
     UpdateContact,
 )
+from kindly.errors import AccountClosedError
 from kindly.programs.api.deps import Context
 from kindly.programs.api.security import require_api_key
 from kindly.programs.operations import (
@@ -39,7 +41,7 @@ from kindly.programs.operations import (
     find_accounts,
     signal_account,
 )
-from kindly.programs.temporal import open_account
+from kindly.programs.temporal import execution_status, open_account
 
 router = APIRouter(prefix="/accounts", tags=["operations"], dependencies=[Depends(require_api_key)])
 
@@ -59,6 +61,8 @@ class AccountStarted(BaseModel):
     account_id: str
     workflow_id: str
     run_id: str | None
+    status: AccountStatus | None = None
+    """Where an account that was already running stands (absent for a new one)."""
 
 
 class SignalAccepted(BaseModel):
@@ -66,20 +70,39 @@ class SignalAccepted(BaseModel):
     signal: SignalName
 
 
+_OPENED: _Responses = {
+    status.HTTP_200_OK: {
+        "model": AccountStarted,
+        "description": "Already running: nothing started, its status",
+    },
+    status.HTTP_409_CONFLICT: {"description": "The account's workflow has ended: it is not started again"},
+}
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=AccountStarted,
-    responses=_UNAUTHORIZED,
+    responses=_UNAUTHORIZED | _OPENED,
 )
-async def start(account: AccountInput, ctx: Context) -> AccountStarted:
-    """Start the account's workflow, or return the one already running (re-posting is harmless)."""
-    handle = (await open_account(ctx.client, account, task_queue=ctx.settings.task_queue)).handle
-    return AccountStarted(
-        account_id=account.account_id,
-        workflow_id=handle.id,
-        run_id=handle.result_run_id or handle.run_id,
-    )
+async def start(account: AccountInput, ctx: Context, response: Response) -> AccountStarted:
+    """Start the account's workflow: 201 when this request started it, 200 with its status when it was
+    already running (re-posting is harmless), 409 when it has ended (a finished account is never texted
+    again by a re-post)."""
+    opened = await open_account(ctx.client, account, task_queue=ctx.settings.task_queue)
+    handle = opened.handle
+    started = AccountStarted(account_id=account.account_id, workflow_id=handle.id, run_id=handle.run_id)
+    if opened.created:
+        return started.model_copy(update={"run_id": handle.result_run_id or handle.run_id})
+    state, run_id = await execution_status(ctx.client, handle.id, handle.run_id)
+    if state != WorkflowExecutionStatus.RUNNING:
+        ended = state.name.lower().replace("_", " ")
+        raise AccountClosedError(
+            f"account {account.account_id!r} has ended ({ended}): it is not started again"
+        )
+    response.status_code = status.HTTP_200_OK
+    current = await account_status(ctx.client, account.account_id)
+    return started.model_copy(update={"run_id": run_id, "status": current})
 
 
 @router.get("/{account_id}/status", response_model=AccountStatus, responses=_NOT_FOUND | _UNAUTHORIZED)
