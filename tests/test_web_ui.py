@@ -13,12 +13,17 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
+from kindly.programs.api import create_app
+from kindly.programs.api.settings import ApiSettings
 from kindly.programs.dev_server import bundled_binary
 from kindly.programs.temporal import ensure_search_attributes, start_account
 from kindly.programs.worker import build_worker
 from kindly.settings import Settings
+from kindly.store import make_engine
+from tests.asgi_server import serving
 from tests.conftest import encrypting_converter, eventually
 from tests.lifecycle_helpers import make_account
 
@@ -53,9 +58,11 @@ async def ui_env(settings: Settings) -> AsyncIterator[tuple[WorkflowEnvironment,
         await environment.shutdown()
 
 
-async def _rendered_page(url: str) -> str:
-    """The page's DOM after its scripts ran, as a person's browser would show it."""
+async def _rendered_page(url: str, *, offline: bool = False) -> str:
+    """The page's DOM after its scripts ran, as a person's browser would show it; ``offline``, every
+    request beyond this machine goes to a dead proxy (loopback is never proxied)."""
     assert CHROMIUM is not None, "chromium must be installed in CI (make test does it)"
+    closed = ["--proxy-server=http://127.0.0.1:9"] if offline else []
     with tempfile.TemporaryDirectory() as profile:
         process = await asyncio.create_subprocess_exec(
             CHROMIUM,
@@ -68,6 +75,7 @@ async def _rendered_page(url: str) -> str:
             "--disable-component-update",
             "--disable-sync",
             f"--user-data-dir={profile}",
+            *closed,
             "--virtual-time-budget=15000",
             "--dump-dom",
             url,
@@ -107,3 +115,18 @@ async def test_operator_query_in_the_web_ui_lists_the_overdue_account(
     assert overdue.customer_name not in page and overdue.phone not in page
     for handle in handles:
         await handle.terminate("test over")
+
+
+async def test_the_api_docs_render_with_the_internet_closed(
+    env: WorkflowEnvironment, settings: Settings
+) -> None:
+    """``/docs`` and ``/redoc`` from the packaged assets, in a browser whose every request beyond this
+    machine goes to a dead proxy: a page that loaded its scripts from a CDN would stay white."""
+    api_settings = ApiSettings(_env_file=None, api_key=SecretStr("docs-test-key"))
+    app = create_app(env.client, settings, api_settings, make_engine(settings.database_url))
+    async with serving(app) as url:
+        swagger = await _rendered_page(f"{url}/docs", offline=True)
+        redoc = await _rendered_page(f"{url}/redoc", offline=True)
+    assert 'class="swagger-ui' in swagger and "opblock" in swagger, swagger[:2000]
+    assert "/accounts/{account_id}/status" in swagger
+    assert "redoc-wrap" in redoc and "/accounts/{account_id}/status" in redoc, redoc[:2000]

@@ -19,6 +19,7 @@ from kindly.errors import AccountClosedError, AccountNotFoundError
 from kindly.keyring import load_keyring
 from kindly.programs.api import codec_server, figures, ops, receipts, webhooks
 from kindly.programs.api.deps import ApiContext
+from kindly.programs.api.docs_pages import add_docs_pages
 from kindly.programs.api.settings import ApiSettings
 from kindly.settings import Settings
 from kindly.store import AuditStore, PhoneIndex
@@ -29,7 +30,10 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
         title="Kindly",
         summary="Gentle collection of overdue loans: one Temporal workflow per account.",
         version=version("kindly"),
+        docs_url=None,
+        redoc_url=None,
     )
+    add_docs_pages(app)
     keyring = load_keyring(settings)
     phones = PhoneIndex(engine, keyring)
     app.state.api_settings = api_settings
