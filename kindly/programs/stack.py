@@ -1,10 +1,11 @@
 """``make run``: the whole system on one machine, on its embedded defaults.
 
 The Temporal dev server (SQLite under ``.data/``, Web UI), the worker with its search attributes, the
-HTTP API, the SMS sandbox as the gateway, and a demo portfolio. Replies typed in the sandbox reach
-the workflows through the API's signed inbound webhook. The Web UI decrypts payloads through the API's
-codec server, at a path holding a secret made anew at each start (the dev UI cannot send the API
-key; ``kindly.programs.api.codec_server``). Ctrl-C stops it all.
+HTTP API, the SMS sandbox as the gateway (its messages kept in ``.data/sandbox.sqlite3``), and a demo
+portfolio. Replies typed in the sandbox reach the workflows through the API's signed inbound webhook.
+The Web UI decrypts payloads through the API's codec server, at a path holding a secret made anew at
+each start (the dev UI cannot send the API key; ``kindly.programs.api.codec_server``). Ctrl-C stops it
+all.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from kindly.keyring import ensure_development_keys
 from kindly.programs.api.app import create_app
 from kindly.programs.api.settings import ApiSettings
 from kindly.programs.dev_server import UI_CODEC_ENDPOINT_ENV
-from kindly.programs.sandbox import SandboxSettings, create_sandbox_app
+from kindly.programs.sandbox import Mailbox, SandboxSettings, create_sandbox_app
 from kindly.programs.worker import ServedApp, exit_without_finalizing, serve
 from kindly.settings import Settings
 from kindly.store import make_engine
@@ -80,7 +81,12 @@ def main() -> None:
         api = create_app(client, settings, api_settings, make_engine(settings.database_url))
         return [
             ("HTTP API", api, api_settings.api_host, api_settings.api_port),
-            ("SMS sandbox", create_sandbox_app(sandbox), sandbox.host, sandbox.port),
+            (
+                "SMS sandbox",
+                create_sandbox_app(sandbox, Mailbox(sandbox.database)),
+                sandbox.host,
+                sandbox.port,
+            ),
         ]
 
     print(

@@ -2,8 +2,10 @@
 
 It speaks the webhook provider's JSON (``POST /sms``) and the shape of Twilio's Messages API, honours
 the idempotency key (the same key twice is one message, as a real gateway's deduplication would be),
-shows an inbox per phone number at ``/``, and posts a typed reply to Kindly's inbound webhook signed
-like any other caller must sign it: ``X-Kindly-Timestamp`` (unix seconds) and ``X-Kindly-Signature``
+keeps every message in SQLite (``store.py``) so a restart loses none, shows an inbox per phone
+number at ``/`` (each message with its account, time and delivery status), sends each accepted
+message's delivery receipt to Kindly, and posts a typed reply to Kindly's inbound webhook signed like
+any other caller must sign it: ``X-Kindly-Timestamp`` (unix seconds) and ``X-Kindly-Signature``
 (``sha256=`` and the hex HMAC-SHA256 of ``"<timestamp>.<body>"``), fresh for every request. This is
 an implementation of its own, not Kindly's, so the tests check the documented scheme.
 """
@@ -15,17 +17,21 @@ import hashlib
 import hmac
 import html
 import json
-import threading
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import FastAPI, Form, Header, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kindly.programs.sandbox.store import Inbox, Mailbox, StoredMessage
+from kindly.settings import DATA_DIR
+
+__all__ = ["Mailbox", "SandboxSettings", "StoredMessage", "create_sandbox_app", "sign", "signed_headers"]
 
 
 class SandboxSettings(BaseSettings):
@@ -41,6 +47,8 @@ class SandboxSettings(BaseSettings):
     """Numbers ending so behave like dead numbers: their receipt is a permanent failure."""
     host: str = "127.0.0.1"
     port: int = 8025
+    database: Path = DATA_DIR / "sandbox.sqlite3"
+    """The SQLite file the served sandbox keeps its messages in, so they outlive a restart."""
 
 
 class SandboxSms(BaseModel):
@@ -49,64 +57,6 @@ class SandboxSms(BaseModel):
     idempotency_key: str
     account_id: str | None = None
     template: str | None = None
-
-
-@dataclass
-class StoredMessage:
-    id: str
-    direction: str  # "out" (to the customer) or "in" (the customer's reply)
-    phone: str
-    body: str
-    at: datetime
-    template: str | None = None
-    idempotency_key: str | None = None
-
-
-@dataclass
-class Mailbox:
-    """Every message the sandbox saw, by phone number; safe to use from several requests."""
-
-    messages: list[StoredMessage] = field(default_factory=list)
-    by_key: dict[str, StoredMessage] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def accept(self, phone: str, body: str, key: str, template: str | None) -> tuple[StoredMessage, bool]:
-        """Store an outgoing message once per idempotency key; returns it and whether it was new."""
-        with self.lock:
-            if key in self.by_key:
-                return self.by_key[key], False
-            message = StoredMessage(
-                id=f"SB{len(self.messages) + 1:06d}",
-                direction="out",
-                phone=phone,
-                body=body,
-                at=datetime.now(UTC),
-                template=template,
-                idempotency_key=key,
-            )
-            self.messages.append(message)
-            self.by_key[key] = message
-            return message, True
-
-    def record_reply(self, phone: str, body: str) -> StoredMessage:
-        with self.lock:
-            message = StoredMessage(
-                id=f"SB{len(self.messages) + 1:06d}",
-                direction="in",
-                phone=phone,
-                body=body,
-                at=datetime.now(UTC),
-            )
-            self.messages.append(message)
-            return message
-
-    def for_phone(self, phone: str) -> list[StoredMessage]:
-        with self.lock:
-            return [m for m in self.messages if m.phone == phone]
-
-    def phones(self) -> list[str]:
-        with self.lock:
-            return sorted({m.phone for m in self.messages})
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -126,8 +76,11 @@ def signed_headers(settings: SandboxSettings, body: bytes) -> dict[str, str]:
 
 
 def create_sandbox_app(settings: SandboxSettings, mailbox: Mailbox | None = None) -> FastAPI:
+    """The sandbox's web app. ``mailbox`` keeps the messages: the programs that serve the sandbox open
+    the file ``settings.database`` names; without one they live in memory for this app's life, as
+    tests and the bench want."""
     app = FastAPI(title="Kindly SMS sandbox")
-    box = mailbox or Mailbox()
+    box = mailbox if mailbox is not None else Mailbox()
     app.state.mailbox = box
 
     @app.post("/sms")
@@ -136,9 +89,9 @@ def create_sandbox_app(settings: SandboxSettings, mailbox: Mailbox | None = None
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
         key = idempotency_key or sms.idempotency_key
-        message, new = box.accept(sms.to, sms.body, key, sms.template)
+        message, new = box.accept(sms.to, sms.body, key, sms.template, sms.account_id)
         if new:
-            _receipt_later(settings, message)
+            _receipt_later(settings, box, message)
         return {"id": message.id, "duplicate": not new}
 
     @app.post("/2010-04-01/Accounts/{account_sid}/Messages.json", status_code=201)
@@ -148,29 +101,29 @@ def create_sandbox_app(settings: SandboxSettings, mailbox: Mailbox | None = None
         body: Annotated[str, Form(alias="Body")],
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
+        # Twilio's shape names no account: Kindly's answer to the delivery receipt does.
         key = idempotency_key or f"twilio:{to}:{hashlib.sha256(body.encode()).hexdigest()}"
         message, new = box.accept(to, body, key, None)
         if new:
-            _receipt_later(settings, message)
+            _receipt_later(settings, box, message)
         return {"sid": message.id, "account_sid": account_sid, "status": "queued", "to": to}
 
     @app.get("/", response_class=HTMLResponse)
     async def index() -> str:
-        links = "".join(
-            f'<li><a href="/inbox/{html.escape(p)}">{html.escape(p)}</a></li>' for p in box.phones()
+        rows = "".join(_inbox_row(inbox) for inbox in box.inboxes())
+        table = (
+            "<table><tr><th>Phone number</th><th>Accounts</th><th>Messages</th><th>Last (UTC)</th></tr>"
+            f"{rows}</table>"
+            if rows
+            else "<p>No messages yet.</p>"
         )
-        return _page("Kindly SMS sandbox", f"<ul>{links or '<li>No messages yet.</li>'}</ul>")
+        return _page("Kindly SMS sandbox", table)
 
     @app.get("/inbox/{phone}", response_class=HTMLResponse)
     async def inbox(phone: str) -> str:
-        rows = "".join(
-            f'<div class="{m.direction}"><small>{m.at:%Y-%m-%d %H:%M:%S} UTC'
-            f"{' · ' + html.escape(m.template) if m.template else ''}</small>"
-            f"<p>{html.escape(m.body)}</p></div>"
-            for m in box.for_phone(phone)
-        )
+        rows = "".join(_message_box(m) for m in box.for_phone(phone))
         form = (
-            f'<form method="post" action="/inbox/{html.escape(phone)}/reply">'
+            f'<form method="post" action="{html.escape(_inbox_path(phone))}/reply">'
             '<input name="text" placeholder="Reply as the customer (try STOP or HELP)" size="50">'
             "<button>Send reply</button></form>"
         )
@@ -179,13 +132,13 @@ def create_sandbox_app(settings: SandboxSettings, mailbox: Mailbox | None = None
     @app.post("/inbox/{phone}/reply")
     async def reply(phone: str, text: Annotated[str, Form()]) -> RedirectResponse:
         message = box.record_reply(phone, text)
-        await _post_reply(settings, phone, text, message.id)
-        return RedirectResponse(f"/inbox/{phone}", status_code=303)
+        await _post_reply(settings, box, message)
+        return RedirectResponse(_inbox_path(phone), status_code=303)
 
     @app.get("/api/messages")
     async def messages(request: Request) -> list[dict[str, Any]]:
         phone = request.query_params.get("phone")
-        chosen = box.for_phone(phone) if phone else list(box.messages)
+        chosen = box.for_phone(phone) if phone else box.messages
         return [
             {
                 "id": m.id,
@@ -194,6 +147,10 @@ def create_sandbox_app(settings: SandboxSettings, mailbox: Mailbox | None = None
                 "body": m.body,
                 "template": m.template,
                 "idempotency_key": m.idempotency_key,
+                "account_id": m.account_id,
+                "status": m.status,
+                "error_code": m.error_code,
+                "kindly_answer": m.kindly_answer,
                 "at": m.at.isoformat(),
             }
             for m in chosen
@@ -203,60 +160,116 @@ def create_sandbox_app(settings: SandboxSettings, mailbox: Mailbox | None = None
 
 
 _background: set[asyncio.Task[None]] = set()
+RECEIPT_ATTEMPTS = 20
 
 
-def _receipt_later(settings: SandboxSettings, message: StoredMessage) -> None:
+def _receipt_later(settings: SandboxSettings, box: Mailbox, message: StoredMessage) -> None:
     """Send the delivery receipt after answering, as a carrier does, without blocking the send."""
     if settings.receipts_url is None:
         return
-    task = asyncio.create_task(_post_receipt(settings, message))
+    task = asyncio.create_task(_post_receipt(settings, box, message))
     _background.add(task)
     task.add_done_callback(_background.discard)
 
 
-async def _post_receipt(settings: SandboxSettings, message: StoredMessage) -> None:
+async def _post_receipt(settings: SandboxSettings, box: Mailbox, message: StoredMessage) -> None:
     assert settings.receipts_url is not None
     dead = message.phone.endswith(settings.undeliverable_suffix)
-    receipt = {
-        "message_id": message.id,
-        "status": "failed" if dead else "delivered",
-        "error_code": "30005" if dead else None,
-        "permanent": dead,
-    }
+    status, error_code = ("failed", "30005") if dead else ("delivered", None)
+    box.set_status(message.id, status, error_code)
+    receipt = {"message_id": message.id, "status": status, "error_code": error_code, "permanent": dead}
     # Kindly records the provider's id when the send returns: until then the receipt is
     # "unmatched", and a carrier would simply send it again a little later. Each attempt is signed
     # afresh and numbered, so no two attempts carry the same signature (which Kindly would refuse
     # as a replay).
     async with httpx.AsyncClient(timeout=10) as client:
-        for attempt in range(20):
+        for attempt in range(RECEIPT_ATTEMPTS):
             body = json.dumps({**receipt, "attempt": attempt + 1}).encode()
             headers = signed_headers(settings, body)
             try:
                 answer = await client.post(settings.receipts_url, content=body, headers=headers)
-                if answer.status_code < 300 and answer.json().get("status") != "unmatched":
+            except httpx.HTTPError as err:
+                box.set_kindly_answer(message.id, f"unreachable ({type(err).__name__}), retrying")
+            else:
+                said = _json_object(answer)
+                what = str(said.get("status") or f"HTTP {answer.status_code}")
+                if answer.status_code < 300 and what != "unmatched":
+                    account = said.get("account_id")  # Kindly names the message's account
+                    box.set_kindly_answer(message.id, what, account if isinstance(account, str) else None)
                     return
-            except httpx.HTTPError:
-                pass
+                box.set_kindly_answer(message.id, f"{what}, retrying")
             await asyncio.sleep(min(0.1 * 2**attempt, 5.0))
+    box.set_kindly_answer(message.id, f"no answer after {RECEIPT_ATTEMPTS} attempts")
 
 
-async def _post_reply(settings: SandboxSettings, phone: str, text: str, message_id: str) -> None:
+async def _post_reply(settings: SandboxSettings, box: Mailbox, message: StoredMessage) -> None:
+    """Forward a typed reply to Kindly's inbound webhook; a 502 when Kindly cannot take it."""
     if settings.inbound_url is None:
         return
-    body = json.dumps({"from": phone, "text": text, "message_id": message_id}).encode()
-    async with httpx.AsyncClient(timeout=10) as client:
-        response = await client.post(
-            settings.inbound_url, content=body, headers=signed_headers(settings, body)
-        )
+    body = json.dumps({"from": message.phone, "text": message.body, "message_id": message.id}).encode()
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.post(
+                settings.inbound_url, content=body, headers=signed_headers(settings, body)
+            )
+    except httpx.HTTPError as err:
+        box.set_status(message.id, "unreachable")
+        raise HTTPException(502, f"Kindly's inbound webhook is unreachable ({type(err).__name__})") from err
+    status = _json_object(response).get("status")
+    box.set_kindly_answer(message.id, str(status or f"HTTP {response.status_code}"))
     if response.status_code >= 400:
+        box.set_status(message.id, "refused")
         raise HTTPException(502, f"Kindly's inbound webhook answered {response.status_code}")
+    box.set_status(message.id, "forwarded")
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The response body when it is a JSON object, else an empty one."""
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _inbox_path(phone: str) -> str:
+    """The inbox's URL path (the number is text from a send: escape it for HTML)."""
+    return f"/inbox/{quote(phone, safe='+')}"
+
+
+def _inbox_row(inbox: Inbox) -> str:
+    accounts = ", ".join(html.escape(a) for a in inbox.account_ids) or "—"
+    return (
+        f'<tr><td><a href="{html.escape(_inbox_path(inbox.phone))}">{html.escape(inbox.phone)}</a></td>'
+        f'<td class="accounts">{accounts}</td><td>{inbox.messages}</td>'
+        f"<td>{inbox.last_at:%Y-%m-%d %H:%M:%S}</td></tr>"
+    )
+
+
+def _message_box(m: StoredMessage) -> str:
+    status = m.status + (f" (error {m.error_code})" if m.error_code else "")
+    if m.kindly_answer:
+        status += f" · Kindly: {m.kindly_answer}"
+    details = [
+        f"{m.at:%Y-%m-%d %H:%M:%S} UTC",
+        f"account {m.account_id}" if m.account_id else "",
+        m.template or "",
+    ]
+    meta = " · ".join(html.escape(d) for d in details if d)
+    return (
+        f'<div class="{m.direction}"><small>{meta}</small><p>{html.escape(m.body)}</p>'
+        f'<small class="status {html.escape(m.status)}">{html.escape(status)}</small></div>'
+    )
 
 
 def _page(title: str, content: str) -> str:
+    """A whole page; ``title`` and ``content`` are HTML, escaped by their makers."""
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
-        "<style>body{font-family:sans-serif;max-width:40em;margin:2em auto}"
+        "<style>body{font-family:sans-serif;max-width:44em;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{text-align:left;padding:.2em .8em}"
         ".out{background:#eef;padding:.3em 1em;margin:.5em 0;border-radius:8px}"
-        ".in{background:#efe;padding:.3em 1em;margin:.5em 0 .5em 4em;border-radius:8px}</style>"
+        ".in{background:#efe;padding:.3em 1em;margin:.5em 0 .5em 4em;border-radius:8px}"
+        ".status{color:#555}.status.failed,.status.refused,.status.unreachable{color:#b00}</style>"
         f"</head><body><h1>{title}</h1><p><a href='/'>All inboxes</a></p>{content}</body></html>"
     )
