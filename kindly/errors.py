@@ -29,6 +29,22 @@
             more signals. A subclass because Temporal answers both with NOT_FOUND and most callers
             (replies, delivery receipts) treat them alike; the API answers it 409 instead of 404.
 
+``ActionRefusedError``
+    The account refused an operator's action (a workflow update's validator), and nothing changed.
+    ``field`` names the value at fault, if one is.
+
+    ``AccountStateConflictError``
+        The account's state forbids the action: it is not paused, the payment was already
+        credited, the account has ended. The API answers 409.
+
+    ``InvalidActionValueError``
+        A value is wrong for this account: a settlement above the amount due, a pause that ends in
+        the past, a promise dated beyond the policy's limit. The API answers 422.
+
+``ActionTimeoutError``
+    No worker answered an operator's action in time: it was not applied yet, and may still be when a
+    worker takes it. The API answers 504.
+
 ``DecryptionError``
     Encrypted data (a Temporal payload, a phone number in the database) that no configured key opens:
     an unknown key id (a retired key still in use), tampering, or a wrong key.
@@ -83,6 +99,26 @@ class AccountNotFoundError(KindlyError):
 
 class AccountClosedError(AccountNotFoundError):
     """The account's workflow has ended: it takes no more signals."""
+
+
+class ActionRefusedError(KindlyError):
+    """The account refused an operator's action; nothing changed."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class AccountStateConflictError(ActionRefusedError):
+    """The account's state forbids the action (not paused, already credited, ended)."""
+
+
+class InvalidActionValueError(ActionRefusedError):
+    """A value of the action is wrong for this account; ``field`` names it."""
+
+
+class ActionTimeoutError(KindlyError):
+    """No worker answered an operator's action in time."""
 
 
 class DecryptionError(KindlyError):

@@ -2,8 +2,10 @@
 
 Run ``.venv/bin/python -m tests.capture_histories`` after a release, commit the new files, and keep
 the old ones: the replay test then fails the build whenever a change would break accounts in flight
-(``docs/versioning.md``). The ``1.0-*`` files are the baseline every later version must replay. The
-scenarios run on the time-skipping server with fake customers only.
+(``docs/versioning.md``). The ``1.0-*`` files are the baseline every later version must replay; the
+``1.1-*`` files take the paths of the ``kindly-1.1`` patch, and the operator actions as updates. The
+scenarios run on the time-skipping server, and those with updates on the dev server, with fake
+customers only.
 
 Payloads are encrypted like production's (``kindly.codec``), with the fixed, public test keys of
 ``tests/histories/keys.json``, so the stored histories exercise the codec on replay and stay readable
@@ -16,21 +18,24 @@ only) holds the payloads as the server has them, encrypted with the deployment's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.codec import data_converter
+from kindly.domain.contract import AccountStatus
 from kindly.keyring import load_keyring
+from kindly.programs.demo import demo_accounts
 from kindly.programs.dev_server import bundled_binary
 from kindly.programs.temporal import ensure_search_attributes
 from kindly.programs.worker import build_worker
@@ -40,7 +45,7 @@ from tests.lifecycle_helpers import local_today, make_account, start
 
 HISTORIES = Path(__file__).parent / "histories"
 KEYS_FILE = HISTORIES / "keys.json"
-VERSION = "1.0"
+VERSION = "1.1"
 
 
 def history_encryption_settings() -> dict[str, Any]:
@@ -146,13 +151,45 @@ async def _confirmation_after_end(env: WorkflowEnvironment, client: Client, queu
     return handle
 
 
-SCENARIOS = {
+async def _night_start(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    """The demo's night-time account: its reminder due today waits for the morning (a deferral of the
+    same day), goes, and a payment in full ends the account."""
+    now = await env.get_current_time()
+    [night] = [account for account in demo_accounts(now) if account.account_id.endswith("-NIGHT")]
+    handle = await start(client, queue, night.model_copy(update={"segment": "plain"}))
+    await env.sleep(timedelta(days=1))
+    await handle.signal("repayment", {"amount": str(night.amount_due), "reference": "NIGHT-1"})
+    await handle.result()
+    return handle
+
+
+async def _operator_updates(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    """Operator actions as updates (the dev server's): a pause, a refused pause that leaves no trace, a
+    resume, a payment and a settlement."""
+    handle = await start(client, queue, make_account((await local_today(env)) + timedelta(days=20)))
+    await handle.execute_update("pause", {"reason": "capture"}, result_type=AccountStatus)
+    with contextlib.suppress(WorkflowUpdateFailedError):
+        await handle.execute_update("pause", {"reason": "late", "until": "2020-01-01T00:00:00+00:00"})
+    await handle.execute_update("resume", {}, result_type=AccountStatus)
+    await handle.execute_update("repayment", {"amount": "100", "reference": "P-U"}, result_type=AccountStatus)
+    await handle.execute_update("settle", {"amount": "500", "reference": "S-U"}, result_type=AccountStatus)
+    await handle.result()
+    return handle
+
+
+Scenario = Callable[[WorkflowEnvironment, Client, str], Awaitable[WorkflowHandle]]  # type: ignore[type-arg]
+
+SCENARIOS: dict[str, Scenario] = {
     "escalation": _escalation,
     "promise_pause_paid": _promise_pause_paid,
     "long_life": _long_life,
     "stale_send_cancelled": _stale_send_cancelled,
     "confirmation_after_end": _confirmation_after_end,
+    "night_start": _night_start,
 }
+"""Scenarios on the time-skipping server."""
+UPDATE_SCENARIOS: dict[str, Scenario] = {"operator_updates": _operator_updates}
+"""Scenarios on the dev server, which takes workflow updates (in real time: they must be quick)."""
 
 
 async def main(only: Sequence[str] = ()) -> None:
@@ -163,43 +200,54 @@ async def main(only: Sequence[str] = ()) -> None:
         data_converter=history_converter(),
     )
     try:
-        await ensure_search_attributes(env.client, env.client.namespace)
-        with RecordingHttpServer() as gateway, tempfile.TemporaryDirectory() as folder:
-            policies = Path(folder) / "policies.json"
-            policies.write_text(json.dumps({"plain": {"holiday_calendar": None}}))
-            settings = Settings(
-                _env_file=None,
-                task_queue=f"capture-{uuid.uuid4().hex[:8]}",
-                database_url=f"sqlite:///{folder}/kindly.db",
-                sms_provider="webhook",
-                sms_webhook_url=f"{gateway.url}/sms",
-                phone_webhook_url=f"{gateway.url}/phone",
-                specialist_webhook_url=f"{gateway.url}/specialist",
-                policy_file=policies,
-                continue_as_new_after_events=100,
-                **history_encryption_settings(),
-            )
-            _GATEWAY[:] = [gateway]
-            async with build_worker(env.client, settings) as worker, worker:
-                for name, scenario in SCENARIOS.items():
-                    if only and name not in only:
-                        continue
-                    handle = await scenario(env, env.client, settings.task_queue)
-                    # The first run: for a run that continued as new, the history up to that point.
-                    first_run = env.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
-                    history = await first_run.fetch_history()
-                    path = HISTORIES / f"{VERSION}-{name}.json"
-                    path.write_text(history.to_json(), encoding="utf-8")
-                    print(f"captured {path} ({len(history.events)} events)")
-                    # And the run that ended it, when it continued as new: a run on carried state.
-                    last_run = env.client.get_workflow_handle(handle.id)
-                    last = await last_run.fetch_history()
-                    if last.run_id != history.run_id:
-                        path = HISTORIES / f"{VERSION}-{name}-last_run.json"
-                        path.write_text(last.to_json(), encoding="utf-8")
-                        print(f"captured {path} ({len(last.events)} events)")
+        await _capture(env, {n: s for n, s in SCENARIOS.items() if not only or n in only})
     finally:
         await env.shutdown()
+    chosen = {n: s for n, s in UPDATE_SCENARIOS.items() if not only or n in only}
+    if chosen:
+        dev = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=bundled_binary("temporal"), data_converter=history_converter(), ui=False
+        )
+        try:
+            await _capture(dev, chosen)
+        finally:
+            await dev.shutdown()
+
+
+async def _capture(env: WorkflowEnvironment, scenarios: dict[str, Scenario]) -> None:
+    await ensure_search_attributes(env.client, env.client.namespace)
+    with RecordingHttpServer() as gateway, tempfile.TemporaryDirectory() as folder:
+        policies = Path(folder) / "policies.json"
+        policies.write_text(json.dumps({"plain": {"holiday_calendar": None}}))
+        settings = Settings(
+            _env_file=None,
+            task_queue=f"capture-{uuid.uuid4().hex[:8]}",
+            database_url=f"sqlite:///{folder}/kindly.db",
+            sms_provider="webhook",
+            sms_webhook_url=f"{gateway.url}/sms",
+            phone_webhook_url=f"{gateway.url}/phone",
+            specialist_webhook_url=f"{gateway.url}/specialist",
+            policy_file=policies,
+            continue_as_new_after_events=100,
+            **history_encryption_settings(),
+        )
+        _GATEWAY[:] = [gateway]
+        async with build_worker(env.client, settings) as worker, worker:
+            for name, scenario in scenarios.items():
+                handle = await scenario(env, env.client, settings.task_queue)
+                # The first run: for a run that continued as new, the history up to that point.
+                first_run = env.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+                history = await first_run.fetch_history()
+                path = HISTORIES / f"{VERSION}-{name}.json"
+                path.write_text(history.to_json(), encoding="utf-8")
+                print(f"captured {path} ({len(history.events)} events)")
+                # And the run that ended it, when it continued as new: a run on carried state.
+                last_run = env.client.get_workflow_handle(handle.id)
+                last = await last_run.fetch_history()
+                if last.run_id != history.run_id:
+                    path = HISTORIES / f"{VERSION}-{name}-last_run.json"
+                    path.write_text(last.to_json(), encoding="utf-8")
+                    print(f"captured {path} ({len(last.events)} events)")
 
 
 if __name__ == "__main__":

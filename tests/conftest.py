@@ -163,3 +163,13 @@ async def dev_env(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:
             yield environment
     finally:
         await environment.shutdown()
+
+
+@pytest.fixture
+async def dev_api(dev_env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Any]:
+    """The HTTP API on a real server over the dev server (which, unlike the time-skipping server, takes
+    workflow updates: the operator actions)."""
+    from tests.test_api import api_settings, serving
+
+    async with serving(dev_env, dev_env.client, settings, api_settings()) as served:
+        yield served

@@ -33,6 +33,7 @@ from kindly.domain.search_attributes import (
     start_values,
 )
 from kindly.domain.state import AccountState, published_values
+from kindly.domain.status import account_status
 from tests.test_effects import DUE, NOW, TODAY, make_state
 from workflows.audit_trail import PIGGYBACK_WINDOW, AuditTrail
 
@@ -59,17 +60,17 @@ def test_a_new_plan_records_its_skips_and_deferrals_once() -> None:
         deferrals=(Deferral(day=TODAY, reason="holiday"),),
         superseded=(("D-1", "the account was paused that day"),),
     )
-    first = plan_noted(make_state(), step)
+    first = plan_noted(make_state(), step, NOW)
     kinds = [entry.kind for entry in first.entries]
     assert kinds == [TimelineKind.SKIPPED, TimelineKind.DEFERRED]
     assert "2026-11-25 holiday" in first.entries[1].detail
     assert first.state.done_touches == ["D-1"] and first.state.next_touchpoint_at == step.at
-    again = plan_noted(first.state, step)
+    again = plan_noted(first.state, step, NOW)
     assert again.entries == () and again.state.done_touches == ["D-1"]
 
 
 def test_a_plan_that_waits_for_a_signal_has_no_next_touchpoint() -> None:
-    effect = plan_noted(make_state(next_touchpoint_at=NOW), Step(kind=StepKind.IDLE))
+    effect = plan_noted(make_state(next_touchpoint_at=NOW), Step(kind=StepKind.IDLE), NOW)
     assert effect.state.next_touchpoint_at is None
 
 
@@ -212,13 +213,26 @@ def test_a_start_gives_the_static_attributes_and_the_run_upserts_only_what_diffe
     assert attributes.get(DUE_DATE) == due_date_start(state.account)
     published = published_by_start(attributes)
     assert published == given and "NextTouchpointAt" not in published
+    assert given["Currency"] == state.account.currency and given["TimeZone"] == state.account.timezone
     wanted = published_values(state, TODAY, NOW + timedelta(days=2))
+    assert "DueDate" not in wanted, "static: left to the start, never upserted"
+    assert wanted["TimeZone"] == given["TimeZone"], (
+        "kept true, so upserted only when a contact change moves it"
+    )
+    legacy = published_values(state, TODAY, NOW + timedelta(days=2), with_zone=False)
+    assert not {"Currency", "TimeZone"} & set(legacy), "runs recorded before 1.1 never published them"
     updates = changed(published, wanted)
     assert [update.key.name for update in updates] == ["NextTouchpointAt"]
     assert changed({**published, **wanted}, wanted) == []
     paused = published_values(make_state(paused=True), TODAY, None)
     names = {update.key.name for update in changed({**published, **wanted}, paused)}
     assert names == {"CollectionStage", "NextTouchpointAt", "Paused"}
+    moved = state.model_copy(update={"account": state.account.model_copy(update={"timezone": "Asia/Tokyo"})})
+    names = {
+        u.key.name
+        for u in changed({**published, **wanted}, published_values(moved, TODAY, NOW + timedelta(days=2)))
+    }
+    assert names == {"TimeZone"}
 
 
 def test_a_bare_start_without_attributes_gets_them_all_from_its_run() -> None:
@@ -236,3 +250,38 @@ def test_published_values_follow_the_state() -> None:
     assert values["UnansweredSms"] == 2 and values["NextTouchpointAt"] is None
     ended = published_values(make_state(outcome="settled"), TODAY, None)
     assert ended["CollectionStage"] == "settled"
+
+
+# --- the status ----------------------------------------------------------------------------------
+
+
+def test_the_status_names_holds_escalation_and_the_next_step_at_the_customers_offset() -> None:
+    state = make_state(
+        opted_out=True,
+        escalation=Stage.PHONE,
+        promise_date=TODAY + timedelta(days=3),
+        paused_until=datetime(2026, 12, 1, 1, 0, tzinfo=UTC),
+        amount_due=Decimal("1200"),
+    )
+    step = Step(kind=StepKind.CALL, at=datetime(2026, 11, 21, 1, 30, 15, 999, tzinfo=UTC), touch_key="call-1")
+    status = account_status(plan_noted(state, step, NOW).state, NOW)
+    assert status.opted_out and status.escalation is Stage.PHONE
+    assert status.promise_date == TODAY + timedelta(days=3)
+    assert status.paused_until is not None and status.paused_until.isoformat() == "2026-12-01T09:00:00+08:00"
+    assert status.next_touchpoint_at is not None
+    assert status.next_touchpoint_at.isoformat() == "2026-11-21T09:30:15+08:00"
+    assert status.next_step is not None and (status.next_step.kind, status.next_step.template) == (
+        "call",
+        None,
+    )
+    shown = status.model_dump(mode="json")
+    assert shown["amount_due"] == "1200.00" and shown["currency"] == "CNY"
+
+
+def test_an_ended_account_has_no_next_touchpoint_and_an_idle_one_no_next_step() -> None:
+    planned = plan_noted(make_state(), Step(kind=StepKind.SMS, at=NOW, template=TemplateName.DUE_TODAY), NOW)
+    ended = planned.state.model_copy(update={"outcome": "closed"})
+    status = account_status(ended, NOW)
+    assert status.stage is Stage.CLOSED and status.next_touchpoint_at is None and status.next_step is None
+    idle = account_status(plan_noted(make_state(paused=True), Step(kind=StepKind.IDLE), NOW).state, NOW)
+    assert idle.next_touchpoint_at is None and idle.next_step is None and idle.paused

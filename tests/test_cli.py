@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -236,53 +235,6 @@ async def test_import_with_a_bad_header_exits_2(
 # --- signals and queries -------------------------------------------------------------------------
 
 
-async def test_pause_resume_pay_settle_change_the_workflow(
-    env: WorkflowEnvironment, client: Client, settings: Settings
-) -> None:
-    today = await local_today(env)
-    account = make_account(today + timedelta(days=30), amount_due=Decimal("1000.00"))
-    handle = await start(client, settings.task_queue, account)
-    account_id = account.account_id
-
-    result = await kindly(
-        env, settings, "pause", account_id, "--reason", "dispute", "--until", "2099-01-01T09:00:00+08:00"
-    )
-    assert result.exit_code == 0, result.output
-    await eventually(lambda: account_status(client, account_id), lambda s: s.paused)
-
-    shown = await kindly(env, settings, "status", account_id)
-    assert shown.exit_code == 0 and "paused" in shown.output
-
-    result = await kindly(env, settings, "resume", account_id)
-    assert result.exit_code == 0, result.output
-    await eventually(lambda: account_status(client, account_id), lambda s: not s.paused)
-
-    result = await kindly(env, settings, "pay", account_id, "--amount", "250.00", "--reference", "PAY-1")
-    assert result.exit_code == 0, result.output
-    await eventually(lambda: account_status(client, account_id), lambda s: s.amount_due == Decimal("750.00"))
-
-    result = await kindly(env, settings, "settle", account_id, "--amount", "500", "--reference", "SET-1")
-    assert result.exit_code == 0, result.output
-    await handle.result()
-    current = await account_status(client, account_id)
-    assert current.stage is Stage.SETTLED
-
-    shown = await kindly(env, settings, "timeline", account_id)
-    assert shown.exit_code == 0
-    for kind in ("paused", "resumed", "repayment_received", "settled"):
-        assert kind in shown.output
-
-
-async def test_close_ends_the_workflow(env: WorkflowEnvironment, client: Client, settings: Settings) -> None:
-    today = await local_today(env)
-    account = make_account(today + timedelta(days=30))
-    handle = await start(client, settings.task_queue, account)
-    result = await kindly(env, settings, "close", account.account_id, "--reason", "written off")
-    assert result.exit_code == 0, result.output
-    await handle.result()
-    assert (await account_status(client, account.account_id)).stage is Stage.CLOSED
-
-
 @pytest.mark.parametrize(
     ("args", "field"),
     [
@@ -315,7 +267,6 @@ async def test_unknown_account_exits_1_with_a_clear_message(
     for args in (
         ["status", "NO-SUCH-ACCOUNT"],
         ["timeline", "NO-SUCH-ACCOUNT"],
-        ["pay", "NO-SUCH-ACCOUNT", "--amount", "5", "--reference", "P"],
     ):
         result = await kindly(env, settings, *args)
         assert result.exit_code == 1, result.output

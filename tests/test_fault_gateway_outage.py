@@ -165,6 +165,7 @@ async def test_window_end_defers_once_and_no_attempt_reaches_the_gateway_after_i
 ) -> None:
     day = await _outage_until_the_night(env, client, settings, outage)
     late = [r for r in day.failed if not _in_window(_local(r, day.zone))]
-    deferred = [e for e in day.night_timeline if e.kind is TimelineKind.DEFERRED]
+    night_start, *deferred = [e for e in day.night_timeline if e.kind is TimelineKind.DEFERRED]
     assert [(_local(r, day.zone), r.status) for r in late] == []
+    assert "quiet_hours" in night_start.detail and day.planned.isoformat() in night_start.detail
     assert len(deferred) == 1, [(e.at, e.detail) for e in deferred]

@@ -19,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from kindly.domain.contract import TimelineKind
 from kindly.programs.api.app import create_app
 from kindly.programs.api.settings import ApiSettings
-from kindly.programs.figures import MAX_DAYS, daily_figures, day_figures
+from kindly.programs.figures import MAX_DAYS, WAITING_FOR_CALENDAR, daily_figures, day_figures
 from kindly.settings import Settings
 from kindly.store import DELIVERY_RECEIPT, AuditEntry, AuditStore, make_engine
 from tests.asgi_server import serving
@@ -40,13 +40,14 @@ def event(
     kind: TimelineKind | str,
     template: str | None = None,
     outcome: str | None = None,
+    detail: str = "-",
 ) -> AuditEntry:
     return AuditEntry(
         event_key=f"test/{next(_keys)}",
         account_id=account_id,
         at=datetime.fromisoformat(at),
         kind=str(kind),
-        detail="-",
+        detail=detail,
         template=template,
         outcome=outcome,
     )
@@ -102,6 +103,46 @@ def test_the_day_the_clocks_go_back_has_25_hours(engine: Engine) -> None:  # noq
     assert day.events(TimelineKind.SMS_SENT) == 1 and day.events(TimelineKind.CLOSED) == 0
 
 
+def test_sends_waiting_for_a_holiday_calendar_are_counted_on_their_own_line(engine: Engine) -> None:  # noqa: F811
+    def deferred(account_id: str, at: str, detail: str) -> AuditEntry:
+        return event(account_id, at, TimelineKind.DEFERRED, detail=detail)
+
+    waiting = "sms follow_up D+28 deferred (2028-01-01 no_calendar, 2028-01-02 no_calendar) to {}"
+    AuditStore(engine).append(
+        [
+            deferred("W-1", "2027-12-30T01:00:00+00:00", waiting.format("2028-01-03T09:00:00+08:00")),
+            deferred("W-1", "2027-12-30T05:00:00+00:00", waiting.format("2028-01-04T09:00:00+08:00")),
+            deferred(
+                "W-2",
+                "2027-12-30T06:00:00+00:00",
+                "sms pre_due D-7 deferred (2027-12-31 holiday, "
+                "2028-01-01 no_calendar) to 2028-01-02T09:00:00+08:00",
+            ),
+            deferred(
+                "W-3",
+                "2027-12-30T07:00:00+00:00",
+                "sms follow_up D+7 deferred (2027-10-01 holiday) to 2027-10-08T09:42:00+08:00",
+            ),
+            deferred("W-4", "2027-12-30T08:00:00+00:00", "a reason named noXcalendar"),  # "_" is no wildcard
+            event("W-5", "2027-12-30T09:00:00+00:00", TimelineKind.SKIPPED, detail="after no_calendar"),
+            deferred("W-6", "2027-12-30T16:00:00+00:00", waiting.format("-")),  # 31 December in Shanghai
+        ]
+    )
+    day = day_figures(engine, date(2027, 12, 30), SHANGHAI)
+    assert day.events(TimelineKind.DEFERRED) == 5
+    assert day.waiting_for_calendar.model_dump() == {
+        "kind": "deferred",
+        "label": "sends waiting for a holiday calendar",
+        "events": 3,
+        "accounts": 2,
+    }
+    assert day.waiting_for_calendar.label == WAITING_FOR_CALENDAR
+    next_day = day_figures(engine, date(2027, 12, 31), SHANGHAI)
+    assert (next_day.waiting_for_calendar.events, next_day.waiting_for_calendar.accounts) == (1, 1)
+    quiet = day_figures(engine, date(2027, 12, 29), SHANGHAI)
+    assert (quiet.waiting_for_calendar.events, quiet.waiting_for_calendar.accounts) == (0, 0)
+
+
 def test_a_range_is_oldest_first_and_refuses_days_past_its_limits(engine: Engine) -> None:  # noqa: F811
     AuditStore(engine).append([event("C-1", "2026-12-02T01:00:00+00:00", TimelineKind.OPTED_OUT)])
     week = daily_figures(engine, date(2026, 12, 3), 3, ZoneInfo("UTC"))
@@ -152,10 +193,12 @@ async def test_cli_and_api_show_todays_figures_and_open_accounts_by_stage(
     assert shown["days"][1]["day"] == today.isoformat()
     started = next(f for f in shown["days"][1]["figures"] if f["kind"] == "started")
     assert started == {"kind": "started", "label": "accounts started", "events": 1, "accounts": 1}
+    assert shown["days"][1]["waiting_for_calendar"]["events"] == 0
     assert "Zhang" not in json.dumps(shown) and "13800138001" not in json.dumps(shown)
 
     table = await kindly(dev_env, settings, "figures", "--timezone", "Asia/Shanghai")
     assert table.exit_code == 0 and "accounts started" in table.output and "pre_due" in table.output
+    assert WAITING_FOR_CALENDAR in table.output
     unknown = await kindly(dev_env, settings, "figures", "--timezone", "Mars/Olympus")
     assert unknown.exit_code == 2 and "--timezone" in unknown.output and "Mars/Olympus" in unknown.output
 

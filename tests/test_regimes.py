@@ -149,7 +149,9 @@ def test_stated_window_not_after_noon_moves_a_late_morning_to_tomorrow() -> None
     step = plan_next(state, local(FOLLOW_UP_DAY, 13))
     assert step.at == local(FOLLOW_UP_DAY + timedelta(days=1), 10)
     assert step.not_after == local(FOLLOW_UP_DAY + timedelta(days=1), 12)
-    assert step.deferrals == (), "a day whose window had already closed is not a deferral"
+    assert step.deferrals == (Deferral("quiet_hours", FOLLOW_UP_DAY),), "today's closed window is named"
+    legacy = plan_next(state, local(FOLLOW_UP_DAY, 13), same_day=False)
+    assert legacy.at == step.at and legacy.deferrals == (), "runs recorded before 1.1 named no such day"
 
 
 def test_stated_window_never_widens_the_preferred_one() -> None:

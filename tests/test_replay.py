@@ -10,6 +10,7 @@ The replayer uses the worker's data converter, codec included (with the historie
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,23 @@ def test_the_baseline_histories_are_stored() -> None:
         "1.0-long_life-last_run",
         "1.0-stale_send_cancelled",
     } <= baseline
+
+
+def test_histories_of_the_1_1_rules_are_stored() -> None:
+    """Runs since the ``kindly-1.1`` patch (its marker first) and operator actions as updates."""
+    stems = {path.stem: path for path in HISTORIES}
+    assert {"1.1-escalation", "1.1-night_start", "1.1-operator_updates"} <= set(stems)
+    for stem in ("1.1-night_start", "1.1-operator_updates"):
+        events = json.loads(stems[stem].read_text(encoding="utf-8"))["events"]
+        markers = [
+            e["markerRecordedEventAttributes"]["markerName"]
+            for e in events
+            if "markerRecordedEventAttributes" in e
+        ]
+        assert markers[0] == "core_patch", stem
+    updates = json.loads(stems["1.1-operator_updates"].read_text(encoding="utf-8"))["events"]
+    accepted = [e for e in updates if "workflowExecutionUpdateAcceptedEventAttributes" in e]
+    assert len(accepted) == 4, "pause, resume, payment, settlement; the refused pause left nothing"
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -7,11 +7,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.codec import data_converter
+from kindly.domain.search_attributes import ALL_KEYS, CURRENCY, TIME_ZONE
 from kindly.keyring import load_keyring
+from kindly.programs import temporal
 from kindly.programs.dev_server import bundled_binary
 from kindly.programs.temporal import ensure_search_attributes, start_account
 from kindly.settings import Settings
@@ -51,6 +56,7 @@ async def test_accounts_are_findable_by_search_attributes_without_personal_data(
     # The moment the due date began in the customer's zone: midnight in Shanghai is 16:00 UTC the day before.
     assert values["DueDate"] == datetime.combine(account.due_date, time(0), ZoneInfo("Asia/Shanghai"))
     assert values["AmountDue"] == 1500.0 and values["Paused"] is False
+    assert values["Currency"] == "CNY" and values["TimeZone"] == "Asia/Shanghai"
 
     await handle.signal("pause", {"reason": "checking a complaint"})
     await eventually(lambda: status(handle), lambda s: s.paused)
@@ -99,6 +105,7 @@ async def test_an_imported_account_is_findable_from_its_start_before_any_worker_
     values = {pair.key.name: pair.value for pair in found[0].typed_search_attributes}
     assert values["Segment"] == account.segment and values["Paused"] is False
     assert values["AmountDue"] == float(account.amount_due)
+    assert values["Currency"] == account.currency and values["TimeZone"] == account.timezone
     assert "NextTouchpointAt" not in values  # the run publishes it once it has planned
     await handle.terminate("test over")
 
@@ -118,5 +125,44 @@ async def test_a_namespace_without_the_attributes_still_starts_accounts_and_gets
         description = await handle.describe()
         assert description.status is not None and description.status.name == "RUNNING"
         assert await ensure_search_attributes(client, client.namespace) == []  # registered by the start
+        # and then given with it: DueDate, Currency and TimeZone are the start's alone to give.
+        given = {pair.key.name: pair.value for pair in description.typed_search_attributes}
+        assert given["TimeZone"] == "Asia/Shanghai" and given["Currency"] == "CNY" and "DueDate" in given
     finally:
         await environment.shutdown()
+
+
+async def test_a_namespace_set_up_for_1_0_that_may_not_register_still_gets_the_due_date_at_start(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like Temporal Cloud before ``tcld`` added Currency and TimeZone: the start gives the others."""
+    environment = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=bundled_binary("temporal"),
+        data_converter=data_converter(load_keyring(settings)),
+        ui=False,
+    )
+    try:
+        client = environment.client
+        older = [key for key in ALL_KEYS if key not in (CURRENCY, TIME_ZONE)]
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=client.namespace,
+                search_attributes={key.name: IndexedValueType.Value(_proto_name(key)) for key in older},
+            )
+        )
+
+        async def refused(client: Client, namespace: str) -> list[str]:
+            raise RPCError("not allowed", RPCStatusCode.PERMISSION_DENIED, b"")
+
+        monkeypatch.setattr(temporal, "ensure_search_attributes", refused)
+        account = make_account(_today_in_shanghai(), timezone="Asia/Shanghai")
+        handle = await start_account(client, account, task_queue=settings.task_queue)
+        given = {pair.key.name: pair.value for pair in (await handle.describe()).typed_search_attributes}
+        assert "DueDate" in given and "Segment" in given
+        assert "Currency" not in given and "TimeZone" not in given
+    finally:
+        await environment.shutdown()
+
+
+def _proto_name(key: Any) -> str:
+    return f"INDEXED_VALUE_TYPE_{key.indexed_value_type.name}"

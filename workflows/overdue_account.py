@@ -11,7 +11,7 @@ timeline query and, through the next activity or one local activity, in the audi
 # No ``from __future__ import annotations`` here: the SDK's decorators read each handler's type hints,
 # which string annotations would make it evaluate (``typing.get_type_hints``) for every instance.
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from kindly.domain.effects import ActionKind, CancelReason, Effect, apply_signal, cancels
     from kindly.domain.policy.schedule import Step, StepKind, local_date, owed_confirmation, plan_next
+    from kindly.domain.refusals import Refusal, parsed, refusal
     from kindly.domain.search_attributes import Published, changed, published_by_start
     from kindly.domain.state import AccountState, current_stage, published_values, start_entries
     from kindly.domain.status import account_status, status_before_start
@@ -44,27 +45,20 @@ with workflow.unsafe.imports_passed_through():
     from workflows import requests
     from workflows.arguments import history_is_long, parsed_or_none, unpacked, validated
     from workflows.audit_trail import AuditTrail
+    from workflows.handlers import AccountHandlers, refused
     from workflows.metrics import WorkflowMetrics
     from workflows.requests import ACTION_OPTIONS, LOCAL, SMS_TASK_QUEUE_SUFFIX
 
 CONFIRMATION_TRIES = 7
 """Windows an ended account tries its owed opt-out confirmation in before it completes without it."""
+RULES_1_1 = "kindly-1.1"
+"""The patch of the rules that came after 1.0: stricter refusals of signals, and a wait for the day's
+window recorded as a deferral. A run recorded before it replays without them."""
 _Result = TypeVar("_Result")
 
 
-def _signal(name: SignalName) -> Callable[[Any, Any], None]:
-    """The handler of signal ``name``: every signal is one call of ``_receive``, whose effect is
-    ``kindly.domain.effects.apply_signal``'s."""
-
-    def handler(self: Any, payload: Any = None) -> None:
-        self._receive(name, payload)
-
-    handler.__name__ = handler.__qualname__ = str(name)
-    return workflow.signal(name=name)(handler)
-
-
 @workflow.defn(name=WORKFLOW_TYPE)
-class OverdueAccountWorkflow:
+class OverdueAccountWorkflow(AccountHandlers):
     @workflow.init
     def __init__(self, *args: Any) -> None:
         """Sees the input first, so that ``status`` answers while a new account is being prepared."""
@@ -82,11 +76,13 @@ class OverdueAccountWorkflow:
             RunIdentity(workflow_id=info.workflow_id, first_run_id=info.first_execution_run_id)
         )
         self._metrics = WorkflowMetrics()
+        self._rules_1_1 = False
 
     @workflow.run
     async def run(self, *args: Any) -> AccountResult:
         """``run(account)`` for a new account, ``run(account, state)`` after continue-as-new. Both arrive
         as raw JSON and are checked here: a bad one fails the workflow at once, naming the field."""
+        self._rules_1_1 = workflow.patched(RULES_1_1)
         account, carried_state = unpacked(args)
         if carried_state is not None:
             self._state = validated(AccountState, carried_state, "carried state")
@@ -105,7 +101,7 @@ class OverdueAccountWorkflow:
                 workflow.continue_as_new(
                     args=[self.state.account.model_dump(mode="json"), self.state.model_dump(mode="json")]
                 )
-            step = plan_next(self.state, workflow.now(), spread=True)
+            step = plan_next(self.state, workflow.now(), spread=True, same_day=self._rules_1_1)
             self._note_plan(step)
             self._publish(step)
             if self._woken or AuditTrail.would_lag(self.state, step.at, workflow.now()):
@@ -138,7 +134,7 @@ class OverdueAccountWorkflow:
         """Send the opt-out confirmation an ended account still owes (a payment or settlement came while
         it waited or retried), at the service window's next moment; a few windows' tries at most."""
         for _ in range(CONFIRMATION_TRIES):
-            step = owed_confirmation(self.state, workflow.now())
+            step = owed_confirmation(self.state, workflow.now(), same_day=self._rules_1_1)
             if step is None or step.at is None:
                 return
             self._note_plan(step)
@@ -183,16 +179,16 @@ class OverdueAccountWorkflow:
         return self._state
 
     def _note_plan(self, step: Step) -> None:
-        if step.plan_key != self.state.last_plan_key and step.at is not None:
+        if step.plan_key != self.state.last_plan_key and (step.at is not None or step.waiting_for):
             for deferral in step.deferrals:
                 self._metrics.deferral(deferral.reason)
-        self._take(actions.plan_noted(self.state, step))
+        self._take(actions.plan_noted(self.state, step, workflow.now()))
 
     def _publish(self, step: Step) -> None:
         """Keep search attributes and current details true, upserting only the values that changed, and
         not before an action due at once: the plan after it publishes, seconds later, one upsert not two."""
         today = local_date(self.state, workflow.now())
-        wanted = published_values(self.state, today, step.at)
+        wanted = published_values(self.state, today, step.at, with_zone=self._rules_1_1)
         updates = changed(self._published, wanted)
         due_now = step.at is not None and step.at <= workflow.now() and self.state.outcome is None
         if updates and not due_now:
@@ -287,10 +283,8 @@ class OverdueAccountWorkflow:
         AuditTrail.written(self.state, decisions)
         self._metrics.sms(action.template, status)
         if status in ("sent", "rejected", "unknown"):
-            today, detail = (
-                local_date(self.state, workflow.now()),
-                f"{status} before the cancellation took effect",
-            )
+            detail = f"{status} before the cancellation took effect"
+            today = local_date(self.state, workflow.now())
             self._take(
                 completions.sms_finished(self.state, action, status, segments=0, detail=detail, today=today)
             )
@@ -361,20 +355,28 @@ class OverdueAccountWorkflow:
         if self._state is None:
             self._buffered.append((name, payload))
         elif self.state.outcome is None:
-            self._take(apply_signal(self.state, name, payload, workflow.now()))
+            self._take(apply_signal(self.state, name, payload, workflow.now(), strict=self._rules_1_1))
             self._woken = True
 
-    repayment = _signal(SignalName.REPAYMENT)
-    customer_reply = _signal(SignalName.CUSTOMER_REPLY)
-    pause = _signal(SignalName.PAUSE)
-    resume = _signal(SignalName.RESUME)
-    settle = _signal(SignalName.SETTLE)
-    close = _signal(SignalName.CLOSE)
-    promise_to_pay = _signal(SignalName.PROMISE_TO_PAY)
-    call_outcome = _signal(SignalName.CALL_OUTCOME)
-    sms_undeliverable = _signal(SignalName.SMS_UNDELIVERABLE)
-    update_contact = _signal(SignalName.UPDATE_CONTACT)
-    refresh_policy = _signal(SignalName.REFRESH_POLICY)
+    def _refuse(self, name: SignalName, payload: Any) -> None:
+        """Raise why the account cannot take the action now (an update's validator): a bad value, or a
+        state that forbids it. Before the run has prepared, only the payload can be checked."""
+        message = parsed(name, payload)
+        if isinstance(message, Refusal):
+            raise refused(message)
+        if self._state is not None and (why := refusal(self.state, message, workflow.now())) is not None:
+            raise refused(why)
+
+    async def _act(self, name: SignalName, payload: Any) -> contract.AccountStatus:
+        """Apply an accepted update, as its signal would be, and answer with the status it leads to."""
+        await workflow.wait_condition(lambda: self._state is not None)
+        self._refuse(name, payload)  # the run may have prepared, or taken another action, since
+        self._take(apply_signal(self.state, name, payload, workflow.now()))
+        self._woken = True
+        if self._policy_refresh is not None:
+            await self._refresh_policy()
+        step = plan_next(self.state, now := workflow.now(), spread=True, same_day=self._rules_1_1)
+        return account_status(actions.plan_noted(self.state, step, now).state, now)
 
     @workflow.signal(dynamic=True)
     def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:

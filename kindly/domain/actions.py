@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from kindly.domain.completions import Handoff, SmsAction
-from kindly.domain.contract import AccountInput, RefreshPolicy, TimelineKind
+from kindly.domain.contract import AccountInput, NextStep, RefreshPolicy, TimelineKind
 from kindly.domain.effects import ActionKind, Effect, Entry
 from kindly.domain.masking import mask_reference
 from kindly.domain.messages.context import MessageContext
@@ -32,11 +32,12 @@ def new_account(
     )
 
 
-def plan_noted(state: AccountState, step: Step) -> Effect:
+def plan_noted(state: AccountState, step: Step, now: datetime) -> Effect:
     """A plan's next touchpoint, and, once per distinct plan, the touches it skips and the days it
     passes over (deferrals), so the timeline says why nothing went out when the customer expected it."""
     state = state.model_copy()
     state.next_touchpoint_at = step.at
+    state.next_step = next_step(state, step, now)
     if step.plan_key == state.last_plan_key:
         return Effect(state)
     state.last_plan_key = step.plan_key
@@ -45,13 +46,34 @@ def plan_noted(state: AccountState, step: Step) -> Effect:
         if key not in state.done_touches:
             state.done_touches = [*state.done_touches, key]
         entries.append(Entry(TimelineKind.SKIPPED, f"touch {key} skipped: {reason}"))
-    if step.deferrals and step.at is not None:
+    if step.deferrals:
         reasons = ", ".join(f"{d.day.isoformat()} {d.reason}" for d in step.deferrals)
-        moved_to = local_iso(state.account.timezone, step.at)
-        entries.append(
-            Entry(TimelineKind.DEFERRED, f"{step.kind} {step.touch_key} deferred ({reasons}) to {moved_to}")
-        )
+        what = f"{step.kind} {step.touch_key}"
+        if step.at is not None:
+            moved_to = local_iso(state.account.timezone, step.at)
+            entries.append(Entry(TimelineKind.DEFERRED, f"{what} deferred ({reasons}) to {moved_to}"))
+        elif step.waiting_for == "no_calendar":
+            year = step.deferrals[-1].day.year
+            why = f"no holiday data for {year}: it waits until a policy refresh brings the year"
+            entries.append(Entry(TimelineKind.DEFERRED, f"{what} deferred ({reasons}); {why}"))
     return Effect(state, tuple(entries))
+
+
+def next_step(state: AccountState, step: Step, now: datetime) -> NextStep | None:
+    """What ``step`` does, as the ``status`` query shows it; a reminder with the wording it would use
+    at its moment (the tone's choice by days past due)."""
+    if step.kind is StepKind.IDLE:
+        return None
+    template = step.template
+    if step.kind is StepKind.SMS and template is not None:
+        at = step.at or now
+        template = choose_template(
+            template,
+            state.policy,
+            days_past_due=days_past_due(state, at),
+            instalment_offered=state.instalment_offered,
+        )
+    return NextStep(kind=str(step.kind), template=template, waiting_for=step.waiting_for)
 
 
 def days_past_due(state: AccountState, now: datetime) -> int:

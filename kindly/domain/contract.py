@@ -45,6 +45,25 @@ class SignalName(StrEnum):
     REFRESH_POLICY = "refresh_policy"
 
 
+UPDATE_NAMES: tuple[SignalName, ...] = (
+    SignalName.PAUSE,
+    SignalName.RESUME,
+    SignalName.SETTLE,
+    SignalName.CLOSE,
+    SignalName.PROMISE_TO_PAY,
+    SignalName.CALL_OUTCOME,
+    SignalName.REPAYMENT,
+    SignalName.UPDATE_CONTACT,
+    SignalName.REFRESH_POLICY,
+)
+"""The operator actions that are also workflow updates, under the signal's name and payload: an update
+is validated before anything is written and answers with the account's new status (or why not)."""
+
+ACTION_REFUSED = "ActionRefused"
+"""The ``ApplicationError`` type of a refused update; its details are ``[kind, field]``, kind
+``conflict`` (the account's state) or ``invalid`` (a value; ``field`` names it, or is null)."""
+
+
 class QueryName(StrEnum):
     STATUS = "status"
     TIMELINE = "timeline"
@@ -298,14 +317,37 @@ SIGNAL_MODELS: dict[SignalName, type[_Message]] = {
 # --- queries and result --------------------------------------------------------------------------
 
 
+class NextStep(BaseModel):
+    """What the account's plan does next: ``sms`` (a reminder, with the template it would use),
+    ``service_sms`` (a reply the customer asked for), ``call``, ``specialist`` or ``resume`` (a pause
+    runs out). ``waiting_for`` names what holds it back when it has no moment yet (``no_calendar``:
+    no holiday data for its year)."""
+
+    kind: str
+    template: TemplateName | None = None
+    waiting_for: str | None = None
+
+
 class AccountStatus(BaseModel):
+    """Where an account stands. Instants are ISO-8601 in the customer's UTC offset; amounts are
+    decimal strings with two places, in ``currency``."""
+
     account_id: str
     stage: Stage
     amount_due: Decimal
+    amount_collected: Decimal = Decimal("0.00")
+    currency: str = "CNY"
     sms_sent: int
     unanswered_sms: int
     next_touchpoint_at: datetime | None
+    """Null when nothing is planned (paused without end, with the specialists, waiting) or ended."""
+    next_step: NextStep | None = None
     paused: bool
+    paused_until: datetime | None = None
+    promise_date: date | None = None
+    opted_out: bool = False
+    escalation: Stage | None = None
+    """``phone`` or ``specialist`` once the account has left the SMS cadence."""
 
 
 class TimelineEntry(BaseModel):

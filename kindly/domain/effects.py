@@ -15,15 +15,14 @@ appends to, the lists it changes, so the state it was given stays as it was.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from kindly.domain.contract import (
-    SIGNAL_MODELS,
     CallOutcome,
     CallOutcomeKind,
     Close,
@@ -45,14 +44,8 @@ from kindly.domain.contract import (
 from kindly.domain.policy.model import CALL_HISTORY_KEPT
 from kindly.domain.policy.replies import ReplyIntent, classify_reply
 from kindly.domain.policy.schedule import local_date, local_iso
+from kindly.domain.refusals import Refusal, parsed, refusal
 from kindly.domain.state import AccountState
-from kindly.domain.validation import describe_validation_error
-
-MAX_PAUSE = timedelta(days=36525)
-"""A pause's ``until`` lies within a hundred years of now: one at the edge of the calendar cannot even be
-shown in the customer's zone, nor waited for by a timer (a pause without ``until`` lasts until resumed)."""
-MAX_PROMISE_DAYS = 366
-"""A promise to pay is for a date within a year; later is no promise to hold contact for."""
 
 
 class CancelReason(StrEnum):
@@ -146,28 +139,27 @@ class Effect:
     escalated_to_person: bool = False
 
 
-class _Rejected(Exception):
-    """A well-formed signal that makes no sense now (a past promise date, a second credit)."""
-
-
 # --- signals -------------------------------------------------------------------------------------
 
 
-def apply_signal(state: AccountState, name: SignalName, payload: Any, now: datetime) -> Effect:
+def apply_signal(
+    state: AccountState, name: SignalName, payload: Any, now: datetime, *, strict: bool = True
+) -> Effect:
     """The effect of signal ``name`` with ``payload`` (raw JSON, possibly garbage) at ``now``.
 
-    A payload that does not validate, or a signal that makes no sense now, leaves the state as it was
-    and records why it was rejected. An ended account ignores signals.
+    A payload that does not validate, or a signal the account cannot take now
+    (``kindly.domain.refusals``), leaves the state as it was and records why it was rejected. An ended
+    account ignores signals. ``strict`` is the refusals' (runs recorded before 1.1 pass False).
     """
     if state.outcome is not None:
         return Effect(state)
-    try:
-        message = SIGNAL_MODELS[name].model_validate({} if payload is None else payload)
-        return _apply(state.model_copy(), message, now)
-    except ValidationError as err:
-        return _rejected(state, f"{name}: {describe_validation_error(err)}")
-    except _Rejected as err:
-        return _rejected(state, f"{name}: {err}")
+    message = parsed(name, payload)
+    if isinstance(message, Refusal):
+        return _rejected(state, f"{name}: {message}")
+    refused = refusal(state, message, now, strict=strict)
+    if refused is not None:
+        return _rejected(state, f"{name}: {refused}")
+    return _apply(state.model_copy(), message, now)
 
 
 def _rejected(state: AccountState, why: str) -> Effect:
@@ -182,14 +174,10 @@ def _apply(state: AccountState, message: BaseModel, now: datetime) -> Effect:
     if isinstance(message, CustomerReply):
         return _on_reply(state, message)
     if isinstance(message, Pause):
-        if message.until is not None and not now - MAX_PAUSE < message.until < now + MAX_PAUSE:
-            raise _Rejected(f"until: {message.until.isoformat()} is more than a hundred years from now")
         state.paused, state.pause_reason, state.paused_until = True, message.reason, message.until
         until = f" until {local_iso(state.account.timezone, message.until)}" if message.until else ""
         return Effect(state, (Entry(TimelineKind.PAUSED, f"{message.reason}{until}"),), CancelReason.PAUSED)
     if isinstance(message, Resume):
-        if not state.paused:
-            raise _Rejected("account is not paused")
         state.paused, state.paused_until = False, None
         return Effect(state, (Entry(TimelineKind.RESUMED, "resumed by operator; cadence restarts from now"),))
     if isinstance(message, Settle):
@@ -201,7 +189,7 @@ def _apply(state: AccountState, message: BaseModel, now: datetime) -> Effect:
         state.outcome = Outcome.CLOSED
         return Effect(state, (Entry(TimelineKind.CLOSED, message.reason),), CancelReason.CLOSED)
     if isinstance(message, PromiseToPay):
-        entry = _promise(state, message.date, today, via="customer")
+        entry = _promise(state, message.date, via="customer")
         return Effect(state, (entry,), CancelReason.PROMISE_TO_PAY)
     if isinstance(message, CallOutcome):
         return _on_call_outcome(state, message, today)
@@ -221,8 +209,6 @@ def _apply(state: AccountState, message: BaseModel, now: datetime) -> Effect:
 
 
 def _credit(state: AccountState, payment: Repayment) -> Effect:
-    if payment.reference in state.credited_references:
-        raise _Rejected(f"payment {payment.reference} was already credited")
     state.credited_references = [*state.credited_references, payment.reference]
     state.amount_due -= payment.amount
     state.amount_collected += payment.amount
@@ -268,11 +254,8 @@ def _on_reply(state: AccountState, reply: CustomerReply) -> Effect:
     return Effect(state, (received,))
 
 
-def _promise(state: AccountState, promised: date, today: date, *, via: str) -> Entry:
-    if promised < today:
-        raise _Rejected(f"date: {promised} is in the past (today is {today})")
-    if (promised - today).days > MAX_PROMISE_DAYS:
-        raise _Rejected(f"date: {promised} is more than {MAX_PROMISE_DAYS} days ahead (today is {today})")
+def _promise(state: AccountState, promised: date, *, via: str) -> Entry:
+    """``promised`` passed ``kindly.domain.refusals.promise_refusal``."""
     state.promise_date = promised
     state.unanswered_sms = 0
     if state.escalation == Stage.PHONE:
@@ -281,13 +264,10 @@ def _promise(state: AccountState, promised: date, today: date, *, via: str) -> E
 
 
 def _on_call_outcome(state: AccountState, call: CallOutcome, today: date) -> Effect:
-    if call.outcome is CallOutcomeKind.PROMISE_TO_PAY and call.promise_date is None:
-        raise _Rejected("promise_date: required when outcome is promise_to_pay")
     entries = [Entry(TimelineKind.CALL_OUTCOME, f"{call.outcome} (attempt {state.phone_attempt})")]
     if call.outcome is CallOutcomeKind.PROMISE_TO_PAY:
         assert call.promise_date is not None
-        # Checked first: a rejected promise changes nothing, not even the conversation count.
-        entries.append(_promise(state, call.promise_date, today, via="on the phone, customer"))
+        entries.append(_promise(state, call.promise_date, via="on the phone, customer"))
     if call.outcome is not CallOutcomeKind.NO_ANSWER:
         # A connected call: the regimes' limits on conversations and calls after one count it.
         state.conversation_days = [*state.conversation_days, today][-CALL_HISTORY_KEPT:]
@@ -317,8 +297,6 @@ def _on_call_outcome(state: AccountState, call: CallOutcome, today: date) -> Eff
 
 def _update_contact(state: AccountState, message: UpdateContact) -> Effect:
     changes = message.model_dump(exclude_none=True)
-    if not changes:
-        raise _Rejected("give at least one of phone, timezone, locale")
     new_number = "phone" in changes and changes["phone"] != state.account.phone
     state.account = state.account.model_copy(update=changes)
     state.contact_after = state.account.contact_after

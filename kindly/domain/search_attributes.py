@@ -1,7 +1,8 @@
 """Custom search attributes that make accounts findable in the Temporal Web UI and visibility API.
 
 Operators query them, e.g. ``CollectionStage="phone" AND DueDate <= "2026-11-07T00:00:00Z"`` (in the
-phone stage and at least 30 days past due on 7 December 2026). None holds personal data.
+phone stage and at least 30 days past due on 7 December 2026). None holds personal data: ``Currency``
+and ``TimeZone`` (the account's IANA zone) let a listing show amounts and instants as the customer sees them.
 The worker registers missing ones at start-up (``kindly.programs.temporal.ensure_search_attributes``);
 on Temporal Cloud create them once with ``tcld`` or the Cloud UI (docs/deploying.md).
 """
@@ -29,6 +30,8 @@ UNANSWERED_SMS = SearchAttributeKey.for_int("UnansweredSms")
 NEXT_TOUCHPOINT_AT = SearchAttributeKey.for_datetime("NextTouchpointAt")
 SEGMENT = SearchAttributeKey.for_keyword("Segment")
 PAUSED = SearchAttributeKey.for_bool("Paused")
+CURRENCY = SearchAttributeKey.for_keyword("Currency")
+TIME_ZONE = SearchAttributeKey.for_keyword("TimeZone")
 
 ALL_KEYS: Sequence[SearchAttributeKey[Any]] = (
     COLLECTION_STAGE,
@@ -38,6 +41,8 @@ ALL_KEYS: Sequence[SearchAttributeKey[Any]] = (
     NEXT_TOUCHPOINT_AT,
     SEGMENT,
     PAUSED,
+    CURRENCY,
+    TIME_ZONE,
 )
 
 Published = dict[str, Any]
@@ -54,8 +59,9 @@ def due_date_start(account: AccountInput) -> datetime:
 
 def start_values(account: AccountInput, stage: str) -> Published:
     """The attributes a start gives, so that an account is findable before any worker has run it:
-    its segment, due date, amount, the stage the calendar gives, nothing sent and not paused. The
-    next touchpoint is the run's to publish once it has planned."""
+    its segment, due date, amount, the stage the calendar gives, nothing sent and not paused, and the
+    static ``Currency`` and ``TimeZone`` (the zone at start: the run never upserts them). The next
+    touchpoint is the run's to publish once it has planned."""
     return {
         COLLECTION_STAGE.name: stage,
         DUE_DATE.name: due_date_start(account),
@@ -63,6 +69,8 @@ def start_values(account: AccountInput, stage: str) -> Published:
         UNANSWERED_SMS.name: 0,
         SEGMENT.name: account.segment,
         PAUSED.name: False,
+        CURRENCY.name: account.currency,
+        TIME_ZONE.name: account.timezone,
     }
 
 

@@ -7,14 +7,24 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
-from kindly.domain.contract import AccountInput, Outcome, Stage, TemplateName, TimelineEntry, TimelineKind
+from kindly.domain.contract import (
+    AccountInput,
+    NextStep,
+    Outcome,
+    Stage,
+    TemplateName,
+    TimelineEntry,
+    TimelineKind,
+)
 from kindly.domain.policy.model import ContactPolicy
 from kindly.domain.search_attributes import (
     AMOUNT_DUE,
     COLLECTION_STAGE,
+    CURRENCY,
     NEXT_TOUCHPOINT_AT,
     PAUSED,
     SEGMENT,
+    TIME_ZONE,
     UNANSWERED_SMS,
     Published,
 )
@@ -77,6 +87,8 @@ class AccountState(BaseModel):
 
     outcome: Outcome | None = None
     next_touchpoint_at: datetime | None = None
+    next_step: NextStep | None = None
+    """What the latest plan does next (the ``status`` query shows it)."""
     last_plan_key: str | None = None
     # Set when the gateway did not take an SMS before its window closed (retries ran out, Temporal
     # gives up early once the next backoff would pass the window's end): no SMS is planned before
@@ -124,10 +136,14 @@ def audit_event_key(workflow_id: str, first_run_id: str, sequence: int) -> str:
     return f"{workflow_id}/{first_run_id}/ev-{sequence}"
 
 
-def published_values(state: AccountState, today: date, next_touchpoint_at: datetime | None) -> Published:
+def published_values(
+    state: AccountState, today: date, next_touchpoint_at: datetime | None, *, with_zone: bool = True
+) -> Published:
     """The attribute values the workflow keeps true (``DueDate`` never changes and is left to the
-    start): its stage, amount, unanswered SMS, next touchpoint, segment and pause."""
-    return {
+    start): its stage, amount, unanswered SMS, next touchpoint, segment and pause; and, ``with_zone``,
+    its currency and time zone, which a start gives and a contact change may move (runs recorded
+    before 1.1 pass False: they never published them)."""
+    values: Published = {
         COLLECTION_STAGE.name: current_stage(state, today).value,
         AMOUNT_DUE.name: float(state.amount_due),
         UNANSWERED_SMS.name: state.unanswered_sms,
@@ -135,6 +151,10 @@ def published_values(state: AccountState, today: date, next_touchpoint_at: datet
         SEGMENT.name: state.account.segment,
         PAUSED.name: state.paused,
     }
+    if with_zone:
+        values[CURRENCY.name] = state.account.currency
+        values[TIME_ZONE.name] = state.account.timezone
+    return values
 
 
 def current_stage(state: AccountState, today: date) -> Stage:

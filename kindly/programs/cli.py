@@ -12,6 +12,9 @@ Exit codes:
 * ``2`` — bad usage: an option value failed validation (the field is named, nothing was sent); the
   portfolio file is unreadable or its header is wrong (nothing was imported); the settings are
   unusable (e.g. no encryption keys).
+* ``3`` — the account refused the action, and nothing changed: its state forbids it (not paused, a
+  payment already credited, the account has ended) or a value is wrong for it (a settlement above the
+  amount due, a pause ending in the past, a promise beyond the policy's limit). The reason is printed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from temporalio.client import Client
 
-from kindly.domain.contract import Close, Pause, Repayment, Resume, Settle, SignalName
+from kindly.domain.contract import (
+    AccountStatus,
+    CallOutcome,
+    Close,
+    Pause,
+    PromiseToPay,
+    RefreshPolicy,
+    Repayment,
+    Resume,
+    Settle,
+    SignalName,
+    UpdateContact,
+)
 from kindly.programs.cli_support import (
     EXIT_INCOMPLETE,
     EXIT_USAGE,
@@ -46,11 +61,7 @@ from kindly.programs.cli_visibility import (
     setup,
 )
 from kindly.programs.db_command import db
-from kindly.programs.operations import (
-    account_status,
-    account_timeline,
-    signal_account,
-)
+from kindly.programs.operations import account_status, account_timeline, act_on_account
 from kindly.programs.portfolio import (
     AccountImport,
     ImportReport,
@@ -133,16 +144,21 @@ def import_command(
 # --- queries -------------------------------------------------------------------------------------
 
 
-@app.command()
-def status(account_id: AccountId) -> None:
-    """Show an account's current stage, amount due and next touchpoint."""
-    result = run_with_client(load_settings(), lambda client: account_status(client, account_id))
+def _show(result: AccountStatus) -> None:
     table = Table(title=f"account {result.account_id}", show_header=False)
     table.add_column("field")
     table.add_column("value")
-    for name, value in result.model_dump().items():
-        table.add_row(name, "-" if value is None else str(value))
+    for name, value in result.model_dump(mode="json").items():
+        shown = ", ".join(f"{k}={v}" for k, v in value.items() if v) if isinstance(value, dict) else value
+        table.add_row(name, "-" if shown is None else str(shown))
     out.print(table)
+
+
+@app.command()
+def status(account_id: AccountId) -> None:
+    """Show where an account stands: stage, amounts, holds and its next step (times in the customer's
+    zone)."""
+    _show(run_with_client(load_settings(), lambda client: account_status(client, account_id)))
 
 
 @app.command()
@@ -158,13 +174,16 @@ def timeline(account_id: AccountId) -> None:
     out.print(table)
 
 
-# --- signals -------------------------------------------------------------------------------------
+# --- actions -------------------------------------------------------------------------------------
 
 
-def _signal(account_id: str, name: SignalName, payload: BaseModel) -> None:
+def _act(account_id: str, name: SignalName, payload: BaseModel) -> None:
+    """One action as a workflow update: the new status when the account took it; exit 3 with the
+    reason when it refused."""
     settings = load_settings()
-    run_with_client(settings, lambda client: signal_account(client, account_id, name, payload))
-    out.print(f"sent {name} to account {account_id}", highlight=False)
+    result = run_with_client(settings, lambda client: act_on_account(client, account_id, name, payload))
+    out.print(f"{name}: done for account {account_id}", highlight=False)
+    _show(result)
 
 
 @app.command()
@@ -175,36 +194,34 @@ def pause(
         str | None, typer.Option(help="ISO-8601 time with offset, e.g. 2026-12-01T09:00:00+08:00.")
     ] = None,
 ) -> None:
-    """Stop reminders, until resumed or until --until."""
-    _signal(account_id, SignalName.PAUSE, validated_payload(Pause, reason=reason, until=until))
+    """Stop reminders, until resumed or until --until (which must lie in the future)."""
+    _act(account_id, SignalName.PAUSE, validated_payload(Pause, reason=reason, until=until))
 
 
 @app.command()
 def resume(account_id: AccountId) -> None:
-    """Resume reminders after a pause."""
-    _signal(account_id, SignalName.RESUME, validated_payload(Resume))
+    """Resume reminders after a pause (refused when the account is not paused)."""
+    _act(account_id, SignalName.RESUME, validated_payload(Resume))
 
 
 @app.command()
 def pay(
     account_id: AccountId,
     amount: Annotated[str, typer.Option(help="Amount repaid, e.g. 500.00.")],
-    reference: Annotated[str, typer.Option(help="Payment reference.")],
+    reference: Annotated[str, typer.Option(help="Payment reference (refused when already credited).")],
 ) -> None:
-    """Record a repayment (the repayment signal)."""
-    _signal(
-        account_id, SignalName.REPAYMENT, validated_payload(Repayment, amount=amount, reference=reference)
-    )
+    """Record a repayment."""
+    _act(account_id, SignalName.REPAYMENT, validated_payload(Repayment, amount=amount, reference=reference))
 
 
 @app.command()
 def settle(
     account_id: AccountId,
-    amount: Annotated[str, typer.Option(help="Settlement amount agreed.")],
+    amount: Annotated[str, typer.Option(help="Settlement amount agreed, at most the amount due.")],
     reference: Annotated[str, typer.Option(help="Settlement reference.")],
 ) -> None:
     """Settle the account for an agreed amount (ends the workflow)."""
-    _signal(account_id, SignalName.SETTLE, validated_payload(Settle, amount=amount, reference=reference))
+    _act(account_id, SignalName.SETTLE, validated_payload(Settle, amount=amount, reference=reference))
 
 
 @app.command()
@@ -213,7 +230,52 @@ def close(
     reason: Annotated[str, typer.Option(help="Why the account is closed (audited).")],
 ) -> None:
     """Close the account without collection (ends the workflow)."""
-    _signal(account_id, SignalName.CLOSE, validated_payload(Close, reason=reason))
+    _act(account_id, SignalName.CLOSE, validated_payload(Close, reason=reason))
+
+
+@app.command()
+def promise(
+    account_id: AccountId,
+    date: Annotated[str, typer.Option("--date", help="The promised payment date, YYYY-MM-DD.")],
+) -> None:
+    """Record the customer's promise to pay by a date (within the policy's limit); contact is held."""
+    _act(account_id, SignalName.PROMISE_TO_PAY, validated_payload(PromiseToPay, date=date))
+
+
+@app.command("call-outcome")
+def call_outcome(
+    account_id: AccountId,
+    outcome: Annotated[
+        str, typer.Option(help="reached, no_answer, promise_to_pay, wrong_number or refused.")
+    ],
+    promise_date: Annotated[
+        str | None, typer.Option(help="With promise_to_pay: the promised date, YYYY-MM-DD.")
+    ] = None,
+) -> None:
+    """Record what a call task's call came to."""
+    payload = validated_payload(CallOutcome, outcome=outcome, promise_date=promise_date)
+    _act(account_id, SignalName.CALL_OUTCOME, payload)
+
+
+@app.command()
+def contact(
+    account_id: AccountId,
+    phone: Annotated[str | None, typer.Option(help="New E.164 number.")] = None,
+    timezone: Annotated[str | None, typer.Option(help="New IANA time zone.")] = None,
+    locale: Annotated[str | None, typer.Option(help="zh-CN or en-US.")] = None,
+) -> None:
+    """Change the customer's number, time zone or locale."""
+    payload = validated_payload(UpdateContact, phone=phone, timezone=timezone, locale=locale)
+    _act(account_id, SignalName.UPDATE_CONTACT, payload)
+
+
+@app.command("refresh-policy")
+def refresh_policy(
+    account_id: AccountId,
+    reason: Annotated[str | None, typer.Option(help="Why (shown in the timeline).")] = None,
+) -> None:
+    """Take the segment's policy as the workers' policy file now says."""
+    _act(account_id, SignalName.REFRESH_POLICY, validated_payload(RefreshPolicy, reason=reason))
 
 
 app.command()(setup)

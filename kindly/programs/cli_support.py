@@ -14,7 +14,13 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from kindly.domain.validation import describe_validation_error
-from kindly.errors import AccountNotFoundError, ConfigurationError
+from kindly.errors import (
+    AccountClosedError,
+    AccountNotFoundError,
+    ActionRefusedError,
+    ActionTimeoutError,
+    ConfigurationError,
+)
 from kindly.programs.temporal import connect
 from kindly.settings import Settings
 
@@ -24,6 +30,7 @@ M = TypeVar("M", bound=BaseModel)
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
+EXIT_REFUSED = 3
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -52,7 +59,8 @@ def validated_payload(model: type[M], **fields: Any) -> M:
 
 
 def run_with_client(settings: Settings, action: Callable[[Client], Awaitable[T]]) -> T:
-    """Connect and run ``action``; unknown accounts and unreachable servers exit 1."""
+    """Connect and run ``action``; unknown accounts, unreachable servers and actions no worker answered
+    exit 1, actions the account refused (or an ended account) 3."""
 
     async def main() -> T:
         try:
@@ -63,7 +71,9 @@ def run_with_client(settings: Settings, action: Callable[[Client], Awaitable[T]]
 
     try:
         return asyncio.run(main())
-    except AccountNotFoundError as error:
+    except (ActionRefusedError, AccountClosedError) as error:
+        fail(f"refused: {error}", EXIT_REFUSED)
+    except (AccountNotFoundError, ActionTimeoutError) as error:
         fail(str(error), EXIT_INCOMPLETE)
     except ConfigurationError as error:  # e.g. no encryption keys: nothing was sent
         fail(str(error), EXIT_USAGE)

@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 from pydantic import BaseModel
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
-from kindly.domain.contract import Pause, RefreshPolicy, Resume, SignalName
+from kindly.domain.contract import Pause, RefreshPolicy, Resume, SignalName, TimelineKind
 from kindly.programs.cli_support import (
     EXIT_INCOMPLETE,
     EXIT_USAGE,
@@ -21,7 +23,7 @@ from kindly.programs.cli_support import (
     run_with_client,
     validated_payload,
 )
-from kindly.programs.figures import FIGURES, MAX_DAYS, figures_report, parse_zone
+from kindly.programs.figures import FIGURES, MAX_DAYS, WAITING_FOR_CALENDAR, figures_report, parse_zone
 from kindly.programs.operations import account_query, bulk_signal, count_accounts, find_accounts
 from kindly.programs.temporal import ensure_search_attributes
 from kindly.store import make_engine
@@ -85,19 +87,36 @@ def list_accounts(
     rows = run_with_client(
         load_settings(), lambda client: find_accounts(client, visibility_query, limit=limit)
     )
-    table = Table("account", "stage", "days past due", "amount due", "unanswered", "next touch", "paused")
+    table = Table()
+    for header in ("account", "stage", "days past due", "due", "amount due", "unanswered", "next touch"):
+        table.add_column(header, overflow="fold")  # an id or an instant is shown whole, never cut short
+    table.add_column("paused")
     for row in rows:
         table.add_row(
             row.account_id,
             row.stage or "",
             "" if row.days_past_due is None else str(row.days_past_due),
-            "" if row.amount_due is None else f"{row.amount_due:,.2f}",
+            "" if row.due_date is None else row.due_date.isoformat(),
+            " ".join(part for part in (row.amount_due, row.currency) if part),
             "" if row.unanswered_sms is None else str(row.unanswered_sms),
-            row.next_touchpoint_at.isoformat(timespec="minutes") if row.next_touchpoint_at else "",
+            row.next_touchpoint_at or "",
             "yes" if row.paused else "",
         )
-    out.print(table)
+    print_whole(table)
     out.print(f"{len(rows)} account(s)", highlight=False)
+
+
+def print_whole(table: Table) -> None:
+    """``table`` on standard output; when that is not a terminal (a pipe, a file), at the table's own
+    width rather than 80 columns, so that scripts read each row on one line."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    width = Measurement.get(out, out.options.update_width(_WIDEST), table).maximum
+    Console(soft_wrap=True, width=width).print(table)
+
+
+_WIDEST = 1_000
 
 
 def figures_command(
@@ -132,8 +151,13 @@ def figures_command(
     table.add_column("", no_wrap=True)
     for counted in report.days:
         table.add_column(counted.day.strftime("%a %d %b"), justify="right")
-    for index, (_, label) in enumerate(FIGURES):
+    for index, (kind, label) in enumerate(FIGURES):
         table.add_row(label, *(str(counted.figures[index].events) for counted in report.days))
+        if kind == TimelineKind.DEFERRED:
+            table.add_row(
+                f"  {WAITING_FOR_CALENDAR}",
+                *(str(counted.waiting_for_calendar.events) for counted in report.days),
+            )
     for prefix, breakdowns in (
         ("SMS", [counted.sms_by_template for counted in report.days]),
         ("receipts", [counted.receipts_by_status for counted in report.days]),

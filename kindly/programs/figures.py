@@ -50,11 +50,16 @@ FIGURES: tuple[tuple[TimelineKind, str], ...] = (
 )
 """The kinds a day's figures count, in the order they are shown, with their labels."""
 
+NO_CALENDAR = "no_calendar"
+"""The reason a deferral names when its day lies past the data of the policy's holiday calendar."""
+WAITING_FOR_CALENDAR = "sends waiting for a holiday calendar"
+"""The label of the deferrals that name ``NO_CALENDAR`` (shown after "sends deferred")."""
+
 OPEN_STAGES: tuple[Stage, ...] = tuple(
     stage for stage in Stage if stage not in (Stage.REPAID, Stage.SETTLED, Stage.CLOSED)
 )
 MAX_DAYS = 92
-"""The longest range one request counts (a quarter): four queries per day."""
+"""The longest range one request counts (a quarter): five queries per day."""
 FIRST_DAY = date.min + timedelta(days=1)
 LAST_DAY = date.max - timedelta(days=1)
 """The longest range one request counts (a quarter): one query per day."""
@@ -75,6 +80,9 @@ class DayFigures(BaseModel):
     day: date
     timezone: str
     figures: list[Figure]
+    waiting_for_calendar: Figure
+    """The day's deferrals (among "sends deferred") whose day lies past the holiday calendar's data:
+    reminders that wait until the calendar is extended (reason ``no_calendar``)."""
     sms_by_template: dict[str, int]
     """SMS sent that day by template (pre_due, first_overdue, follow_up, ...)."""
     receipts_by_status: dict[str, int]
@@ -95,7 +103,7 @@ def local_day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
 
 
 def day_figures(engine: Engine, day: date, zone: ZoneInfo) -> DayFigures:
-    """Count ``day``'s audit events in ``zone`` (blocking: four queries on the ``at`` index)."""
+    """Count ``day``'s audit events in ``zone`` (blocking: five queries on the ``at`` index)."""
     start, end = local_day_bounds(day, zone)
     during = (col(AuditEntry.at) >= start, col(AuditEntry.at) < end)
     with Session(engine) as session:
@@ -107,6 +115,14 @@ def day_figures(engine: Engine, day: date, zone: ZoneInfo) -> DayFigures:
                 .group_by(AuditEntry.kind)
             ).all()
         }
+        waiting_events, waiting_accounts = session.exec(
+            select(func.count(), func.count(distinct(col(AuditEntry.account_id)))).where(
+                *during,
+                AuditEntry.kind == TimelineKind.DEFERRED.value,
+                # autoescape: "_" is a LIKE wildcard
+                col(AuditEntry.detail).contains(NO_CALENDAR, autoescape=True),
+            )
+        ).one()
         templates = _count_by(session, col(AuditEntry.template), TimelineKind.SMS_SENT.value, during)
         receipts = _count_by(session, col(AuditEntry.outcome), DELIVERY_RECEIPT, during)
         touched = session.exec(select(func.count(distinct(col(AuditEntry.account_id)))).where(*during)).one()
@@ -118,6 +134,12 @@ def day_figures(engine: Engine, day: date, zone: ZoneInfo) -> DayFigures:
             for kind, label in FIGURES
             for events, accounts in [by_kind.get(kind, (0, 0))]
         ],
+        waiting_for_calendar=Figure(
+            kind=TimelineKind.DEFERRED,
+            label=WAITING_FOR_CALENDAR,
+            events=waiting_events,
+            accounts=waiting_accounts,
+        ),
         sms_by_template=templates,
         receipts_by_status=receipts,
         accounts_touched=touched,

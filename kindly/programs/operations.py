@@ -1,22 +1,28 @@
-"""What operators do to accounts, for the CLI and the HTTP API: signal, query, find.
+"""What operators do to accounts, for the CLI and the HTTP API: act (an update, answered), signal, query,
+find.
 
 Payloads are validated with the contract's models before anything is sent, so a bad request is
 refused at the door with the field named; the workflow validates again, for callers that go
-straight to Temporal.
+straight to Temporal, and refuses what the account cannot take (``kindly.domain.refusals``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from pydantic import BaseModel, Field
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from kindly.domain import search_attributes as sa
 from kindly.domain.contract import (
+    ACTION_REFUSED,
     SIGNAL_MODELS,
+    UPDATE_NAMES,
     WORKFLOW_ID_PREFIX,
     WORKFLOW_TYPE,
     AccountStatus,
@@ -25,7 +31,15 @@ from kindly.domain.contract import (
     TimelineEntry,
     workflow_id_for,
 )
-from kindly.errors import AccountClosedError, AccountNotFoundError
+from kindly.domain.refusals import RefusalKind
+from kindly.errors import (
+    AccountClosedError,
+    AccountNotFoundError,
+    AccountStateConflictError,
+    ActionRefusedError,
+    ActionTimeoutError,
+    InvalidActionValueError,
+)
 from kindly.programs.temporal import execution_status
 
 
@@ -49,6 +63,59 @@ async def signal_account(client: Client, account_id: str, name: SignalName, payl
         # A run ended as the signal arrived and a new run of the account took over (continue-as-new):
         # the new run takes the signal.
         await handle.signal(name, args)
+
+
+ACTION_TIMEOUT_SECONDS = 30.0
+"""How long an operator waits for a worker to answer an action before being told it is pending."""
+
+
+async def act_on_account(
+    client: Client,
+    account_id: str,
+    name: SignalName,
+    payload: BaseModel,
+    *,
+    timeout: float = ACTION_TIMEOUT_SECONDS,
+) -> AccountStatus:
+    """Apply one operator action as a workflow update and return the account's new status.
+
+    Raises ``AccountStateConflictError`` or ``InvalidActionValueError`` when the account refuses it
+    (nothing was written), ``AccountNotFoundError``/``AccountClosedError`` when there is no running
+    workflow, and ``ActionTimeoutError`` when no worker answered within ``timeout`` seconds."""
+    expected = SIGNAL_MODELS[name]
+    if name not in UPDATE_NAMES or not isinstance(payload, expected):
+        raise TypeError(f"{name} is not an update taking {type(payload).__name__}")
+    handle = account_handle(client, account_id)
+    args = payload.model_dump(mode="json")
+    for _ in range(2):
+        try:
+            async with asyncio.timeout(timeout):
+                status: AccountStatus = await handle.execute_update(name, args, result_type=AccountStatus)
+            return status
+        except TimeoutError as err:
+            raise ActionTimeoutError(
+                f"no worker answered {name} for account {account_id!r} within {timeout:g} s: it is not "
+                "applied yet, and may still be when a worker takes it; check the account's status"
+            ) from err
+        except WorkflowUpdateFailedError as err:
+            raise _refusal_error(err) from err
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # Raises unless a run is open after all: a new run (continue-as-new) takes the update.
+            await _ensure_running(client, account_id)
+    raise AccountNotFoundError(f"account {account_id!r}: no run took {name}")
+
+
+def _refusal_error(err: WorkflowUpdateFailedError) -> Exception:
+    cause = err.cause
+    if not isinstance(cause, ApplicationError) or cause.type != ACTION_REFUSED:
+        return err
+    kind, field, *_ = [*cause.details, None, None]
+    error_type: type[ActionRefusedError] = (
+        InvalidActionValueError if kind == RefusalKind.INVALID else AccountStateConflictError
+    )
+    return error_type(cause.message, field=field if isinstance(field, str) else None)
 
 
 async def account_status(client: Client, account_id: str) -> AccountStatus:
@@ -103,14 +170,28 @@ async def _ensure_running(client: Client, account_id: str) -> None:
 
 
 class AccountRow(BaseModel):
-    """One account as visibility shows it: search attributes only, no personal data."""
+    """One account as visibility shows it: search attributes only, no personal data. Instants are
+    ISO-8601 with the customer's UTC offset, amounts decimal strings with their currency."""
 
     account_id: str
     stage: str | None
     days_past_due: int | None
-    amount_due: float | None
+    due_date: date | None = Field(
+        description="The due date in the customer's zone; null for an account started without TimeZone"
+    )
+    amount_due: str | None = Field(description="Decimal string with two places", examples=["3200.00"])
+    currency: str | None = Field(
+        description="ISO 4217; null for an account started without Currency", examples=["CNY"]
+    )
     unanswered_sms: int | None
-    next_touchpoint_at: datetime | None
+    next_touchpoint_at: str | None = Field(
+        description="ISO-8601 with the customer's offset; +00:00 for an account started without TimeZone",
+        examples=["2026-12-08T09:35:00+08:00"],
+    )
+    timezone: str | None = Field(
+        description="The customer's IANA zone at the start; null for an account started without TimeZone",
+        examples=["Asia/Shanghai"],
+    )
     segment: str | None
     paused: bool | None
 
@@ -157,25 +238,55 @@ def _quoted(value: str) -> str:
 async def find_accounts(
     client: Client, query: str, *, limit: int | None = None, now: datetime | None = None
 ) -> list[AccountRow]:
-    """The accounts ``query`` finds, with their days past due as of ``now`` (from ``DueDate``)."""
+    """The accounts ``query`` finds, with their days past due as of ``now`` (from ``DueDate``), their
+    next touchpoint and due date in their ``TimeZone`` and their amount with its ``Currency``."""
     now = now or datetime.now(UTC)
     rows: list[AccountRow] = []
     async for execution in client.list_workflows(query, limit=limit):
         attributes = execution.typed_search_attributes
         due = attributes.get(sa.DUE_DATE)
+        zone = _zone(attributes.get(sa.TIME_ZONE))
+        amount = attributes.get(sa.AMOUNT_DUE)
+        next_at = attributes.get(sa.NEXT_TOUCHPOINT_AT)
         rows.append(
             AccountRow(
                 account_id=execution.id.removeprefix(WORKFLOW_ID_PREFIX),
                 stage=attributes.get(sa.COLLECTION_STAGE),
                 days_past_due=None if due is None else max((now - due) // timedelta(days=1), 0),
-                amount_due=attributes.get(sa.AMOUNT_DUE),
+                due_date=None if due is None or zone is None else due.astimezone(zone).date(),
+                amount_due=None if amount is None else money(amount),
+                currency=attributes.get(sa.CURRENCY),
                 unanswered_sms=attributes.get(sa.UNANSWERED_SMS),
-                next_touchpoint_at=attributes.get(sa.NEXT_TOUCHPOINT_AT),
+                next_touchpoint_at=None if next_at is None else _local_iso(next_at, zone),
+                timezone=None if zone is None else zone.key,
                 segment=attributes.get(sa.SEGMENT),
                 paused=attributes.get(sa.PAUSED),
             )
         )
     return rows
+
+
+_CENT = Decimal("0.01")
+
+
+def money(amount: float) -> str:
+    """A published ``AmountDue`` (a float, from an amount in cents) as a decimal string: ``3200.00``."""
+    return str(Decimal(repr(amount)).quantize(_CENT))
+
+
+def _local_iso(instant: datetime, zone: ZoneInfo | None) -> str:
+    """``instant`` in ISO-8601 with the offset of ``zone`` (UTC without one), as timelines show it."""
+    return instant.astimezone(zone or UTC).isoformat(timespec="seconds")
+
+
+def _zone(name: str | None) -> ZoneInfo | None:
+    """The zone a ``TimeZone`` attribute names; None without one (or for a name this host lacks)."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 async def count_accounts(client: Client, query: str) -> int:

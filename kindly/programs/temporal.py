@@ -21,7 +21,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from kindly.codec import data_converter
 from kindly.domain.contract import WORKFLOW_TYPE, AccountInput, AccountResult, workflow_id_for
 from kindly.domain.policy.schedule import zone_date
-from kindly.domain.search_attributes import ALL_KEYS, as_start_attributes, start_values
+from kindly.domain.search_attributes import (
+    ALL_KEYS,
+    CURRENCY,
+    TIME_ZONE,
+    as_start_attributes,
+    start_values,
+)
 from kindly.domain.state import stage_by_date
 from kindly.domain.summaries import start_summary
 from kindly.errors import ConfigurationError
@@ -101,10 +107,11 @@ async def open_account(client: Client, account: AccountInput, *, task_queue: str
     that run, whose handle is returned instead.
 
     The run prepares itself (policy, phone index, stored opt-out) with its first local activity. The
-    attributes given here (segment, due date, amount, the stage the calendar gives) make it findable in
-    visibility from its start, before any worker has run it. A namespace that does not know them yet
-    (no worker or ``kindly setup`` has registered them) gets them registered, and the account starts
-    without them: its run publishes them once it has planned."""
+    attributes given here (segment, due date, amount, the stage the calendar gives, currency and time
+    zone) make it findable in visibility from its start, before any worker has run it. A namespace that
+    does not know them yet (no worker or ``kindly setup`` has registered them) gets them registered where
+    it allows that; the account starts with those it knows, or without them: its run publishes the
+    changing ones once it has planned."""
     try:
         handle = await _start(client, account, task_queue)
         return OpenedAccount(handle, created=True)
@@ -135,14 +142,23 @@ async def _start(
         static_summary=start_summary(account),
     )
     stage = stage_by_date(account.due_date, zone_date(account.timezone, datetime.now(UTC))).value
+    values = start_values(account, stage)
     try:
-        return await start(search_attributes=as_start_attributes(start_values(account, stage)))
+        return await start(search_attributes=as_start_attributes(values))
     except RPCError as err:
         if not _unknown_search_attribute(err):
             raise
-    # Best effort (Temporal Cloud refuses it: create them there as docs/deploying.md says).
+    # Best effort (Temporal Cloud refuses it: create them there as docs/deploying.md says). Then all of
+    # them again, then without the two that came after 1.0 (a namespace set up for 1.0 lacks them, and
+    # the run never publishes DueDate), then none: the run publishes the others once it has planned.
     with contextlib.suppress(RPCError):
         await ensure_search_attributes(client, client.namespace)
+    for given in (values, {**values, CURRENCY.name: None, TIME_ZONE.name: None}):
+        try:
+            return await start(search_attributes=as_start_attributes(given))
+        except RPCError as err:
+            if not _unknown_search_attribute(err):
+                raise
     return await start()
 
 

@@ -35,6 +35,7 @@ from activities.sms_providers import build_sms_provider
 from kindly.domain.messages.rendering import MessageRenderer, build_template_environment
 from kindly.domain.policy.model import load_policies
 from kindly.keyring import ensure_development_keys, load_keyring
+from kindly.programs.calendar_watch import calendars_in_use, watching_calendars
 from kindly.programs.demo import start_demo_portfolio
 from kindly.programs.dev_server import start_dev_server
 from kindly.programs.rate_limit import sms_task_queue_rate
@@ -97,7 +98,9 @@ class KindlyWorkers:
 
 @asynccontextmanager
 async def build_worker(client: Client, settings: Settings) -> AsyncIterator[KindlyWorkers]:
-    """The workers with every activity built from settings; checks templates before anything runs."""
+    """The workers with every activity built from settings; checks templates before anything runs.
+
+    While the block runs, the holiday calendars the policies use are watched (``calendar_watch``)."""
     renderer = MessageRenderer(
         build_template_environment(settings.template_dir),
         brand=settings.brand_name,
@@ -110,7 +113,9 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
     )
     engine = make_engine(settings.database_url)
     store = AuditStore(engine)
-    async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
+    # Warns of provisional holiday years and of calendar data running out, now and daily.
+    watch = watching_calendars(calendars_in_use(policies))
+    async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http, watch:
         messaging = MessagingActivities(build_sms_provider(settings, http), renderer, store)
         handoffs = HandoffActivities(
             http,

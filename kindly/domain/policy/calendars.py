@@ -48,6 +48,8 @@ class HolidayCalendar:
     years: frozenset[int]
     provisional_years: frozenset[int]
     """Years whose dates are an estimate awaiting the official arrangement."""
+    provisional_notes: tuple[tuple[int, str], ...] = ()
+    """``(year, note)`` for each provisional year, by year: why it is provisional and what replaces it."""
 
     def is_holiday(self, day: date) -> bool:
         """Whether ``day`` (a local calendar date) is a public holiday.
@@ -62,6 +64,20 @@ class HolidayCalendar:
     def covers(self, day: date) -> bool:
         """Whether the calendar holds data for the year of ``day``."""
         return day.year in self.years
+
+    @property
+    def last_day(self) -> date:
+        """The last date the calendar covers without a gap: 31 December of the last year of the run of
+        consecutive years that starts with its first year (a later year after a missing one does not
+        count, since the days of the missing year are not known)."""
+        year = min(self.years)
+        while year + 1 in self.years:
+            year += 1
+        return date(year, 12, 31)
+
+    def provisional_note(self, year: int) -> str | None:
+        """The note of a provisional ``year``; ``None`` for an official or unknown year."""
+        return next((note for noted, note in self.provisional_notes if noted == year), None)
 
 
 def _fail(where: str, problem: str) -> ConfigurationError:
@@ -109,7 +125,7 @@ def _parse_calendar(name: str, raw: object) -> HolidayCalendar:
     holidays: set[date] = set()
     working_days: set[date] = set()
     years: set[int] = set()
-    provisional: set[int] = set()
+    provisional: dict[int, str] = {}
     for key, entry in years_raw.items():
         where = f"{name}/{key}"
         if not (isinstance(key, str) and len(key) == 4 and key.isascii() and key.isdigit()):
@@ -127,8 +143,7 @@ def _parse_calendar(name: str, raw: object) -> HolidayCalendar:
             if optional in entry:
                 _text(entry, optional, where)
         if status == "provisional":
-            _text(entry, "note", where)
-            provisional.add(year)
+            provisional[year] = _text(entry, "note", where)
         if "holidays" not in entry:
             raise _fail(where, "'holidays' is missing")
         year_holidays = _dates(entry["holidays"], year, f"{where}/holidays")
@@ -147,6 +162,7 @@ def _parse_calendar(name: str, raw: object) -> HolidayCalendar:
         working_days=frozenset(working_days),
         years=frozenset(years),
         provisional_years=frozenset(provisional),
+        provisional_notes=tuple(sorted(provisional.items())),
     )
 
 

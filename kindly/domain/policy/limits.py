@@ -14,7 +14,11 @@ from kindly.domain.state import AccountState
 
 
 def blocked_reason(policy: ContactPolicy, birthday: date | None, day: date) -> str | None:
-    """Why no message may go on this local day, or None when it may."""
+    """Why no message may go on this local day, or None when it may. A day of a year the holiday
+    calendar has no data for is not taken for a working day: it waits (``no_calendar``)."""
+    years = policy.holiday_calendar_years
+    if policy.holiday_calendar and years is not None and day.year not in years:
+        return "no_calendar"
     if policy.holiday_calendar and load_calendar(policy.holiday_calendar).is_holiday(day):
         return "holiday"
     if day in policy.blocked_dates:

@@ -17,6 +17,7 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from kindly.domain.policy.calendars import load_calendar
 from kindly.domain.policy.replies import ReplyKeywords
 from kindly.errors import ConfigurationError
 
@@ -131,6 +132,8 @@ class ContactPolicy(BaseModel):
     phone_attempts: int = Field(default=2, ge=1)
     call_outcome_wait_hours: int = Field(default=48, ge=1)
     promise_grace_days: int = Field(default=1, ge=0)
+    max_promise_days: int = Field(default=366, ge=0, le=366)
+    """How far ahead a promise to pay may be dated: a later date is refused, naming the limit."""
     route_straight_to_specialist: bool = False
     # What replies mean: opt-out, help, hardship and dispute phrases, per segment.
     reply_keywords: ReplyKeywords = Field(default_factory=ReplyKeywords)
@@ -145,6 +148,11 @@ class ContactPolicy(BaseModel):
     # Set by the worker from ``COLLECTIONS_CONTINUE_AS_NEW_AFTER_EVENTS``, not by policy files:
     # recorded with the policy so that the threshold a run started with holds on replay.
     continue_as_new_after_events: int | None = Field(default=None, ge=100)
+    # Set by the worker from the holiday data it ships, not by policy files: the years the holiday
+    # calendar had data for when the policy was resolved, recorded with it so that a year added
+    # later reaches a run only through a policy refresh, and replay plans as the run did. A day in
+    # another year is deferred (``no_calendar``); None (runs recorded before) checks nothing.
+    holiday_calendar_years: tuple[int, ...] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -211,13 +219,27 @@ def load_policies(
 
     The file maps segment names to partial policies, each applied on top of the built-in policy of
     that segment (or of ``standard`` for a new segment): ``{"vip": {"follow_up_interval_days": 14}}``.
-    ``continue_as_new_after_events`` (a worker setting) is stamped on every policy.
+    ``continue_as_new_after_events`` (a worker setting) and the holiday calendar's years of data
+    (``holiday_calendar_years``) are stamped on every policy.
     """
     policies = _load_policy_file(path)
-    if continue_as_new_after_events is None:
-        return policies
-    stamp = {"continue_as_new_after_events": continue_as_new_after_events}
-    return {segment: policy.model_copy(update=stamp) for segment, policy in policies.items()}
+    stamp: dict[str, Any] = {}
+    if continue_as_new_after_events is not None:
+        stamp["continue_as_new_after_events"] = continue_as_new_after_events
+    return {
+        segment: policy.model_copy(update={**stamp, "holiday_calendar_years": calendar_years(policy)})
+        for segment, policy in policies.items()
+    }
+
+
+def calendar_years(policy: ContactPolicy) -> tuple[int, ...] | None:
+    """The years the policy's holiday calendar has data for in this worker (None without calendar)."""
+    if policy.holiday_calendar is None:
+        return None
+    return tuple(sorted(load_calendar(policy.holiday_calendar).years))
+
+
+_SET_BY_WORKER = ("continue_as_new_after_events", "holiday_calendar_years")
 
 
 def _load_policy_file(path: Path | None) -> dict[str, ContactPolicy]:
@@ -234,6 +256,11 @@ def _load_policy_file(path: Path | None) -> dict[str, ContactPolicy]:
         base = policies.get(segment, BUILT_IN_POLICIES[DEFAULT_SEGMENT])
         if not isinstance(overrides, dict):
             raise ConfigurationError(f"policy file {path}: segment {segment!r} must be an object")
+        stamped = [name for name in _SET_BY_WORKER if name in overrides]
+        if stamped:
+            raise ConfigurationError(
+                f"policy file {path}: segment {segment!r}: {', '.join(stamped)} is set by the worker"
+            )
         inherited = base.model_dump()
         if overrides.get("regime", base.regime) != base.regime:
             # A segment moved to another regime takes that regime's defaults, not the base's.

@@ -47,6 +47,7 @@ DEFERRAL_REASONS = frozenset(
         "weekly_cap",
         "call_cap",
         "after_conversation",
+        "no_calendar",
     }
 )
 
@@ -69,7 +70,9 @@ class Deferral:
     - ``call_cap``: one more call attempt on that local day would break a phone limit of the
       policy's regime (attempts per day or per 7 consecutive days, connected calls per day);
     - ``after_conversation``: too soon after a telephone conversation with the customer for the
-      regime (Regulation F: not on its day or the 6 days after).
+      regime (Regulation F: not on its day or the 6 days after);
+    - ``no_calendar``: the policy's holiday calendar has no data for the day's year. The step then
+      has no moment (``at`` is None) and waits until a policy refresh brings the year.
     """
     day: date
 
@@ -85,7 +88,15 @@ class Step:
     not_after: datetime | None = None
     attempt: int = 0
     deferrals: tuple[Deferral, ...] = ()
+    """The days passed over before ``at``; when ``at`` is None, the last one says what it waits for."""
     superseded: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def waiting_for(self) -> str | None:
+        """Why a step that is due has no moment yet (``no_calendar``), else None."""
+        if self.at is None and self.kind is not StepKind.IDLE and self.deferrals:
+            return self.deferrals[-1].reason
+        return None
 
     @property
     def plan_key(self) -> str:
@@ -120,26 +131,35 @@ def first_allowed_moment(
     capped: bool = True,
     call: bool = False,
     spread: bool = False,
-) -> tuple[datetime, datetime, tuple[Deferral, ...]]:
+    same_day: bool = True,
+) -> tuple[datetime | None, datetime | None, tuple[Deferral, ...]]:
     """The first instant on or after ``day`` (local) and ``earliest`` when contact is allowed.
 
     ``capped`` applies the SMS caps; ``call`` the regime's phone limits (for a call task);
     ``spread`` starts the window at the account's ``spread_offset`` instead of its opening.
     Returns the instant, the end of its window (a send must not start after it) and every day that
-    was passed over with its reason.
+    was passed over with its reason. ``same_day`` also records ``earliest``'s own day as a
+    ``quiet_hours`` deferral when its window is not open at ``earliest`` (a night-time start waits for
+    the morning); runs recorded before that rule pass False. A day without holiday data ends the
+    search: the instant and its window end are None, and the last deferral says ``no_calendar``.
     """
     policy = state.policy
     zone = ZoneInfo(state.account.timezone)
     start_clock, end_clock = contact_window(state, service=service)
+    today = earliest.astimezone(zone).date()
     deferrals: list[Deferral] = []
     for offset in range(SEARCH_HORIZON_DAYS):
         candidate_day = day + timedelta(days=offset)
         window_end = _at(candidate_day, end_clock, zone)
         if window_end <= earliest:
+            if same_day and candidate_day == today:
+                deferrals.append(Deferral("quiet_hours", candidate_day))
             continue  # a day already gone is not a deferral
         # Replies the customer asked for (HELP, opt-out confirmation) are not reminders: only the
         # legal hours bound them, not holidays or birthdays.
         reason = None if service else blocked_reason(policy, state.account.birthday, candidate_day)
+        if reason == "no_calendar":
+            return None, None, (*deferrals, Deferral(reason, candidate_day))
         if reason is None and capped:
             reason = sms_cap_reason(policy, state.sms_days, candidate_day)
         if reason is None and call:
@@ -147,7 +167,8 @@ def first_allowed_moment(
         if reason is not None:
             deferrals.append(Deferral(reason, candidate_day))
             continue
-        window_start = _at(candidate_day, start_clock, zone)
+        window_opens = _at(candidate_day, start_clock, zone)
+        window_start = window_opens
         if spread:
             window_start += spread_offset(
                 state.account.account_id, window_end - window_start, policy.send_spread_minutes
@@ -156,6 +177,8 @@ def first_allowed_moment(
         if moment >= window_end:
             deferrals.append(Deferral("quiet_hours", candidate_day))
             continue
+        if same_day and candidate_day == today and earliest < window_opens:
+            deferrals.append(Deferral("quiet_hours", candidate_day))
         return moment, window_end, tuple(deferrals)
     raise ValueError(f"no allowed contact day within {SEARCH_HORIZON_DAYS} days")
 
@@ -196,13 +219,13 @@ def _cadence_candidates(state: AccountState, floor: date) -> Iterator[_Candidate
     yield _Candidate("follow_up", max(nominal, floor), None, TemplateName.FOLLOW_UP, True)
 
 
-def plan_next(state: AccountState, now: datetime, *, spread: bool = False) -> Step:
+def plan_next(state: AccountState, now: datetime, *, spread: bool = False, same_day: bool = True) -> Step:
     """The next thing to do for this account and when: the whole contact policy in one call.
 
     ``spread`` places reminders at the account's moment of the window (``spread_offset``) rather
-    than its opening; workflows that started before spreading existed pass False (a patch).
+    than its opening. ``same_day`` records a wait for today's window as a deferral
+    (``first_allowed_moment``); runs recorded before that rule pass False.
     """
-    today = local_date(state, now)
     if state.outcome is not None:
         return Step(StepKind.IDLE)
     if state.specialist_reason is not None:
@@ -214,31 +237,35 @@ def plan_next(state: AccountState, now: datetime, *, spread: bool = False) -> St
         if state.paused_until is None:
             return Step(StepKind.IDLE)
         return Step(StepKind.RESUME, at=max(state.paused_until, now), touch_key="resume")
-    # After a window that closed on a failing gateway, SMS wait for the next window.
+    # After a window that closed on a failing gateway, SMS wait for the next window (a wait its own
+    # timeline entry already explains: no deferral of the same day is added for it).
     sms_earliest = max(now, state.sms_not_before or now)
+    same_day = same_day and sms_earliest == now
     if state.pending_service:
         template = TemplateName.OPT_OUT_CONFIRMATION if confirm_opt_out else state.pending_service[0]
-        return _service_step(state, template, sms_earliest)
+        return _service_step(state, template, sms_earliest, same_day=same_day)
     if state.escalation == Stage.SPECIALIST:
         return Step(StepKind.IDLE)
     if state.escalation == Stage.PHONE:
-        return _next_phone_step(state, now, today)
-    return _next_cadence_step(state, sms_earliest, local_date(state, sms_earliest), spread=spread)
+        return _next_phone_step(state, now, same_day=same_day)
+    earliest_day = local_date(state, sms_earliest)
+    return _next_cadence_step(state, sms_earliest, earliest_day, spread=spread, same_day=same_day)
 
 
-def owed_confirmation(state: AccountState, now: datetime) -> Step | None:
+def owed_confirmation(state: AccountState, now: datetime, *, same_day: bool = True) -> Step | None:
     """The opt-out confirmation an ended account still owes (it was repaid, settled or closed while the
     confirmation waited for its window or retried): the customer asked to stop and is told so, once.
     None when nothing is owed, or the number cannot receive SMS."""
     if TemplateName.OPT_OUT_CONFIRMATION not in state.pending_service or state.sms_undeliverable:
         return None
-    return _service_step(state, TemplateName.OPT_OUT_CONFIRMATION, max(now, state.sms_not_before or now))
+    earliest = max(now, state.sms_not_before or now)
+    return _service_step(state, TemplateName.OPT_OUT_CONFIRMATION, earliest, same_day=same_day)
 
 
-def _service_step(state: AccountState, template: TemplateName, earliest: datetime) -> Step:
+def _service_step(state: AccountState, template: TemplateName, earliest: datetime, *, same_day: bool) -> Step:
     """A reply the customer asked for, at the first moment of the service window from ``earliest``."""
     at, end, deferrals = first_allowed_moment(
-        state, local_date(state, earliest), earliest, service=True, capped=False
+        state, local_date(state, earliest), earliest, service=True, capped=False, same_day=same_day
     )
     return Step(
         StepKind.SERVICE_SMS,
@@ -250,7 +277,7 @@ def _service_step(state: AccountState, template: TemplateName, earliest: datetim
     )
 
 
-def _next_phone_step(state: AccountState, now: datetime, today: date) -> Step:
+def _next_phone_step(state: AccountState, now: datetime, *, same_day: bool) -> Step:
     policy = state.policy
     earliest = now
     if state.phone_requested_at is not None:
@@ -258,7 +285,7 @@ def _next_phone_step(state: AccountState, now: datetime, today: date) -> Step:
     if state.phone_attempt >= policy.phone_attempts:
         return Step(StepKind.SPECIALIST, at=earliest, touch_key="specialist")
     at, end, deferrals = first_allowed_moment(
-        state, local_date(state, earliest), earliest, capped=False, call=True
+        state, local_date(state, earliest), earliest, capped=False, call=True, same_day=same_day
     )
     return Step(
         StepKind.CALL,
@@ -270,7 +297,9 @@ def _next_phone_step(state: AccountState, now: datetime, today: date) -> Step:
     )
 
 
-def _next_cadence_step(state: AccountState, now: datetime, today: date, *, spread: bool) -> Step:
+def _next_cadence_step(
+    state: AccountState, now: datetime, today: date, *, spread: bool, same_day: bool
+) -> Step:
     policy = state.policy
     floor = today
     if state.promise_date is not None:
@@ -291,12 +320,19 @@ def _next_cadence_step(state: AccountState, now: datetime, today: date, *, sprea
         escalate = candidate.overdue and (no_sms or state.unanswered_sms >= policy.unanswered_to_escalate)
         call = escalate and not policy.route_straight_to_specialist
         at, end, deferrals = first_allowed_moment(
-            state, candidate.day, now, capped=not escalate, call=call, spread=spread and not escalate
+            state,
+            candidate.day,
+            now,
+            capped=not escalate,
+            call=call,
+            spread=spread and not escalate,
+            same_day=same_day,
         )
-        if candidate.last_valid is not None and local_date(state, at) > candidate.last_valid:
+        last_valid = candidate.last_valid
+        if at is not None and last_valid is not None and local_date(state, at) > last_valid:
             # The last valid day was either blocked (its deferral says why) or its window had
             # already closed when planning, which leaves no deferral behind.
-            last_day = [d.reason for d in deferrals if d.day == candidate.last_valid]
+            last_day = [d.reason for d in deferrals if d.day == last_valid]
             why = last_day[-1] if last_day else "quiet_hours"
             superseded.append((candidate.key, f"deferred past its last day ({why})"))
             continue

@@ -15,7 +15,13 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from kindly.codec import EncryptionCodec
-from kindly.errors import AccountClosedError, AccountNotFoundError
+from kindly.errors import (
+    AccountClosedError,
+    AccountNotFoundError,
+    AccountStateConflictError,
+    ActionTimeoutError,
+    InvalidActionValueError,
+)
 from kindly.keyring import load_keyring
 from kindly.programs.api import codec_server, figures, ops, receipts, webhooks
 from kindly.programs.api.deps import ApiContext
@@ -54,6 +60,9 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
     app.add_exception_handler(AccountNotFoundError, _account_not_found)
     app.add_exception_handler(AccountClosedError, _account_closed)
     app.add_exception_handler(RPCError, _temporal_refused)
+    app.add_exception_handler(AccountStateConflictError, _action_conflict)
+    app.add_exception_handler(InvalidActionValueError, _action_invalid)
+    app.add_exception_handler(ActionTimeoutError, _action_timeout)
     app.add_exception_handler(RequestValidationError, codec_server.refuse_as_bad_request)
     app.add_middleware(
         BodySizeLimit,
@@ -71,6 +80,23 @@ async def _account_not_found(_: Request, exc: Exception) -> JSONResponse:
 
 async def _account_closed(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
+
+
+async def _action_conflict(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
+
+
+async def _action_invalid(_: Request, exc: Exception) -> JSONResponse:
+    """422 in FastAPI's own shape, so that a client reads the workflow's refusal as it reads a body the
+    API refused: the field in ``loc``."""
+    assert isinstance(exc, InvalidActionValueError)
+    loc = ["body", *exc.field.split(".")] if exc.field else ["body"]
+    error = {"loc": loc, "msg": str(exc), "type": "value_error"}
+    return JSONResponse({"detail": [error]}, status_code=422)
+
+
+async def _action_timeout(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_504_GATEWAY_TIMEOUT)
 
 
 TEMPORAL_RETRY_AFTER_SECONDS = 1

@@ -28,7 +28,8 @@ async def daily_figures(
     days: Annotated[int, Query(ge=1, le=MAX_DAYS, description="How many days, ending with day")] = 7,
     timezone: Annotated[str, Query(max_length=64, description="IANA time zone of the days")] = "UTC",
 ) -> FiguresReport:
-    """Per local day: SMS sent (by template), failed and deferred, replies, opt-outs, repayments,
+    """Per local day: SMS sent (by template), failed and deferred (and of those, the sends waiting for
+    a holiday calendar that has no data for their day yet), replies, opt-outs, repayments,
     promises, escalations, settlements and closures, from the audit log; and open accounts by stage
     now, from Temporal visibility. Counts only: no amounts, no personal data."""
     try:

@@ -1,7 +1,9 @@
-"""Operations endpoints: start accounts, read their status and timeline, send them signals.
+"""Operations endpoints: start accounts, read their status and timeline, act on them.
 
 Every route needs the ``X-API-Key`` header. Bodies are the contract's models, so a bad request is
-answered 422 naming the field before anything reaches Temporal; an unknown account is a 404.
+answered 422 naming the field before anything reaches Temporal; an unknown account is a 404. An action
+is a workflow update: 200 with the account's new status, 409 when its state forbids the action, 422
+when a value is wrong for it (naming the field), and nothing changed in either case.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from kindly.domain.contract import (
     Close,
     Pause,
     PromiseToPay,
+    RefreshPolicy,
     Repayment,
     Resume,
     Settle,
@@ -38,8 +41,8 @@ from kindly.programs.operations import (
     account_query,
     account_status,
     account_timeline,
+    act_on_account,
     find_accounts,
-    signal_account,
 )
 from kindly.programs.temporal import execution_status, open_account
 
@@ -52,9 +55,6 @@ SEGMENT_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 _Responses = dict[int | str, dict[str, Any]]
 _NOT_FOUND: _Responses = {status.HTTP_404_NOT_FOUND: {"description": "No workflow exists for this account"}}
 _UNAUTHORIZED: _Responses = {status.HTTP_401_UNAUTHORIZED: {"description": "Missing or invalid X-API-Key"}}
-_CLOSED: _Responses = {
-    status.HTTP_409_CONFLICT: {"description": "The account's workflow has ended: it takes no more signals"}
-}
 
 
 class AccountStarted(BaseModel):
@@ -63,11 +63,6 @@ class AccountStarted(BaseModel):
     run_id: str | None
     status: AccountStatus | None = None
     """Where an account that was already running stands (absent for a new one)."""
-
-
-class SignalAccepted(BaseModel):
-    account_id: str
-    signal: SignalName
 
 
 _OPENED: _Responses = {
@@ -117,67 +112,85 @@ async def get_timeline(account_id: str, ctx: Context) -> list[TimelineEntry]:
     return await account_timeline(ctx.client, account_id)
 
 
-async def _signal(ctx: Context, account_id: str, name: SignalName, payload: BaseModel) -> SignalAccepted:
-    await signal_account(ctx.client, account_id, name, payload)
-    return SignalAccepted(account_id=account_id, signal=name)
-
+_ACTION_ANSWERS: _Responses = {
+    status.HTTP_409_CONFLICT: {
+        "description": "The account's state forbids the action (not paused, already credited, ended)"
+    },
+    422: {"description": "A value is wrong (for this account): the field is named in ``detail[].loc``"},
+    status.HTTP_504_GATEWAY_TIMEOUT: {"description": "No worker answered in time: not applied yet"},
+}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _signal_route(path: str) -> Callable[[F], F]:
+def _action_route(path: str) -> Callable[[F], F]:
     return router.post(
         path,
-        status_code=status.HTTP_202_ACCEPTED,
-        response_model=SignalAccepted,
-        responses=_NOT_FOUND | _CLOSED | _UNAUTHORIZED,
+        response_model=AccountStatus,
+        responses=_NOT_FOUND | _UNAUTHORIZED | _ACTION_ANSWERS,
     )
 
 
-@_signal_route("/{account_id}/pause")
-async def pause(account_id: str, body: Pause, ctx: Context) -> SignalAccepted:
-    """Stop contacting the customer, until ``until`` (with a UTC offset) or a resume."""
-    return await _signal(ctx, account_id, SignalName.PAUSE, body)
+async def _act(ctx: Context, account_id: str, name: SignalName, payload: BaseModel) -> AccountStatus:
+    return await act_on_account(ctx.client, account_id, name, payload)
 
 
-@_signal_route("/{account_id}/resume")
-async def resume(account_id: str, body: Resume, ctx: Context) -> SignalAccepted:
-    return await _signal(ctx, account_id, SignalName.RESUME, body)
+@_action_route("/{account_id}/pause")
+async def pause(account_id: str, body: Pause, ctx: Context) -> AccountStatus:
+    """Stop contacting the customer, until ``until`` (in the future, with a UTC offset) or a resume."""
+    return await _act(ctx, account_id, SignalName.PAUSE, body)
 
 
-@_signal_route("/{account_id}/settle")
-async def settle(account_id: str, body: Settle, ctx: Context) -> SignalAccepted:
-    return await _signal(ctx, account_id, SignalName.SETTLE, body)
+@_action_route("/{account_id}/resume")
+async def resume(account_id: str, body: Resume, ctx: Context) -> AccountStatus:
+    """Resume a paused account (409 when it is not paused); the cadence restarts from now."""
+    return await _act(ctx, account_id, SignalName.RESUME, body)
 
 
-@_signal_route("/{account_id}/close")
-async def close(account_id: str, body: Close, ctx: Context) -> SignalAccepted:
-    return await _signal(ctx, account_id, SignalName.CLOSE, body)
+@_action_route("/{account_id}/settle")
+async def settle(account_id: str, body: Settle, ctx: Context) -> AccountStatus:
+    """End the account for an agreed amount, at most the amount due."""
+    return await _act(ctx, account_id, SignalName.SETTLE, body)
 
 
-@_signal_route("/{account_id}/promise")
-async def promise(account_id: str, body: PromiseToPay, ctx: Context) -> SignalAccepted:
-    return await _signal(ctx, account_id, SignalName.PROMISE_TO_PAY, body)
+@_action_route("/{account_id}/close")
+async def close(account_id: str, body: Close, ctx: Context) -> AccountStatus:
+    """End the account without collection."""
+    return await _act(ctx, account_id, SignalName.CLOSE, body)
 
 
-@_signal_route("/{account_id}/call-outcome")
-async def call_outcome(account_id: str, body: CallOutcome, ctx: Context) -> SignalAccepted:
-    return await _signal(ctx, account_id, SignalName.CALL_OUTCOME, body)
+@_action_route("/{account_id}/promise")
+async def promise(account_id: str, body: PromiseToPay, ctx: Context) -> AccountStatus:
+    """Hold contact until a promised date, from today to the policy's ``max_promise_days``."""
+    return await _act(ctx, account_id, SignalName.PROMISE_TO_PAY, body)
 
 
-@_signal_route("/{account_id}/repayment")
-async def repayment(account_id: str, body: Repayment, ctx: Context) -> SignalAccepted:
-    """Credit a repayment; the workflow ignores a reference it has already credited."""
-    return await _signal(ctx, account_id, SignalName.REPAYMENT, body)
+@_action_route("/{account_id}/call-outcome")
+async def call_outcome(account_id: str, body: CallOutcome, ctx: Context) -> AccountStatus:
+    """What a call task's call came to."""
+    return await _act(ctx, account_id, SignalName.CALL_OUTCOME, body)
 
 
-@_signal_route("/{account_id}/contact")
-async def update_contact(account_id: str, body: UpdateContact, ctx: Context) -> SignalAccepted:
-    """Change the phone, time zone or locale; a new phone also moves the account in the phone index."""
-    accepted = await _signal(ctx, account_id, SignalName.UPDATE_CONTACT, body)
+@_action_route("/{account_id}/repayment")
+async def repayment(account_id: str, body: Repayment, ctx: Context) -> AccountStatus:
+    """Credit a repayment; a reference already credited is refused (409)."""
+    return await _act(ctx, account_id, SignalName.REPAYMENT, body)
+
+
+@_action_route("/{account_id}/contact")
+async def update_contact(account_id: str, body: UpdateContact, ctx: Context) -> AccountStatus:
+    """Change the phone, time zone, locale or stated window; a new phone also moves the account in the
+    phone index."""
+    answer = await _act(ctx, account_id, SignalName.UPDATE_CONTACT, body)
     if body.phone is not None:
         await run_in_threadpool(ctx.phones.replace, account_id, body.phone)
-    return accepted
+    return answer
+
+
+@_action_route("/{account_id}/refresh-policy")
+async def refresh_policy(account_id: str, body: RefreshPolicy, ctx: Context) -> AccountStatus:
+    """Take the segment's policy as the workers' policy file now says."""
+    return await _act(ctx, account_id, SignalName.REFRESH_POLICY, body)
 
 
 @router.get("", response_model=list[AccountRow], responses=_UNAUTHORIZED)
@@ -192,7 +205,10 @@ async def list_accounts(
     next_touchpoint_before: Annotated[datetime | None, Query(description="ISO-8601 with offset")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AccountRow]:
-    """Open accounts through Temporal visibility, filtered by their search attributes."""
+    """Open accounts through Temporal visibility, filtered by their search attributes. Each row shows
+    its next touchpoint in ISO-8601 with the customer's UTC offset (``+00:00`` for an account started
+    without a ``TimeZone`` attribute), its due date in the customer's zone, and its amount as a decimal
+    string beside its currency."""
     try:
         query = account_query(
             stage=None if stage is None else stage.value,

@@ -1,0 +1,116 @@
+"""Whether an account can take an action now, and if not, why: one answer for the update validators
+(which refuse before anything is written to the history) and for signals (which record a refusal).
+
+A refusal is of one of two kinds, which callers answer differently:
+
+- ``conflict``: the account's state forbids it (not paused, a payment already credited, the account
+  has ended). The HTTP API answers 409.
+- ``invalid``: a value is wrong for this account (a settlement above the amount due, a pause that
+  ends in the past, a promise dated beyond the policy's limit). The HTTP API answers 422, naming the
+  field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from kindly.domain.contract import (
+    SIGNAL_MODELS,
+    CallOutcome,
+    CallOutcomeKind,
+    Pause,
+    PromiseToPay,
+    Repayment,
+    Resume,
+    Settle,
+    SignalName,
+    UpdateContact,
+)
+from kindly.domain.policy.schedule import local_date, local_iso
+from kindly.domain.state import AccountState
+from kindly.domain.validation import describe_validation_error
+
+MAX_PAUSE = timedelta(days=36525)
+"""A pause's ``until`` lies within a hundred years of now: one at the edge of the calendar cannot even be
+shown in the customer's zone, nor waited for by a timer (a pause without ``until`` lasts until resumed)."""
+
+
+class RefusalKind(StrEnum):
+    CONFLICT = "conflict"
+    """The account's state forbids the action."""
+    INVALID = "invalid"
+    """A value is wrong for this account; ``field`` names it."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    kind: RefusalKind
+    message: str
+    """What the operator reads: ``amount: 99999 is more than the amount due (3200.00 CNY)``."""
+    field: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def parsed(name: SignalName, payload: Any) -> BaseModel | Refusal:
+    """The action's message, or an ``invalid`` refusal naming the first bad field."""
+    try:
+        return SIGNAL_MODELS[name].model_validate({} if payload is None else payload)
+    except ValidationError as err:
+        first = err.errors(include_url=False, include_input=False)[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        return Refusal(RefusalKind.INVALID, describe_validation_error(err), None if field is None else field)
+
+
+def refusal(state: AccountState, message: BaseModel, now: datetime, *, strict: bool = True) -> Refusal | None:
+    """Why ``state`` cannot take ``message`` at ``now``, or None when it can.
+
+    ``strict`` adds the checks that came after 1.0 (a settlement above the amount due, a pause ending
+    in the past); runs recorded before them pass False, so that they replay as they ran.
+    """
+    if state.outcome is not None:
+        return Refusal(RefusalKind.CONFLICT, f"the account has ended ({state.outcome})")
+    today = local_date(state, now)
+    if isinstance(message, Pause) and message.until is not None:
+        until = message.until
+        if not now - MAX_PAUSE < until < now + MAX_PAUSE:
+            return _invalid("until", f"{until.isoformat()} is more than a hundred years from now")
+        if strict and until <= now:
+            shown = local_iso(state.account.timezone, now)
+            return _invalid("until", f"{until.isoformat()} is not in the future (it is now {shown})")
+    if isinstance(message, Resume) and not state.paused:
+        return Refusal(RefusalKind.CONFLICT, "account is not paused")
+    if isinstance(message, Settle) and strict and message.amount > state.amount_due:
+        due = f"{state.amount_due} {state.account.currency}"
+        return _invalid("amount", f"{message.amount} is more than the amount due ({due})")
+    if isinstance(message, Repayment) and message.reference in state.credited_references:
+        return Refusal(RefusalKind.CONFLICT, f"payment {message.reference} was already credited")
+    if isinstance(message, PromiseToPay):
+        return promise_refusal(state, message.date, today, "date")
+    if isinstance(message, CallOutcome) and message.outcome is CallOutcomeKind.PROMISE_TO_PAY:
+        if message.promise_date is None:
+            return _invalid("promise_date", "required when outcome is promise_to_pay")
+        return promise_refusal(state, message.promise_date, today, "promise_date")
+    if isinstance(message, UpdateContact) and not message.model_dump(exclude_none=True):
+        return Refusal(RefusalKind.INVALID, "give at least one of phone, timezone, locale")
+    return None
+
+
+def promise_refusal(state: AccountState, promised: date, today: date, field: str) -> Refusal | None:
+    """A promise is for today or a later day within the policy's ``max_promise_days``."""
+    if promised < today:
+        return _invalid(field, f"{promised} is in the past (today is {today})")
+    limit = state.policy.max_promise_days
+    if (promised - today).days > limit:
+        return _invalid(field, f"{promised} is more than {limit} days ahead (today is {today})")
+    return None
+
+
+def _invalid(field: str, reason: str) -> Refusal:
+    return Refusal(RefusalKind.INVALID, f"{field}: {reason}", field)
