@@ -55,10 +55,18 @@ async def test_list_and_bulk_pause_by_segment_with_dry_run_and_confirmation(
     assert not any([(await status(h)).paused for h in handles])
 
     done = await kindly(dev_env, settings, "bulk-pause", "--segment", "gentle", "--reason", "audit", "--yes")
-    assert done.exit_code == 0 and "sent pause to 3 account(s)" in done.output
+    assert done.exit_code == 0 and "pause: done for 3 account(s)" in done.output
     for handle in handles[:3]:
         paused = await eventually(lambda: status(handle), lambda s: s.paused)  # noqa: B023
         assert paused.stage == "paused"
+    assert not (await status(handles[3])).paused
+    # Each account answers for itself: a pause that ended in the past is refused by each, naming why.
+    two = f'WorkflowId IN ("{handles[0].id}", "{handles[3].id}")'
+    late = ["--reason", "late", "--until", "2020-01-01T09:00:00+08:00", "--yes"]
+    answered = await kindly(dev_env, settings, "bulk-pause", "--query", two, *late)
+    assert answered.exit_code == 1 and "pause: done for 0 account(s)" in answered.output, answered.output
+    for account in (chosen[0], other):
+        assert f"refused {account.account_id}: until: 2020-01-01T09:00:00+08:00 is not" in answered.output
     assert not (await status(handles[3])).paused
 
     setup = await kindly(dev_env, settings, "setup")

@@ -24,7 +24,7 @@ from kindly.programs.cli_support import (
     validated_payload,
 )
 from kindly.programs.figures import FIGURES, MAX_DAYS, WAITING_FOR_CALENDAR, figures_report, parse_zone
-from kindly.programs.operations import account_query, bulk_signal, count_accounts, find_accounts
+from kindly.programs.operations import account_query, bulk_act, count_accounts, find_accounts
 from kindly.programs.temporal import ensure_search_attributes
 from kindly.store import make_engine
 
@@ -182,11 +182,13 @@ def send_to_all(
         return
     if not yes and not typer.confirm(f"Send {name} to {count} account(s)?"):
         fail("aborted; nothing sent", EXIT_INCOMPLETE)
-    result = run_with_client(settings, lambda client: bulk_signal(client, visibility_query, name, payload))
-    out.print(f"sent {name} to {len(result.signalled)} account(s)", highlight=False)
+    result = run_with_client(settings, lambda client: bulk_act(client, visibility_query, name, payload))
+    out.print(f"{name}: done for {len(result.done)} account(s)", highlight=False)
+    for account_id, reason in sorted(result.refused.items()):
+        err.print(f"refused {account_id}: {reason}", highlight=False)
     for account_id, reason in sorted(result.failed.items()):
         err.print(f"failed {account_id}: {reason}", highlight=False)
-    if result.failed:
+    if result.refused or result.failed:
         raise typer.Exit(EXIT_INCOMPLETE)
 
 

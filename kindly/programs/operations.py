@@ -294,26 +294,34 @@ async def count_accounts(client: Client, query: str) -> int:
 
 
 class BulkResult(BaseModel):
-    signalled: list[str]
+    done: list[str]
+    """The accounts that took the action."""
+    refused: dict[str, str]
+    """The accounts that refused it, with why (nothing changed for them)."""
     failed: dict[str, str]
+    """The accounts the action did not reach (ended meanwhile, Temporal refused, no worker answered)."""
 
 
-async def bulk_signal(
+async def bulk_act(
     client: Client, query: str, name: SignalName, payload: BaseModel, *, concurrency: int = 16
 ) -> BulkResult:
-    """Send one signal to every account the query selects; a failure is reported, not fatal."""
+    """Apply one action, as an update, to every account the query selects; each account answers for
+    itself, and a refusal or failure is reported, not fatal."""
     accounts = [row.account_id for row in await find_accounts(client, query)]
     gate = asyncio.Semaphore(concurrency)
-    signalled: list[str] = []
+    done: list[str] = []
+    refused: dict[str, str] = {}
     failed: dict[str, str] = {}
 
     async def one(account_id: str) -> None:
         async with gate:
             try:
-                await signal_account(client, account_id, name, payload)
-                signalled.append(account_id)
-            except (AccountNotFoundError, RPCError) as err:
+                await act_on_account(client, account_id, name, payload)
+                done.append(account_id)
+            except ActionRefusedError as err:
+                refused[account_id] = str(err)
+            except (AccountNotFoundError, ActionTimeoutError, RPCError) as err:
                 failed[account_id] = str(err)
 
     await asyncio.gather(*(one(account_id) for account_id in accounts))
-    return BulkResult(signalled=sorted(signalled), failed=failed)
+    return BulkResult(done=sorted(done), refused=refused, failed=failed)
