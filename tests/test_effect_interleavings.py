@@ -154,9 +154,10 @@ class Driver:
             promised = None if days is None else (today + timedelta(days=days)).isoformat()
             self.signal(SignalName.CALL_OUTCOME, {"outcome": outcome, "promise_date": promised})
         elif kind == "settle":
-            ended = self.state.outcome is not None
+            # Refused when the account has ended or owes less than the settlement.
+            takes = self.state.outcome is None and self.state.amount_due >= Decimal("500.00")
             self.signal(SignalName.SETTLE, {"amount": "500.00", "reference": "S-1"})
-            if not ended:
+            if takes:
                 self.settled += Decimal("500.00")
         elif kind == "new_number":
             self.signal(SignalName.UPDATE_CONTACT, {"phone": PHONES[arg]})
