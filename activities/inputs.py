@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from kindly.domain.contract import AccountInput, TemplateName
+from kindly.domain.experiments import Assignment
 from kindly.domain.messages.context import MessageContext
 from kindly.domain.policy.model import ContactPolicy
 
@@ -94,6 +95,8 @@ class HandoffResult(_ActivityModel):
 
 class ResolvePolicyInput(_ActivityModel):
     segment: str
+    experiment: Assignment | None = None
+    """The account's arm: the policy resolved is the segment's with the arm's overlay."""
 
 
 class RunIdentity(_ActivityModel):
@@ -119,6 +122,8 @@ class PreparedAccount(_ActivityModel):
     file cannot change what replay decides."""
     opted_out: bool
     """The number opted out of SMS before, under this or another account."""
+    experiment: Assignment | None = None
+    """The arm of the experiment running for the segment, if any; ``policy`` is already the arm's."""
 
 
 class RecordChangesInput(_ActivityModel):

@@ -15,19 +15,28 @@ from activities.inputs import (
     RecordChangesInput,
     ResolvePolicyInput,
 )
+from kindly.domain.experiments import assign, policy_for_arm
 from kindly.domain.policy.model import ContactPolicy, policy_for
 from kindly.domain.state import audit_event_key, start_entries
 from kindly.store import AuditEntry, AuditStore, OutboxEntry, PhoneBook
+from kindly.store.experiments import ExperimentStore
 
 
 class RecordActivities:
     """``phones`` holds the key ring: numbers are indexed and looked up by their keyed hash, and an
     opt-out keeps the number encrypted (``kindly.store.phones``); none is written in clear."""
 
-    def __init__(self, store: AuditStore, phones: PhoneBook, policies: dict[str, ContactPolicy]) -> None:
+    def __init__(
+        self,
+        store: AuditStore,
+        phones: PhoneBook,
+        policies: dict[str, ContactPolicy],
+        experiments: ExperimentStore | None = None,
+    ) -> None:
         self._store = store
         self._phones = phones
         self._policies = policies
+        self._experiments = experiments
 
     @activity.defn(name="prepare_account")
     async def prepare_account(self, request: PrepareAccountInput) -> PreparedAccount:
@@ -37,6 +46,15 @@ class RecordActivities:
         audit log shows the account from its start on, before its first action."""
         account = request.account
         opted_out = await asyncio.to_thread(self._phones.index_account, account.account_id, account.phone)
+        policy = policy_for(account.segment, self._policies)
+        running = None
+        if self._experiments is not None:
+            running = await asyncio.to_thread(self._experiments.running_for, account.segment, request.at)
+        assignment = None
+        if running is not None:
+            assignment = assign(running.definition, account.account_id, closed_arms=running.closed_arms)
+        if running is not None and assignment is not None:
+            policy = policy_for_arm(running.definition, assignment, policy)
         entries = [
             AuditEntry(
                 event_key=audit_event_key(request.run.workflow_id, request.run.first_run_id, sequence),
@@ -45,10 +63,12 @@ class RecordActivities:
                 kind=str(kind),
                 detail=detail,
             )
-            for sequence, (kind, detail) in enumerate(start_entries(account, opted_out=opted_out), start=1)
+            for sequence, (kind, detail) in enumerate(
+                start_entries(account, opted_out=opted_out, experiment=assignment), start=1
+            )
         ]
         await asyncio.to_thread(self._store.append, entries)
-        return PreparedAccount(policy=policy_for(account.segment, self._policies), opted_out=opted_out)
+        return PreparedAccount(policy=policy, opted_out=opted_out, experiment=assignment)
 
     @activity.defn(name="record_changes")
     async def record_changes(self, request: RecordChangesInput) -> None:
@@ -80,5 +100,13 @@ class RecordActivities:
 
     @activity.defn(name="resolve_policy")
     async def resolve_policy(self, request: ResolvePolicyInput) -> ContactPolicy:
-        """The segment's policy, recorded in history once so later file edits cannot alter replay."""
-        return policy_for(request.segment, self._policies)
+        """The segment's policy (with the account's arm's overlay, while its experiment is known),
+        recorded in history once so later file edits cannot alter replay."""
+        policy = policy_for(request.segment, self._policies)
+        assignment = request.experiment
+        if assignment is None or self._experiments is None:
+            return policy
+        experiment = await asyncio.to_thread(self._experiments.get, assignment.experiment)
+        if experiment is None:
+            return policy
+        return policy_for_arm(experiment.definition, assignment, policy)

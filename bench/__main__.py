@@ -36,6 +36,9 @@ The checks (PASS/FAIL):
 5. worker memory flat (VmRSS at most 10 % up) from the first to the last memory checkpoint (2,500 to
    10,000 open accounts by default);
 6. the herd: the gateway never sees more than the SMS rate limit in any second.
+7. the outcome reports (``reports``, ``bench/outcome_reports.py``; no Temporal): on ``--report-rows``
+   audit rows (1,000,000, about 50,000 accounts) in a fresh SQLite file, a report answers (refresh past
+   the watermark + query) in under 2 s; the first build of ``account_outcomes`` is reported beside it.
 
 How Kindly's cadence is made fast without bending it
 ----------------------------------------------------
@@ -107,6 +110,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import outcome_reports
 from bench.baseline import BASELINE_VARIANTS, SAME_WORK
 from bench.common import write_policy_file
 from bench.gateway import GatewayProcess
@@ -122,7 +126,7 @@ from bench.scenarios import (
 from kindly.settings import Settings
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("costs", "throughput", "import", "memory", "herd")
+SECTIONS = ("costs", "throughput", "import", "memory", "herd", "reports")
 THROUGHPUT_SYSTEMS = (*BASELINE_VARIANTS, "kindly")
 """Bare Temporal, its variants with what is required of Kindly (``BASELINE_VARIANTS``), Kindly."""
 REQUIRED_THROUGHPUT_SYSTEMS = ("baseline", SAME_WORK, "kindly")
@@ -145,6 +149,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--cost-accounts", type=int, default=10, help="accounts per system for the costs")
     parser.add_argument("--history-sample", type=int, default=50, help="dev-server histories counted")
+    parser.add_argument(
+        "--report-rows", type=int, default=1_000_000, help="audit rows of the reports section (SQLite)"
+    )
     parser.add_argument("--start-concurrency", type=int, default=32)
     parser.add_argument("--import-concurrency", type=int, default=16)
     parser.add_argument(
@@ -167,7 +174,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"--throughput-systems: {', '.join(REQUIRED_THROUGHPUT_SYSTEMS)} and any of "
             f"{', '.join(THROUGHPUT_SYSTEMS)}"
         )
-    for name in ("accounts", "touchpoints", "open_accounts", "herd", "rounds", "cost_accounts", "cache"):
+    for name in (
+        "accounts",
+        "touchpoints",
+        "open_accounts",
+        "herd",
+        "rounds",
+        "cost_accounts",
+        "cache",
+        "report_rows",
+    ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
@@ -201,6 +217,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         }
         | {"sections": sections, "kindly_max_cached_workflows_default": options.kindly_cache},
     }
+    if "reports" in sections:  # no Temporal, no gateway: the database alone
+        log(f"reports: {args.report_rows:,} audit rows of realistic stories in a fresh SQLite file")
+        results["reports"] = await asyncio.to_thread(outcome_reports.measure, workdir, args.report_rows)
+        if set(sections) == {"reports"}:
+            results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            return summarize(results)
     gateway = GatewayProcess(workdir)
     await gateway.start()
     try:

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,16 @@ from temporalio.testing import WorkflowEnvironment
 
 from kindly.codec import data_converter
 from kindly.domain.contract import AccountStatus
+from kindly.domain.experiments import checked_definition
+from kindly.domain.policy.model import load_policies
 from kindly.keyring import load_keyring
 from kindly.programs.demo import demo_accounts
 from kindly.programs.dev_server import bundled_binary
 from kindly.programs.temporal import ensure_search_attributes
 from kindly.programs.worker import build_worker
 from kindly.settings import Settings
+from kindly.store import make_engine
+from kindly.store.experiments import ExperimentStore
 from tests.http_recorder import RecordingHttpServer
 from tests.lifecycle_helpers import local_today, make_account, start
 
@@ -177,6 +181,29 @@ async def _operator_updates(env: WorkflowEnvironment, client: Client, queue: str
     return handle
 
 
+async def _experiment_shadow(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    """An account of a shadow arm (the capture's experiment on segment ``shadowed``): it acts as the
+    champion and records what the arm would do, through reminders and a payment in full."""
+    today = await local_today(env)
+    handle = await start(client, queue, make_account(today + timedelta(days=8), segment="shadowed"))
+    await env.sleep(timedelta(days=9))
+    await handle.signal("repayment", {"amount": "1500", "reference": "SHADOW-1"})
+    await handle.result()
+    return handle
+
+
+SHADOW_EXPERIMENT = {
+    "name": "capture-shadow",
+    "segments": ["shadowed"],
+    "champion": "champion",
+    "arms": [
+        {"name": "champion", "weight": 1},
+        # Nearly every account: the scenario's account is the shadow arm's.
+        {"name": "later", "weight": 100_000, "shadow": True, "overlay": {"pre_due_days": [3, 0]}},
+    ],
+}
+
+
 Scenario = Callable[[WorkflowEnvironment, Client, str], Awaitable[WorkflowHandle]]  # type: ignore[type-arg]
 
 SCENARIOS: dict[str, Scenario] = {
@@ -186,6 +213,7 @@ SCENARIOS: dict[str, Scenario] = {
     "stale_send_cancelled": _stale_send_cancelled,
     "confirmation_after_end": _confirmation_after_end,
     "night_start": _night_start,
+    "experiment_shadow": _experiment_shadow,
 }
 """Scenarios on the time-skipping server."""
 UPDATE_SCENARIOS: dict[str, Scenario] = {"operator_updates": _operator_updates}
@@ -218,7 +246,8 @@ async def _capture(env: WorkflowEnvironment, scenarios: dict[str, Scenario]) -> 
     await ensure_search_attributes(env.client, env.client.namespace)
     with RecordingHttpServer() as gateway, tempfile.TemporaryDirectory() as folder:
         policies = Path(folder) / "policies.json"
-        policies.write_text(json.dumps({"plain": {"holiday_calendar": None}}))
+        segments = {"plain": {"holiday_calendar": None}, "shadowed": {"holiday_calendar": None}}
+        policies.write_text(json.dumps(segments))
         settings = Settings(
             _env_file=None,
             task_queue=f"capture-{uuid.uuid4().hex[:8]}",
@@ -232,6 +261,10 @@ async def _capture(env: WorkflowEnvironment, scenarios: dict[str, Scenario]) -> 
             **history_encryption_settings(),
         )
         _GATEWAY[:] = [gateway]
+        ExperimentStore(make_engine(settings.database_url)).start(
+            checked_definition(SHADOW_EXPERIMENT, load_policies(policies)),
+            at=datetime.now(UTC) - timedelta(days=1),
+        )
         async with build_worker(env.client, settings) as worker, worker:
             for name, scenario in scenarios.items():
                 handle = await scenario(env, env.client, settings.task_queue)

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import typer.main
-import yaml  # type: ignore[import-untyped]
+import yaml
 from pydantic_settings import BaseSettings
 
 from kindly.keyring import load_keyring

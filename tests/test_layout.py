@@ -17,6 +17,8 @@ MAX_LINES = 400
 ALLOWED: dict[str, tuple[str, ...]] = {
     "kindly.domain": ("kindly.domain", "kindly.errors"),
     "kindly.store": ("kindly.store", "kindly.domain", "kindly.errors", "kindly.keyring", "kindly.settings"),
+    # Outcome analytics read and derive from the store (I/O), beside it: programs use them, no worker does.
+    "kindly.analytics": ("kindly.analytics", "kindly.store", "kindly.domain", "kindly.errors"),
     "activities": ("activities", "kindly.domain", "kindly.store", "kindly.errors", "kindly.settings"),
     "workflows": ("workflows", "activities", "kindly.domain"),
 }

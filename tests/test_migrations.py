@@ -43,6 +43,8 @@ PHONE = "+86 138-0013-8000"
 REPLY = "我失业了"
 KEYRING = KeyRing(keys={"k1": b"k" * 32}, current_id="k1", hash_key=b"h" * 32)
 MANAGED = {table.name for table in migrate.TABLES}
+DERIVED = {"account_outcomes": 0, "analytics_watermark": 0}
+"""The outcome analytics' derived tables (0003), empty until the first report builds them."""
 
 
 @pytest.fixture
@@ -196,7 +198,7 @@ def assert_release_rows_read(engine: Engine, *, encrypted: bool) -> None:
 
 def test_an_empty_database_is_migrated_to_what_the_models_define(engine: Engine) -> None:
     assert current_revision(engine) is None and inspect(engine).get_table_names() == []
-    assert migrate.upgrade(engine) == head_revision() == "0001"
+    assert migrate.upgrade(engine) == head_revision() == "0003"
     assert set(inspect(engine).get_table_names()) == {*MANAGED, "alembic_version"}
     assert schema_differences(engine) == []
     assert version_rows(engine) == [head_revision()]
@@ -275,7 +277,9 @@ def test_the_last_release_before_migrations_is_adopted_with_its_rows(engine: Eng
     assert migrate.upgrade(engine) == head_revision()
 
     after = row_counts(engine)
-    assert after == {name: count for name, count in before.items() if name != "worker_policy"}
+    kept = {name: count for name, count in before.items() if name != "worker_policy"}
+    added_since = {name: 0 for name in set(after) - set(before)}
+    assert added_since == {"experiments": 0, **DERIVED} and after == kept | added_since
     assert schema_differences(engine) == []
     assert version_rows(engine) == [head_revision()]
     assert_release_rows_read(engine, encrypted=True)
@@ -291,6 +295,10 @@ def test_an_older_release_gets_the_columns_and_index_added_since(engine: Engine)
         ("add_column", "detail"),
         ("add_column", "body_encrypted"),
         ("add_index", "ix_audit_log_at"),
+        ("add_table", "experiments"),
+        ("add_table", "account_outcomes"),
+        ("add_table", "analytics_watermark"),
+        ("add_index", "ix_audit_log_account_id_at"),
     }
     url = engine.url.render_as_string(hide_password=False)
 
@@ -307,7 +315,7 @@ def test_an_older_release_gets_the_columns_and_index_added_since(engine: Engine)
     assert outcomes == [head_revision()] * 3
     assert [process.exitcode for process in processes] == [0, 0, 0]
 
-    assert row_counts(engine) == before
+    assert row_counts(engine) == before | {"experiments": 0, **DERIVED}
     assert version_rows(engine) == [head_revision()]
     assert schema_differences(engine) == []
     assert "ix_audit_log_at" in {index["name"] for index in inspect(engine).get_indexes("audit_log")}

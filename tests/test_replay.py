@@ -36,7 +36,9 @@ def test_the_baseline_histories_are_stored() -> None:
 def test_histories_of_the_1_1_rules_are_stored() -> None:
     """Runs since the ``kindly-1.1`` patch (its marker first) and operator actions as updates."""
     stems = {path.stem: path for path in HISTORIES}
-    assert {"1.1-escalation", "1.1-night_start", "1.1-operator_updates"} <= set(stems)
+    assert {"1.1-escalation", "1.1-night_start", "1.1-operator_updates", "1.1-experiment_shadow"} <= set(
+        stems
+    )
     for stem in ("1.1-night_start", "1.1-operator_updates"):
         events = json.loads(stems[stem].read_text(encoding="utf-8"))["events"]
         markers = [
@@ -48,6 +50,15 @@ def test_histories_of_the_1_1_rules_are_stored() -> None:
     updates = json.loads(stems["1.1-operator_updates"].read_text(encoding="utf-8"))["events"]
     accepted = [e for e in updates if "workflowExecutionUpdateAcceptedEventAttributes" in e]
     assert len(accepted) == 4, "pause, resume, payment, settlement; the refused pause left nothing"
+    shadow = json.loads(stems["1.1-experiment_shadow"].read_text(encoding="utf-8"))["events"]
+    upserts = [
+        e["upsertWorkflowSearchAttributesEventAttributes"]
+        for e in shadow
+        if "upsertWorkflowSearchAttributesEventAttributes" in e
+    ]
+    assert any("ExperimentArm" in u["searchAttributes"]["indexedFields"] for u in upserts), (
+        "an account in an arm"
+    )
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -117,16 +117,16 @@ class OverdueAccountWorkflow(AccountHandlers):
         return AccountResult(outcome=self.state.outcome, amount_collected=self.state.amount_collected)
 
     async def _prepare(self, account: AccountInput) -> AccountState:
-        """One local activity asks the world what a new run needs (policy, phone index, stored opt-out)
-        and writes the run's first audit entries, which the timeline records as written."""
+        """One local activity gets a new run's policy, arm, phone index and opt-out, and audits its start."""
         now = workflow.now()
         prepared = await workflow.execute_local_activity_method(
             RecordActivities.prepare_account,
             PrepareAccountInput(account=account, run=self._trail.run, at=now),
             start_to_close_timeout=LOCAL,
         )
-        state = actions.new_account(account, prepared.policy, now, opted_out=prepared.opted_out)
-        for kind, detail in start_entries(account, opted_out=prepared.opted_out):
+        opted_out, experiment = prepared.opted_out, prepared.experiment
+        state = actions.new_account(account, prepared.policy, now, opted_out=opted_out, experiment=experiment)
+        for kind, detail in start_entries(account, opted_out=opted_out, experiment=experiment):
             self._trail.record(state, kind, detail, now, audited=True)
         return state
 
@@ -149,7 +149,7 @@ class OverdueAccountWorkflow(AccountHandlers):
         assert request is not None
         policy = await workflow.execute_local_activity_method(
             RecordActivities.resolve_policy,
-            ResolvePolicyInput(segment=self.state.account.segment),
+            ResolvePolicyInput(segment=self.state.account.segment, experiment=self.state.experiment),
             start_to_close_timeout=LOCAL,
         )
         self._take(actions.policy_reloaded(self.state, policy, request))
@@ -183,6 +183,7 @@ class OverdueAccountWorkflow(AccountHandlers):
             for deferral in step.deferrals:
                 self._metrics.deferral(deferral.reason)
         self._take(actions.plan_noted(self.state, step, workflow.now()))
+        self._take(actions.shadow_plan_noted(self.state, workflow.now(), same_day=self._rules_1_1))
 
     def _publish(self, step: Step) -> None:
         """Keep search attributes and current details true, upserting only the values that changed, and
@@ -317,8 +318,6 @@ class OverdueAccountWorkflow(AccountHandlers):
         AuditTrail.written(self.state, decisions)
         self._metrics.escalation("phone" if handoff.kind is ActionKind.CALL_TASK else "specialist")
         self._take(completions.handed_off(self.state, handoff, result.status, result.detail, workflow.now()))
-
-    # --- recording ---------------------------------------------------------------------------
 
     def _record(self, kind: TimelineKind, detail: str, *, audited: bool = False) -> None:
         self._trail.record(self.state, kind, detail, workflow.now(), audited=audited)

@@ -15,20 +15,27 @@ from decimal import Decimal
 from kindly.domain.completions import Handoff, SmsAction
 from kindly.domain.contract import AccountInput, NextStep, RefreshPolicy, TimelineKind
 from kindly.domain.effects import ActionKind, Effect, Entry
+from kindly.domain.experiments import Assignment
 from kindly.domain.masking import mask_reference
 from kindly.domain.messages.context import MessageContext
 from kindly.domain.policy.model import ContactPolicy
-from kindly.domain.policy.schedule import Step, StepKind, local_date, local_iso, zone_date
+from kindly.domain.policy.schedule import Step, StepKind, local_date, local_iso, plan_next, zone_date
 from kindly.domain.policy.tones import choose_template
 from kindly.domain.state import AccountState
 
 
 def new_account(
-    account: AccountInput, policy: ContactPolicy, now: datetime, *, opted_out: bool
+    account: AccountInput,
+    policy: ContactPolicy,
+    now: datetime,
+    *,
+    opted_out: bool,
+    experiment: Assignment | None = None,
 ) -> AccountState:
     """A new account's state before anything happened, started on the customer's local date."""
+    started_on = zone_date(account.timezone, now)
     return AccountState.for_new_account(
-        account, policy, zone_date(account.timezone, now), opted_out=opted_out
+        account, policy, started_on, opted_out=opted_out, experiment=experiment
     )
 
 
@@ -57,6 +64,33 @@ def plan_noted(state: AccountState, step: Step, now: datetime) -> Effect:
             why = f"no holiday data for {year}: it waits until a policy refresh brings the year"
             entries.append(Entry(TimelineKind.DEFERRED, f"{what} deferred ({reasons}); {why}"))
     return Effect(state, tuple(entries))
+
+
+def shadow_plan_noted(state: AccountState, now: datetime, *, same_day: bool) -> Effect:
+    """For an account of a shadow arm: what the arm's own policy would do next, given the account's real
+    history, recorded once per distinct plan (``shadow_plan``). Nothing is sent of it. Any other
+    account: no change."""
+    assignment = state.experiment
+    if assignment is None or assignment.shadow_overlay is None or state.outcome is not None:
+        return Effect(state)
+    try:
+        shadow = state.model_copy(update={"policy": assignment.shadow_overlay.applied_to(state.policy)})
+        step = plan_next(shadow, now, spread=True, same_day=same_day)
+    except ValueError:  # an overlay the policy now refuses, or no allowed day: nothing to compare
+        return Effect(state)
+    if step.plan_key == state.last_shadow_plan_key:
+        return Effect(state)
+    state = state.model_copy(update={"last_shadow_plan_key": step.plan_key})
+    what = {
+        StepKind.SMS: f"send {step.template}",
+        StepKind.SERVICE_SMS: f"answer with {step.template}",
+        StepKind.CALL: "create a call task",
+        StepKind.SPECIALIST: "hand off to the specialists",
+        StepKind.RESUME: "resume",
+    }.get(step.kind, "wait")
+    when = f" at {local_iso(state.account.timezone, step.at)}" if step.at is not None else ""
+    detail = f"arm {assignment.arm} would {what}{when}"
+    return Effect(state, (Entry(TimelineKind.SHADOW_PLAN, detail),))
 
 
 def next_step(state: AccountState, step: Step, now: datetime) -> NextStep | None:

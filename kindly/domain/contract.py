@@ -120,6 +120,12 @@ class TimelineKind(StrEnum):
     SIGNAL_REJECTED = "signal_rejected"
     CONTINUED_AS_NEW = "continued_as_new"
     POLICY_REFRESHED = "policy_refreshed"
+    SHADOW_PLAN = "shadow_plan"
+    """What a shadow arm's policy would do next, given the account's real history (it sends nothing):
+    ``arm <arm> would <send the template / escalate / ...> at <instant>``."""
+    EXPERIMENT_ASSIGNED = "experiment_assigned"
+    """The account's arm in a running experiment, taken once as the account started: ``experiment
+    <name> arm <arm>``."""
 
 
 class TemplateName(StrEnum):

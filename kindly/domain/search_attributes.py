@@ -30,6 +30,8 @@ UNANSWERED_SMS = SearchAttributeKey.for_int("UnansweredSms")
 NEXT_TOUCHPOINT_AT = SearchAttributeKey.for_datetime("NextTouchpointAt")
 SEGMENT = SearchAttributeKey.for_keyword("Segment")
 PAUSED = SearchAttributeKey.for_bool("Paused")
+EXPERIMENT_ARM = SearchAttributeKey.for_keyword("ExperimentArm")
+"""``<experiment>:<arm>`` for an account in an experiment (published by its run as it starts)."""
 CURRENCY = SearchAttributeKey.for_keyword("Currency")
 TIME_ZONE = SearchAttributeKey.for_keyword("TimeZone")
 
@@ -43,6 +45,7 @@ ALL_KEYS: Sequence[SearchAttributeKey[Any]] = (
     PAUSED,
     CURRENCY,
     TIME_ZONE,
+    EXPERIMENT_ARM,
 )
 
 Published = dict[str, Any]

@@ -16,11 +16,13 @@ from kindly.domain.contract import (
     TimelineEntry,
     TimelineKind,
 )
+from kindly.domain.experiments import Assignment
 from kindly.domain.policy.model import ContactPolicy
 from kindly.domain.search_attributes import (
     AMOUNT_DUE,
     COLLECTION_STAGE,
     CURRENCY,
+    EXPERIMENT_ARM,
     NEXT_TOUCHPOINT_AT,
     PAUSED,
     SEGMENT,
@@ -88,6 +90,10 @@ class AccountState(BaseModel):
     outcome: Outcome | None = None
     next_touchpoint_at: datetime | None = None
     next_step: NextStep | None = None
+    experiment: Assignment | None = None
+    """The arm of a running experiment the account got as it started; it keeps it for life."""
+    last_shadow_plan_key: str | None = None
+    """The shadow arm's latest plan, so that each is recorded once."""
     """What the latest plan does next (the ``status`` query shows it)."""
     last_plan_key: str | None = None
     # Set when the gateway did not take an SMS before its window closed (retries ran out, Temporal
@@ -103,7 +109,13 @@ class AccountState(BaseModel):
 
     @classmethod
     def for_new_account(
-        cls, account: AccountInput, policy: ContactPolicy, started_on: date, *, opted_out: bool
+        cls,
+        account: AccountInput,
+        policy: ContactPolicy,
+        started_on: date,
+        *,
+        opted_out: bool,
+        experiment: Assignment | None = None,
     ) -> AccountState:
         """A new account's state before anything happened."""
         return cls(
@@ -114,11 +126,14 @@ class AccountState(BaseModel):
             contact_after=account.contact_after,
             contact_before=account.contact_before,
             opted_out=opted_out,
+            experiment=experiment,
         )
 
 
-def start_entries(account: AccountInput, *, opted_out: bool) -> list[tuple[TimelineKind, str]]:
-    """The timeline entries a new run begins with, in order (its audit events 1 and 2): the workflow
+def start_entries(
+    account: AccountInput, *, opted_out: bool, experiment: Assignment | None = None
+) -> list[tuple[TimelineKind, str]]:
+    """The timeline entries a new run begins with, in order (its first audit events): the workflow
     records them, and the activity that prepares the run writes them to the audit log."""
     entries = [
         (
@@ -128,6 +143,14 @@ def start_entries(account: AccountInput, *, opted_out: bool) -> list[tuple[Timel
     ]
     if opted_out:
         entries.append((TimelineKind.OPTED_OUT, "number opted out earlier: no SMS, contact by phone"))
+    if experiment is not None:
+        shadow = " (shadow: acts as the champion)" if experiment.shadow else ""
+        entries.append(
+            (
+                TimelineKind.EXPERIMENT_ASSIGNED,
+                f"experiment {experiment.experiment} arm {experiment.arm}{shadow}",
+            )
+        )
     return entries
 
 
@@ -154,6 +177,8 @@ def published_values(
     if with_zone:
         values[CURRENCY.name] = state.account.currency
         values[TIME_ZONE.name] = state.account.timezone
+    if state.experiment is not None:
+        values[EXPERIMENT_ARM.name] = state.experiment.label
     return values
 
 

@@ -41,6 +41,8 @@ from kindly.domain.contract import (
     SignalName,
     UpdateContact,
 )
+from kindly.programs.cli_experiments import experiment
+from kindly.programs.cli_reports import report as report_commands
 from kindly.programs.cli_support import (
     EXIT_INCOMPLETE,
     EXIT_USAGE,
@@ -77,6 +79,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db, name="db")
+app.add_typer(experiment, name="experiment")
 
 
 # --- import --------------------------------------------------------------------------------------
@@ -284,6 +287,8 @@ app.command("figures")(figures_command)
 app.command("bulk-pause")(bulk_pause)
 app.command("bulk-resume")(bulk_resume)
 app.command("bulk-refresh-policy")(bulk_refresh_policy)
+
+app.add_typer(report_commands, name="report")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,10 +38,12 @@ from kindly.keyring import ensure_development_keys, load_keyring
 from kindly.programs.calendar_watch import calendars_in_use, watching_calendars
 from kindly.programs.demo import start_demo_portfolio
 from kindly.programs.dev_server import start_dev_server
+from kindly.programs.experiment_watch import watching_experiments
 from kindly.programs.rate_limit import sms_task_queue_rate
 from kindly.programs.temporal import connect, ensure_search_attributes
 from kindly.settings import Settings
 from kindly.store import AuditStore, PhoneBook, make_engine
+from kindly.store.experiments import ExperimentStore
 from workflows.overdue_account import OverdueAccountWorkflow
 from workflows.requests import SMS_TASK_QUEUE_SUFFIX
 
@@ -100,7 +102,8 @@ class KindlyWorkers:
 async def build_worker(client: Client, settings: Settings) -> AsyncIterator[KindlyWorkers]:
     """The workers with every activity built from settings; checks templates before anything runs.
 
-    While the block runs, the holiday calendars the policies use are watched (``calendar_watch``)."""
+    While the block runs, the holiday calendars the policies use are watched (``calendar_watch``), and
+    so are the running experiments' guardrails (``experiment_watch``)."""
     renderer = MessageRenderer(
         build_template_environment(settings.template_dir),
         brand=settings.brand_name,
@@ -115,7 +118,8 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
     store = AuditStore(engine)
     # Warns of provisional holiday years and of calendar data running out, now and daily.
     watch = watching_calendars(calendars_in_use(policies))
-    async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http, watch:
+    guardrails = watching_experiments(engine)
+    async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http, watch, guardrails:
         messaging = MessagingActivities(build_sms_provider(settings, http), renderer, store)
         handoffs = HandoffActivities(
             http,
@@ -123,7 +127,8 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
             phone_url=settings.phone_webhook_url,
             specialist_url=settings.specialist_webhook_url,
         )
-        records = RecordActivities(store, PhoneBook(engine, load_keyring(settings)), policies)
+        phones = PhoneBook(engine, load_keyring(settings))
+        records = RecordActivities(store, phones, policies, ExperimentStore(engine))
         accounts = Worker(
             client,
             task_queue=settings.task_queue,

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine, Index, Table
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from kindly.store.clock import utcnow
@@ -18,6 +18,8 @@ class AuditEntry(SQLModel, table=True):
     """One decision or action for compliance: what happened to which account, when and why."""
 
     __tablename__ = "audit_log"
+    # An account's entries in time order: the outcome analytics fold them (kindly.analytics).
+    __table_args__ = (Index("ix_audit_log_account_id_at", "account_id", "at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     event_key: str = Field(unique=True, index=True)

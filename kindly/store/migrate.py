@@ -25,8 +25,10 @@ from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
 from kindly.store.audit import AuditEntry
+from kindly.store.experiments import ExperimentRecord
 from kindly.store.inbound import InboundMessage, PaymentNotification
 from kindly.store.outbox import OutboxEntry
+from kindly.store.outcomes import AccountOutcomeRecord, OutcomeWatermark
 from kindly.store.phones import OptOut, PhoneIndexEntry
 from kindly.store.receipts import DeliveryStatus
 from kindly.store.signatures import SeenSignature
@@ -52,6 +54,9 @@ TABLES: tuple[Table, ...] = tuple(
         PaymentNotification,
         DeliveryStatus,
         SeenSignature,
+        ExperimentRecord,
+        AccountOutcomeRecord,
+        OutcomeWatermark,
     )
 )
 """Every table the migrations manage, as the models define them now."""

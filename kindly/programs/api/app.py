@@ -23,7 +23,7 @@ from kindly.errors import (
     InvalidActionValueError,
 )
 from kindly.keyring import load_keyring
-from kindly.programs.api import codec_server, figures, ops, receipts, webhooks
+from kindly.programs.api import codec_server, experiments, figures, ops, receipts, reports, webhooks
 from kindly.programs.api.deps import ApiContext
 from kindly.programs.api.docs_pages import add_docs_pages
 from kindly.programs.api.settings import ApiSettings
@@ -54,6 +54,8 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
     )
     app.include_router(ops.router)
     app.include_router(figures.router)
+    app.include_router(reports.router)
+    app.include_router(experiments.router)
     app.include_router(webhooks.router)
     app.include_router(receipts.router)
     app.include_router(codec_server.router)
