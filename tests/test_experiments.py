@@ -17,6 +17,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from kindly.analytics.shadow_volumes import shadow_volumes
 from kindly.domain.experiments import (
     Assignment,
     DefinitionError,
@@ -393,3 +394,53 @@ def test_young_accounts_do_not_count_for_the_cure_rate_until_their_window_ends(e
     assert young is not None and old is not None
     assert (young.arms[0].accounts, young.arms[0].matured, young.arms[0].cure_rate) == (1, 0, None)
     assert (old.arms[0].matured, old.arms[0].cure_rate) == (1, 0.0)
+
+
+def test_a_shadow_arms_planned_sends_are_compared_with_what_its_accounts_got(engine: Engine) -> None:  # noqa: F811
+    account = "S-1"
+    rows = [
+        story.entry(
+            account,
+            "2026-10-01T01:00:00",
+            "experiment_assigned",
+            "experiment e arm later (shadow: acts as the champion)",
+        ),
+        # Replaced (day 2) before its moment (day 3): never due.
+        story.entry(
+            account,
+            "2026-10-01T01:00:00",
+            "shadow_plan",
+            "arm later would send pre_due at 2026-10-03T10:00:00+08:00",
+        ),
+        # Due on day 4, before the next plan (day 5): a send the arm would have made.
+        story.entry(
+            account,
+            "2026-10-02T01:00:00",
+            "shadow_plan",
+            "arm later would send due_today at 2026-10-04T10:00:00+08:00",
+        ),
+        story.entry(
+            account,
+            "2026-10-05T01:00:00",
+            "shadow_plan",
+            "arm later would create a call task at 2026-10-06T10:00:00+08:00",
+        ),
+        # Still ahead of now (day 10).
+        story.entry(
+            account,
+            "2026-10-06T01:00:00",
+            "shadow_plan",
+            "arm later would send follow_up at 2026-10-20T10:00:00+08:00",
+        ),
+        story.sms(account, "2026-10-03T02:00:00", "pre_due"),
+        story.sms(account, "2026-10-07T02:00:00", "due_today", 2),
+        story.sms("OTHER", "2026-10-07T02:00:00", "due_today"),
+    ]
+    AuditStore(engine).append(rows)
+    volumes = shadow_volumes(engine, "e", "later", now=datetime(2026, 10, 10, tzinfo=UTC))
+    assert (volumes.accounts, volumes.planned_sends, volumes.actual_sends) == (1, 1, 2)
+    assert [(v.day.isoformat(), v.planned_sends, v.actual_sends) for v in volumes.by_day] == [
+        ("2026-10-03", 0, 1),
+        ("2026-10-04", 1, 0),
+        ("2026-10-07", 0, 1),
+    ]

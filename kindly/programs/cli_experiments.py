@@ -131,6 +131,14 @@ def _show(found: ExperimentReport, json_output: bool) -> None:
             arm.closed or "-",
         )
     out.print(table)
+    for arm in found.arms:
+        if arm.shadow_volumes is not None:
+            volumes = arm.shadow_volumes
+            out.print(
+                f"shadow arm {arm.name}: its policy would have sent {volumes.planned_sends} SMS; "
+                f"its {volumes.accounts} account(s) got {volumes.actual_sends}",
+                highlight=False,
+            )
 
 
 def _rate(rate: float | None, interval: tuple[float, float] | None, cured: int, matured: int) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from kindly.analytics import load_outcomes, refresh_outcomes
 from kindly.analytics.experiment_results import arm_results
+from kindly.analytics.shadow_volumes import ShadowVolumes, shadow_volumes
 from kindly.analytics.statistics import Comparison
 from kindly.domain.experiments import ExperimentDefinition, PolicyOverlay, checked_definition
 from kindly.domain.policy.model import ContactPolicy
@@ -57,6 +58,8 @@ class ArmReport(BaseModel):
     disputes_per_1000_sms: float | None = None
     breaches: list[str] = []
     versus_champion: VersusChampion | None = None
+    shadow_volumes: ShadowVolumes | None = None
+    """For a shadow arm: the sends its own policy would have made against those its accounts got."""
 
 
 class ExperimentReport(BaseModel):
@@ -114,6 +117,7 @@ def report(engine: Engine, experiment: Experiment, *, today: date | None = None)
             disputes_per_1000_sms=results[arm.name].disputes_per_1000_sms,
             breaches=list(results[arm.name].breaches),
             versus_champion=_versus(results[arm.name].comparison),
+            shadow_volumes=shadow_volumes(engine, definition.name, arm.name) if arm.shadow else None,
         )
         for arm in definition.arms
     ]
