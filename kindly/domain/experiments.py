@@ -25,6 +25,15 @@ from kindly.domain.validation import describe_validation_error
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 
 
+def _slug(value: str) -> str:
+    """Names go into audit details and the ``ExperimentArm`` attribute: a plain slug, no spaces."""
+    if not _NAME.fullmatch(value):
+        raise ValueError(
+            "must be 1-48 lowercase letters, digits, '_' or '-', starting with a letter or digit"
+        )
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -71,11 +80,7 @@ class Arm(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
-            raise ValueError(
-                "must be 1-48 lowercase letters, digits, '_' or '-', starting with a letter or digit"
-            )
-        return value
+        return _slug(value)
 
 
 class Guardrails(_Strict):
@@ -107,11 +112,7 @@ class ExperimentDefinition(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
-            raise ValueError(
-                "must be 1-48 lowercase letters, digits, '_' or '-', starting with a letter or digit"
-            )
-        return value
+        return _slug(value)
 
     @field_validator("start", "stop")
     @classmethod
