@@ -196,8 +196,11 @@ async def test_cli_and_api_show_todays_figures_and_open_accounts_by_stage(
     assert shown["days"][1]["waiting_for_calendar"]["events"] == 0
     assert "Zhang" not in json.dumps(shown) and "13800138001" not in json.dumps(shown)
 
-    table = await kindly(dev_env, settings, "figures", "--timezone", "Asia/Shanghai")
+    drawn = tmp_path / "volumes.svg"
+    table = await kindly(dev_env, settings, "figures", "--timezone", "Asia/Shanghai", "--chart", str(drawn))
     assert table.exit_code == 0 and "accounts started" in table.output and "pre_due" in table.output
+    svg = drawn.read_text(encoding="utf-8")
+    assert "Daily volumes (Asia/Shanghai)" in svg and "SMS sent" in svg and svg.count("<polyline") == 4
     assert WAITING_FOR_CALENDAR in table.output
     unknown = await kindly(dev_env, settings, "figures", "--timezone", "Mars/Olympus")
     assert unknown.exit_code == 2 and "--timezone" in unknown.output and "Mars/Olympus" in unknown.output

@@ -10,7 +10,9 @@ import json
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -306,3 +308,30 @@ async def test_get_reports_answers_json_and_csv_behind_the_api_key(
         assert (await http.get("/reports/no-such-report")).status_code == 422
         async with httpx.AsyncClient(base_url=url) as anonymous:
             assert (await anonymous.get("/reports/rates")).status_code == 401
+
+
+def test_cure_curves_and_roll_rates_are_drawn_as_svg(engine: Engine, tmp_path: Path) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    curve, bars = tmp_path / "cure.svg", tmp_path / "roll.svg"
+    drawn = kindly_report(
+        url,
+        "cure-curve",
+        "--by",
+        "arm",
+        "--experiment",
+        EXPERIMENT,
+        "--as-of",
+        "2026-06-30",
+        "--chart",
+        str(curve),
+    )
+    assert drawn.exit_code == 0, drawn.output
+    svg = ElementTree.fromstring(curve.read_text(encoding="utf-8"))
+    names = {text.text for text in svg.iter("{http://www.w3.org/2000/svg}text")}
+    assert {"gentle", "firm", "none"} <= names and "Cure curve by arm, as of 2026-06-30" in names
+    assert len(list(svg.iter("{http://www.w3.org/2000/svg}polyline"))) == 3, "one line per arm"
+    rolled = kindly_report(url, "roll-rates", "--as-of", "2026-06-30", "--chart", str(bars))
+    assert rolled.exit_code == 0, rolled.output
+    assert len(list(ElementTree.fromstring(bars.read_text()).iter("{http://www.w3.org/2000/svg}rect"))) > 5
+    png = kindly_report(url, "cure-curve", "--chart", str(tmp_path / "cure.png"))
+    assert png.exit_code == 2 and "--chart" in png.output and not (tmp_path / "cure.png").exists()

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -21,7 +22,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from kindly.analytics import Report, ReportError, ReportName, ReportQuery, Split, build_report, to_csv
-from kindly.analytics.report_models import DEFAULT_DAYS, MAX_DAYS, CureCurveReport, report_rows
+from kindly.analytics.charts import cure_curve_chart, roll_rate_chart
+from kindly.analytics.report_models import (
+    DEFAULT_DAYS,
+    MAX_DAYS,
+    CureCurveReport,
+    RollRatesReport,
+    report_rows,
+)
 from kindly.analytics.reports import check
 from kindly.domain.validation import describe_validation_error
 from kindly.programs.cli_support import EXIT_INCOMPLETE, EXIT_USAGE, fail, load_settings
@@ -62,6 +70,9 @@ AsOfOption = Annotated[
     typer.Option("--as-of", formats=["%Y-%m-%d"], help="The report's day (default: today, UTC)."),
 ]
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table, json or csv.")]
+ChartOption = Annotated[
+    Path | None, typer.Option("--chart", help="Also draw the report into this .svg file.")
+]
 
 
 @report.command("cure-curve")
@@ -71,9 +82,10 @@ def cure_curve(
     days: DaysOption = DEFAULT_DAYS,
     as_of: AsOfOption = None,
     output_format: FormatOption = OutputFormat.TABLE,
+    chart: ChartOption = None,
 ) -> None:
     """Share of accounts repaid in full by each day since their due date."""
-    _report(ReportName.CURE_CURVE, by, experiment, days, as_of, output_format)
+    _report(ReportName.CURE_CURVE, by, experiment, days, as_of, output_format, chart)
 
 
 @report.command("roll-rates")
@@ -83,10 +95,11 @@ def roll_rates(
     days: DaysOption = DEFAULT_DAYS,
     as_of: AsOfOption = None,
     output_format: FormatOption = OutputFormat.TABLE,
+    chart: ChartOption = None,
 ) -> None:
     """Moves between days-past-due buckets from one month-end to the next (by due-date cohort unless
     --by says otherwise)."""
-    _report(ReportName.ROLL_RATES, by, experiment, days, as_of, output_format)
+    _report(ReportName.ROLL_RATES, by, experiment, days, as_of, output_format, chart)
 
 
 @report.command("promises")
@@ -132,7 +145,10 @@ def _report(
     days: int,
     as_of: datetime | None,
     output_format: OutputFormat,
+    chart: Path | None = None,
 ) -> None:
+    if chart is not None and chart.suffix.lower() != ".svg":
+        fail(f"--chart: {chart} must be an .svg file", EXIT_USAGE)
     try:
         query = ReportQuery(by=by, experiment=experiment, days=days, as_of=as_of.date() if as_of else None)
         check(name, query)
@@ -142,6 +158,12 @@ def _report(
         fail(f"--{error.field}: {error.message}", EXIT_USAGE)
     with _database() as engine:
         answer = build_report(engine, name, query)
+    if chart is not None:
+        drawn = cure_curve_chart(answer) if isinstance(answer, CureCurveReport) else None
+        if isinstance(answer, RollRatesReport):
+            drawn = roll_rate_chart(answer)
+        if drawn is not None:
+            chart.write_text(drawn, encoding="utf-8")
     if output_format is OutputFormat.JSON:
         typer.echo(answer.model_dump_json(indent=2))
     elif output_format is OutputFormat.CSV:

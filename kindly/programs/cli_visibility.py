@@ -4,6 +4,7 @@ daily figures, and bulk actions on every account a query finds (counted first, c
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
+from kindly.analytics.charts import daily_volume_chart
 from kindly.domain.contract import Pause, RefreshPolicy, Resume, SignalName, TimelineKind
 from kindly.programs.cli_support import (
     EXIT_INCOMPLETE,
@@ -23,7 +25,14 @@ from kindly.programs.cli_support import (
     run_with_client,
     validated_payload,
 )
-from kindly.programs.figures import FIGURES, MAX_DAYS, WAITING_FOR_CALENDAR, figures_report, parse_zone
+from kindly.programs.figures import (
+    FIGURES,
+    MAX_DAYS,
+    WAITING_FOR_CALENDAR,
+    FiguresReport,
+    figures_report,
+    parse_zone,
+)
 from kindly.programs.operations import account_query, bulk_act, count_accounts, find_accounts
 from kindly.programs.temporal import ensure_search_attributes
 from kindly.store import make_engine
@@ -119,6 +128,27 @@ def print_whole(table: Table) -> None:
 _WIDEST = 1_000
 
 
+CHARTED = (
+    TimelineKind.SMS_SENT,
+    TimelineKind.REPLY_RECEIVED,
+    TimelineKind.OPTED_OUT,
+    TimelineKind.REPAYMENT_RECEIVED,
+)
+"""The daily volumes ``kindly figures --chart`` draws."""
+
+
+def volume_chart(report: FiguresReport) -> str:
+    days = [counted.day.isoformat() for counted in report.days]
+    volumes = {
+        figure.label: [
+            next(f.events for f in counted.figures if f.kind == figure.kind) for counted in report.days
+        ]
+        for figure in (report.days[0].figures if report.days else [])
+        if figure.kind in CHARTED
+    }
+    return daily_volume_chart(f"Daily volumes ({report.timezone})", days, volumes)
+
+
 def figures_command(
     day: Annotated[
         datetime | None,
@@ -127,12 +157,17 @@ def figures_command(
     days: Annotated[int, typer.Option(min=1, max=MAX_DAYS, help="How many days, ending with --day.")] = 7,
     timezone: Annotated[str, typer.Option(help="Whose calendar days, e.g. Asia/Shanghai.")] = "UTC",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    chart: Annotated[
+        Path | None, typer.Option("--chart", help="Also draw the daily volumes into this .svg file.")
+    ] = None,
 ) -> None:
     """Daily figures (SMS sent, replies, repayments, escalations, ...) and open accounts by stage."""
     try:
         zone = parse_zone(timezone)
     except ValueError as error:
         fail(f"--timezone: {error}", EXIT_USAGE)
+    if chart is not None and chart.suffix.lower() != ".svg":
+        fail(f"--chart: {chart} must be an .svg file", EXIT_USAGE)
     settings = load_settings()
     engine = make_engine(settings.database_url)
     try:
@@ -144,6 +179,8 @@ def figures_command(
         )
     finally:
         engine.dispose()
+    if chart is not None:
+        chart.write_text(volume_chart(report), encoding="utf-8")
     if as_json:
         out.print_json(report.model_dump_json())
         return
