@@ -321,7 +321,7 @@ async def test_a_shadow_arm_records_what_it_would_do_and_sends_as_the_champion(
         for a in (make_account(due, segment="plain") for _ in range(50))
         if (arm := assign(checked, a.account_id)) is not None and arm.shadow
     )
-    await start(client, settings.task_queue, account)
+    handle = await start(client, settings.task_queue, account)
     timeline = await eventually(
         lambda: account_timeline(client, account.account_id),
         lambda entries: any(entry.kind == "shadow_plan" for entry in entries),
@@ -333,6 +333,18 @@ async def test_a_shadow_arm_records_what_it_would_do_and_sends_as_the_champion(
     status = await account_status(client, account.account_id)
     assert status.next_touchpoint_at is not None
     assert status.next_touchpoint_at.date() == due - timedelta(days=7), "it acts as the champion"
+
+    # Its life goes on as the champion's: the D-7 reminder goes, then a payment in full ends it.
+    await env.sleep(status.next_touchpoint_at - await env.get_current_time() + timedelta(hours=1))
+    sent = await eventually(
+        lambda: account_timeline(client, account.account_id),
+        lambda entries: any(entry.kind == "sms_sent" for entry in entries),
+    )
+    assert [e.detail.split(" ")[0] for e in sent if e.kind == "sms_sent"] == ["pre_due"]
+    await handle.signal("repayment", {"amount": str(account.amount_due), "reference": "SHADOW-PAID"})
+    assert (await handle.result()).outcome == "repaid"
+    plans = [e.detail for e in await account_timeline(client, account.account_id) if e.kind == "shadow_plan"]
+    assert plans == [shadow], "the arm's plan (D-3) did not change when the account planned again: once"
     database.dispose()
 
 
