@@ -52,8 +52,8 @@ with workflow.unsafe.imports_passed_through():
 CONFIRMATION_TRIES = 7
 """Windows an ended account tries its owed opt-out confirmation in before it completes without it."""
 RULES_1_1 = "kindly-1.1"
-"""The patch of the rules that came after 1.0: stricter refusals of signals, and a wait for the day's
-window recorded as a deferral. A run recorded before it replays without them."""
+"""The patch of the rules that came after 1.0: stricter refusals of signals, a wait for the day's window
+recorded as a deferral, Currency and TimeZone kept true. A run recorded before it replays without them."""
 _Result = TypeVar("_Result")
 
 
