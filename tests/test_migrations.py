@@ -198,7 +198,7 @@ def assert_release_rows_read(engine: Engine, *, encrypted: bool) -> None:
 
 def test_an_empty_database_is_migrated_to_what_the_models_define(engine: Engine) -> None:
     assert current_revision(engine) is None and inspect(engine).get_table_names() == []
-    assert migrate.upgrade(engine) == head_revision() == "0003"
+    assert migrate.upgrade(engine) == head_revision() == "0004"
     assert set(inspect(engine).get_table_names()) == {*MANAGED, "alembic_version"}
     assert schema_differences(engine) == []
     assert version_rows(engine) == [head_revision()]
@@ -279,7 +279,7 @@ def test_the_last_release_before_migrations_is_adopted_with_its_rows(engine: Eng
     after = row_counts(engine)
     kept = {name: count for name, count in before.items() if name != "worker_policy"}
     added_since = {name: 0 for name in set(after) - set(before)}
-    assert added_since == {"experiments": 0, **DERIVED} and after == kept | added_since
+    assert added_since == {"experiments": 0, "console_user": 0, **DERIVED} and after == kept | added_since
     assert schema_differences(engine) == []
     assert version_rows(engine) == [head_revision()]
     assert_release_rows_read(engine, encrypted=True)
@@ -297,6 +297,7 @@ def test_an_older_release_gets_the_columns_and_index_added_since(engine: Engine)
         ("add_index", "ix_audit_log_at"),
         ("add_table", "experiments"),
         ("add_table", "account_outcomes"),
+        ("add_table", "console_user"),
         ("add_table", "analytics_watermark"),
         ("add_index", "ix_audit_log_account_id_at"),
     }
@@ -315,7 +316,7 @@ def test_an_older_release_gets_the_columns_and_index_added_since(engine: Engine)
     assert outcomes == [head_revision()] * 3
     assert [process.exitcode for process in processes] == [0, 0, 0]
 
-    assert row_counts(engine) == before | {"experiments": 0, **DERIVED}
+    assert row_counts(engine) == before | {"experiments": 0, "console_user": 0, **DERIVED}
     assert version_rows(engine) == [head_revision()]
     assert schema_differences(engine) == []
     assert "ix_audit_log_at" in {index["name"] for index in inspect(engine).get_indexes("audit_log")}

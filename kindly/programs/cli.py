@@ -54,6 +54,7 @@ from kindly.programs.cli_support import (
     run_with_client,
     validated_payload,
 )
+from kindly.programs.cli_users import users
 from kindly.programs.cli_visibility import (
     bulk_pause,
     bulk_refresh_policy,
@@ -80,6 +81,7 @@ app = typer.Typer(
 )
 app.add_typer(db, name="db")
 app.add_typer(experiment, name="experiment")
+app.add_typer(users, name="users")
 
 
 # --- import --------------------------------------------------------------------------------------

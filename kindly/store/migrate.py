@@ -32,6 +32,7 @@ from kindly.store.outcomes import AccountOutcomeRecord, OutcomeWatermark
 from kindly.store.phones import OptOut, PhoneIndexEntry
 from kindly.store.receipts import DeliveryStatus
 from kindly.store.signatures import SeenSignature
+from kindly.store.users import UserRecord
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ TABLES: tuple[Table, ...] = tuple(
         ExperimentRecord,
         AccountOutcomeRecord,
         OutcomeWatermark,
+        UserRecord,
     )
 )
 """Every table the migrations manage, as the models define them now."""
