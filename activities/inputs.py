@@ -7,7 +7,7 @@ dials or texts it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Literal
 
@@ -68,6 +68,22 @@ class CancelSendInput(_ActivityModel):
     decisions: list[AuditRecord] = []
 
 
+class WorkItemFacts(_ActivityModel):
+    """What a person's work queue orders, filters and shows a task by, none of it personal: the due
+    date (days past due), the customer's zone and locale (local dates, the call script's language),
+    the segment, the regime (its call limits) and the window calls may happen in, local time."""
+
+    due_date: date
+    timezone: str
+    locale: str
+    segment: str
+    regime: str
+    window_start: time
+    window_end: time
+    promise_broken: bool = False
+    """A promise to pay was broken: the queue puts the account before others."""
+
+
 class CallTaskInput(_ActivityModel):
     account_id: str
     attempt: int
@@ -77,6 +93,14 @@ class CallTaskInput(_ActivityModel):
     reason: str
     idempotency_key: str
     decisions: list[AuditRecord] = []
+    facts: WorkItemFacts | None = None
+    """Runs on the 1.2 rules send them (the built-in queue needs them); earlier runs did not."""
+    call_back_at: datetime | None = None
+    """The moment the customer asked to be called back at, when this call is that call-back."""
+    offered_until: datetime | None = None
+    """The end of the window of the day the call was planned for: the law and the policy (holidays,
+    the customer's birthday, blocked dates, call limits) allowed that day, so the task is offered until
+    then; a later call is the account's next attempt, planned afresh."""
 
 
 class SpecialistHandoffInput(_ActivityModel):
@@ -86,6 +110,9 @@ class SpecialistHandoffInput(_ActivityModel):
     reason: str
     idempotency_key: str
     decisions: list[AuditRecord] = []
+    facts: WorkItemFacts | None = None
+    case: str | None = None
+    """The kind of case (``kindly.domain.cases.CaseKind``), on runs on the 1.2 rules."""
 
 
 class HandoffResult(_ActivityModel):

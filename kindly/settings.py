@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     twilio_from_number: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
 
-    # Hand-offs; when unset the hand-off is logged and audited only.
+    # Hand-offs to a lender's own systems; when unset, call tasks and cases go to the built-in work queues.
     phone_webhook_url: str | None = None
     specialist_webhook_url: str | None = None
 

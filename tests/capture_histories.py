@@ -3,7 +3,8 @@
 Run ``.venv/bin/python -m tests.capture_histories`` after a release, commit the new files, and keep
 the old ones: the replay test then fails the build whenever a change would break accounts in flight
 (``docs/versioning.md``). The ``1.0-*`` files are the baseline every later version must replay; the
-``1.1-*`` files take the paths of the ``kindly-1.1`` patch, and the operator actions as updates. The
+``1.1-*`` files take the paths of the ``kindly-1.1`` patch, and the operator actions as updates; the
+``1.2-*`` files those of ``kindly-1.2`` (a call-back, a specialist's account handed back). The
 scenarios run on the time-skipping server, and those with updates on the dev server, with fake
 customers only.
 
@@ -24,9 +25,10 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.converter import DataConverter
@@ -49,7 +51,7 @@ from tests.lifecycle_helpers import local_today, make_account, start
 
 HISTORIES = Path(__file__).parent / "histories"
 KEYS_FILE = HISTORIES / "keys.json"
-VERSION = "1.1"
+VERSION = "1.2"
 
 
 def history_encryption_settings() -> dict[str, Any]:
@@ -192,6 +194,38 @@ async def _experiment_shadow(env: WorkflowEnvironment, client: Client, queue: st
     return handle
 
 
+async def _call_back(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    """Three unanswered reminders, a call task, a customer who asks to be called back the next
+    afternoon: the call-back's task comes then (beyond the policy's attempts), nobody answers it, and
+    a settlement ends the account."""
+    handle = await start(client, queue, make_account((await local_today(env)) - timedelta(days=1)))
+    await env.sleep(timedelta(days=22))
+    now = await env.get_current_time()
+    tomorrow = (now + timedelta(days=1)).astimezone(ZoneInfo("Asia/Shanghai")).date()
+    at = datetime.combine(tomorrow, time(15, 0), ZoneInfo("Asia/Shanghai"))
+    await handle.signal("call_outcome", {"outcome": "call_back", "call_back_at": at.isoformat()})
+    await env.sleep(timedelta(days=2))
+    await handle.signal("call_outcome", {"outcome": "no_answer"})
+    await env.sleep(timedelta(hours=1))
+    await handle.signal("settle", {"amount": "900", "reference": "S-CB"})
+    await handle.result()
+    return handle
+
+
+async def _specialist_hand_back(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    """A customer reports hardship, the specialists take the account, then hand it back to the automated
+    cadence (a resume); its next reminder goes and a payment in full ends it."""
+    handle = await start(client, queue, make_account((await local_today(env)) - timedelta(days=1)))
+    await env.sleep(timedelta(days=1))
+    await handle.signal("customer_reply", {"text": "hardship: I lost my job"})
+    await env.sleep(timedelta(days=1))
+    await handle.signal("resume", {})
+    await env.sleep(timedelta(days=8))
+    await handle.signal("repayment", {"amount": "1500", "reference": "HB-1"})
+    await handle.result()
+    return handle
+
+
 SHADOW_EXPERIMENT = {
     "name": "capture-shadow",
     "segments": ["shadowed"],
@@ -214,6 +248,8 @@ SCENARIOS: dict[str, Scenario] = {
     "confirmation_after_end": _confirmation_after_end,
     "night_start": _night_start,
     "experiment_shadow": _experiment_shadow,
+    "call_back": _call_back,
+    "specialist_hand_back": _specialist_hand_back,
 }
 """Scenarios on the time-skipping server."""
 UPDATE_SCENARIOS: dict[str, Scenario] = {"operator_updates": _operator_updates}

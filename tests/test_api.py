@@ -204,7 +204,7 @@ async def test_start_account_then_read_status(api: Api) -> None:
     assert "started" in await timeline_kinds(api, account_id)
     assert api.phones.accounts_for("+8613800000001") == [account_id]
     # Findable from the start: its static attributes came with it. Its run recorded the rules it follows
-    # (a patch marker) and prepared itself with one local activity (one marker), which also wrote its
+    # (a patch marker for each rule set) and prepared itself with one local activity (one marker), which also wrote its
     # first audit entry under the run's own key.
     events = [e async for e in api.client.get_workflow_handle(f"overdue-{account_id}").fetch_history_events()]
     started = events[0].workflow_execution_started_event_attributes
@@ -213,6 +213,7 @@ async def test_start_account_then_read_status(api: Api) -> None:
     )
     markers = [e for e in events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
     assert [m.marker_recorded_event_attributes.marker_name for m in markers] == [
+        "core_patch",
         "core_patch",
         "core_local_activity",
     ]

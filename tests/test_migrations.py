@@ -45,6 +45,18 @@ KEYRING = KeyRing(keys={"k1": b"k" * 32}, current_id="k1", hash_key=b"h" * 32)
 MANAGED = {table.name for table in migrate.TABLES}
 DERIVED = {"account_outcomes": 0, "analytics_watermark": 0}
 """The outcome analytics' derived tables (0003), empty until the first report builds them."""
+CONSOLE = {"console_user": 0, "call_task": 0, "specialist_case": 0, "case_note": 0, "console_session": 0}
+"""The staff console's tables (0004, 0005), empty until the console is used."""
+
+
+def console_tables_added() -> set[tuple[str, str | None]]:
+    """What autogenerate reports for a database without the console's queues and sessions (0005): the
+    tables, their indexes, and the audit log's ``actor``."""
+    added: set[tuple[str, str | None]] = {("add_column", "actor")}
+    for table in migrate.TABLES:
+        if table.name in CONSOLE and table.name != "console_user":
+            added |= {("add_table", table.name)} | {("add_index", index.name) for index in table.indexes}
+    return added
 
 
 @pytest.fixture
@@ -198,7 +210,7 @@ def assert_release_rows_read(engine: Engine, *, encrypted: bool) -> None:
 
 def test_an_empty_database_is_migrated_to_what_the_models_define(engine: Engine) -> None:
     assert current_revision(engine) is None and inspect(engine).get_table_names() == []
-    assert migrate.upgrade(engine) == head_revision() == "0004"
+    assert migrate.upgrade(engine) == head_revision() == "0005"
     assert set(inspect(engine).get_table_names()) == {*MANAGED, "alembic_version"}
     assert schema_differences(engine) == []
     assert version_rows(engine) == [head_revision()]
@@ -265,6 +277,25 @@ def test_an_upgrade_that_waited_for_the_lock_finds_the_work_done(
     assert version_rows(engine) == [head_revision()]
 
 
+def test_a_database_at_0004_gets_the_console_queues_and_keeps_its_audit_rows(engine: Engine) -> None:
+    with engine.begin() as connection:
+        command.upgrade(migrate.alembic_config(connection), "0004")
+        connection.execute(
+            text(
+                "INSERT INTO audit_log (event_key, account_id, at, kind, detail, recorded_at) "
+                "VALUES ('old/ev-1', 'LN-OLD', :at, 'sms_sent', 'sent before the upgrade', :at)"
+            ),
+            {"at": AT},
+        )
+    assert migrate.upgrade(engine) == head_revision() == "0005"
+    assert schema_differences(engine) == []
+    [entry] = AuditStore(engine).audit_for("LN-OLD")
+    assert (entry.event_key, entry.actor) == ("old/ev-1", None)
+    for table in ("call_task", "specialist_case"):
+        unique = {index["name"] for index in inspect(engine).get_indexes(table) if index["unique"]}
+        assert f"ux_{table}_open_account" in unique
+
+
 # --- databases of the releases before migrations -----------------------------------------------------
 
 
@@ -279,7 +310,7 @@ def test_the_last_release_before_migrations_is_adopted_with_its_rows(engine: Eng
     after = row_counts(engine)
     kept = {name: count for name, count in before.items() if name != "worker_policy"}
     added_since = {name: 0 for name in set(after) - set(before)}
-    assert added_since == {"experiments": 0, "console_user": 0, **DERIVED} and after == kept | added_since
+    assert added_since == {"experiments": 0, **CONSOLE, **DERIVED} and after == kept | added_since
     assert schema_differences(engine) == []
     assert version_rows(engine) == [head_revision()]
     assert_release_rows_read(engine, encrypted=True)
@@ -300,6 +331,7 @@ def test_an_older_release_gets_the_columns_and_index_added_since(engine: Engine)
         ("add_table", "console_user"),
         ("add_table", "analytics_watermark"),
         ("add_index", "ix_audit_log_account_id_at"),
+        *console_tables_added(),
     }
     url = engine.url.render_as_string(hide_password=False)
 
@@ -316,7 +348,7 @@ def test_an_older_release_gets_the_columns_and_index_added_since(engine: Engine)
     assert outcomes == [head_revision()] * 3
     assert [process.exitcode for process in processes] == [0, 0, 0]
 
-    assert row_counts(engine) == before | {"experiments": 0, "console_user": 0, **DERIVED}
+    assert row_counts(engine) == before | {"experiments": 0, **CONSOLE, **DERIVED}
     assert version_rows(engine) == [head_revision()]
     assert schema_differences(engine) == []
     assert "ix_audit_log_at" in {index["name"] for index in inspect(engine).get_indexes("audit_log")}

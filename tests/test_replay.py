@@ -61,6 +61,32 @@ def test_histories_of_the_1_1_rules_are_stored() -> None:
     )
 
 
+def _activities(stem: str) -> list[str]:
+    events = json.loads((KEYS_FILE.parent / f"{stem}.json").read_text(encoding="utf-8"))["events"]
+    return [
+        e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+        for e in events
+        if "activityTaskScheduledEventAttributes" in e
+    ]
+
+
+def test_histories_of_the_1_2_rules_are_stored() -> None:
+    """Runs since the ``kindly-1.2`` patch: a call-back, and a specialists' account handed back."""
+    stems = {path.stem for path in HISTORIES}
+    assert {"1.2-escalation", "1.2-operator_updates", "1.2-call_back", "1.2-specialist_hand_back"} <= stems
+    events = json.loads((KEYS_FILE.parent / "1.2-night_start.json").read_text(encoding="utf-8"))["events"]
+    markers = [e for e in events if "markerRecordedEventAttributes" in e][:2]
+    assert [m["markerRecordedEventAttributes"]["markerName"] for m in markers] == ["core_patch"] * 2
+    # The call-back is the second call task; unanswered, the account then goes to the specialists.
+    assert _activities("1.2-call_back")[-3:] == [
+        "create_call_task",
+        "create_call_task",
+        "hand_off_to_specialist",
+    ]
+    # Handed back, the account's cadence sends again.
+    assert _activities("1.2-specialist_hand_back") == ["send_sms", "hand_off_to_specialist", "send_sms"]
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_stored_history_replays_with_current_code(path: Path) -> None:
     replayer = Replayer(workflows=[OverdueAccountWorkflow], data_converter=history_converter())

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -41,12 +42,14 @@ from activities.sms_providers import WebhookSmsProvider
 from kindly.domain.contract import TemplateName
 from kindly.domain.messages.context import MessageContext
 from kindly.domain.messages.rendering import MessageRenderer, build_template_environment
-from kindly.store import AuditStore, OutboxEntry, make_engine
+from kindly.keyring import KeyRing
+from kindly.store import AuditStore, OutboxEntry, SpecialistCases, WorkQueue, make_engine
 
 ACCOUNT = "LN-1"
 KEY = "wf-1/run-1/tp-1"
 WAIT = 30.0
 """Seconds a test waits for the gateway to receive a request (a deadline, not a synchronisation)."""
+KEYRING = KeyRing(keys={"k1": b"k" * 32}, current_id="k1", hash_key=b"h" * 32)
 
 
 # --- a gateway that holds its answer -------------------------------------------------------------
@@ -156,8 +159,13 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> AuditStore:
-    return AuditStore(make_engine(f"sqlite:///{tmp_path / 'kindly.db'}"))
+def engine(tmp_path: Path) -> Engine:
+    return make_engine(f"sqlite:///{tmp_path / 'kindly.db'}")
+
+
+@pytest.fixture
+def store(engine: Engine) -> AuditStore:
+    return AuditStore(engine)
 
 
 # --- activities and their inputs -----------------------------------------------------------------
@@ -173,9 +181,14 @@ def messaging(store: AuditStore, client: httpx.AsyncClient, gateway: HoldingGate
     return MessagingActivities(WebhookSmsProvider(client, f"{gateway.url}/sms"), renderer, store)
 
 
-def handoffs(store: AuditStore, client: httpx.AsyncClient, gateway: HoldingGateway) -> HandoffActivities:
+def handoffs(engine: Engine, client: httpx.AsyncClient, gateway: HoldingGateway) -> HandoffActivities:
     return HandoffActivities(
-        client, store, phone_url=f"{gateway.url}/calls", specialist_url=f"{gateway.url}/specialists"
+        client,
+        AuditStore(engine),
+        phone_url=f"{gateway.url}/calls",
+        specialist_url=f"{gateway.url}/specialists",
+        work_queue=WorkQueue(engine, KEYRING),
+        cases=SpecialistCases(engine),
     )
 
 
@@ -362,6 +375,7 @@ async def test_sms_for_a_cancelled_touchpoint_is_refused_for_good(
 
 @pytest.mark.parametrize(("handoff", "path", "kind"), HANDOFFS)
 async def test_handoff_cancelled_on_the_wire_then_accepted_counts_as_accepted(
+    engine: Engine,
     store: AuditStore,
     client: httpx.AsyncClient,
     gateway: HoldingGateway,
@@ -370,7 +384,7 @@ async def test_handoff_cancelled_on_the_wire_then_accepted_counts_as_accepted(
     kind: str,
 ) -> None:
     env, heartbeats = environment()
-    attempt = asyncio.create_task(run_handoff(env, handoff, handoffs(store, client, gateway)))
+    attempt = asyncio.create_task(run_handoff(env, handoff, handoffs(engine, client, gateway)))
     await gateway.wait_for_request()
     env.cancel()
     gateway.answer(200)
@@ -385,6 +399,7 @@ async def test_handoff_cancelled_on_the_wire_then_accepted_counts_as_accepted(
 
 @pytest.mark.parametrize(("handoff", "path", "kind"), HANDOFFS)
 async def test_handoff_cancelled_on_the_wire_then_refused_stays_cancelled(
+    engine: Engine,
     store: AuditStore,
     client: httpx.AsyncClient,
     gateway: HoldingGateway,
@@ -393,7 +408,7 @@ async def test_handoff_cancelled_on_the_wire_then_refused_stays_cancelled(
     kind: str,
 ) -> None:
     env, _ = environment()
-    attempt = asyncio.create_task(run_handoff(env, handoff, handoffs(store, client, gateway)))
+    attempt = asyncio.create_task(run_handoff(env, handoff, handoffs(engine, client, gateway)))
     await gateway.wait_for_request()
     env.cancel()
     gateway.answer(503)
@@ -405,6 +420,7 @@ async def test_handoff_cancelled_on_the_wire_then_refused_stays_cancelled(
 
 @pytest.mark.parametrize(("handoff", "path", "kind"), HANDOFFS)
 async def test_handoff_cancelled_before_its_request_sends_nothing(
+    engine: Engine,
     store: AuditStore,
     client: httpx.AsyncClient,
     gateway: HoldingGateway,
@@ -415,7 +431,7 @@ async def test_handoff_cancelled_before_its_request_sends_nothing(
     env, heartbeats = environment(cancel_on_first_heartbeat=True)
     gateway.answer(200)
     with pytest.raises(asyncio.CancelledError):
-        await run_handoff(env, handoff, handoffs(store, client, gateway))
+        await run_handoff(env, handoff, handoffs(engine, client, gateway))
     assert heartbeats == [()]
     assert gateway.requests == []
     assert kind not in kinds(store)

@@ -8,14 +8,15 @@ take (``kindly.domain.refusals``), so a refused update leaves no trace in the hi
 
 # No ``from __future__ import annotations``: the SDK reads the handlers' type hints.
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from kindly.domain.contract import ACTION_REFUSED, AccountStatus, SignalName
+    from kindly.domain.contract import ACTION_REFUSED, AccountStatus, SignalName, TimelineKind
     from kindly.domain.refusals import Refusal
 
 
@@ -79,3 +80,13 @@ class AccountHandlers:
     call_outcome_update = update_handler(SignalName.CALL_OUTCOME)
     update_contact_update = update_handler(SignalName.UPDATE_CONTACT)
     refresh_policy_update = update_handler(SignalName.REFRESH_POLICY)
+
+    @workflow.signal(dynamic=True)
+    def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """A misspelt signal name (``--name pasue``) is recorded as rejected, not buffered unseen."""
+        workflow_self: Any = self
+        if workflow_self._state is not None and workflow_self.state.outcome is None:
+            known = ", ".join(SignalName)
+            workflow_self._record(
+                TimelineKind.SIGNAL_REJECTED, f"unknown signal {name[:64]!r}; known: {known}"
+            )

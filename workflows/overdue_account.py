@@ -11,12 +11,10 @@ timeline query and, through the next activity or one local activity, in the audi
 # No ``from __future__ import annotations`` here: the SDK's decorators read each handler's type hints,
 # which string annotations would make it evaluate (``typing.get_type_hints``) for every instance.
 
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
 # Passed through: modules without workflow state, which the sandbox need not re-import per instance.
@@ -48,12 +46,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.handlers import AccountHandlers, refused
     from workflows.metrics import WorkflowMetrics
     from workflows.requests import ACTION_OPTIONS, LOCAL, SMS_TASK_QUEUE_SUFFIX
+    from workflows.rules import RunRules, rules_of_this_run
 
 CONFIRMATION_TRIES = 7
 """Windows an ended account tries its owed opt-out confirmation in before it completes without it."""
-RULES_1_1 = "kindly-1.1"
-"""The patch of the rules that came after 1.0: stricter refusals of signals, a wait for the day's window
-recorded as a deferral, Currency and TimeZone kept true. A run recorded before it replays without them."""
 _Result = TypeVar("_Result")
 
 
@@ -76,13 +72,13 @@ class OverdueAccountWorkflow(AccountHandlers):
             RunIdentity(workflow_id=info.workflow_id, first_run_id=info.first_execution_run_id)
         )
         self._metrics = WorkflowMetrics()
-        self._rules_1_1 = False
+        self._rules = RunRules()
 
     @workflow.run
     async def run(self, *args: Any) -> AccountResult:
         """``run(account)`` for a new account, ``run(account, state)`` after continue-as-new. Both arrive
         as raw JSON and are checked here: a bad one fails the workflow at once, naming the field."""
-        self._rules_1_1 = workflow.patched(RULES_1_1)
+        self._rules = rules_of_this_run()
         account, carried_state = unpacked(args)
         if carried_state is not None:
             self._state = validated(AccountState, carried_state, "carried state")
@@ -101,7 +97,7 @@ class OverdueAccountWorkflow(AccountHandlers):
                 workflow.continue_as_new(
                     args=[self.state.account.model_dump(mode="json"), self.state.model_dump(mode="json")]
                 )
-            step = plan_next(self.state, workflow.now(), spread=True, same_day=self._rules_1_1)
+            step = plan_next(self.state, workflow.now(), spread=True, same_day=self._rules.v1_1)
             self._note_plan(step)
             self._publish(step)
             if self._woken or AuditTrail.would_lag(self.state, step.at, workflow.now()):
@@ -134,7 +130,7 @@ class OverdueAccountWorkflow(AccountHandlers):
         """Send the opt-out confirmation an ended account still owes (a payment or settlement came while
         it waited or retried), at the service window's next moment; a few windows' tries at most."""
         for _ in range(CONFIRMATION_TRIES):
-            step = owed_confirmation(self.state, workflow.now(), same_day=self._rules_1_1)
+            step = owed_confirmation(self.state, workflow.now(), same_day=self._rules.v1_1)
             if step is None or step.at is None:
                 return
             self._note_plan(step)
@@ -183,13 +179,13 @@ class OverdueAccountWorkflow(AccountHandlers):
             for deferral in step.deferrals:
                 self._metrics.deferral(deferral.reason)
         self._take(actions.plan_noted(self.state, step, workflow.now()))
-        self._take(actions.shadow_plan_noted(self.state, workflow.now(), same_day=self._rules_1_1))
+        self._take(actions.shadow_plan_noted(self.state, workflow.now(), same_day=self._rules.v1_1))
 
     def _publish(self, step: Step) -> None:
         """Keep search attributes and current details true, upserting only the values that changed, and
         not before an action due at once: the plan after it publishes, seconds later, one upsert not two."""
         today = local_date(self.state, workflow.now())
-        wanted = published_values(self.state, today, step.at, with_zone=self._rules_1_1)
+        wanted = published_values(self.state, today, step.at, with_zone=self._rules.v1_1)
         updates = changed(self._published, wanted)
         due_now = step.at is not None and step.at <= workflow.now() and self.state.outcome is None
         if updates and not due_now:
@@ -207,7 +203,7 @@ class OverdueAccountWorkflow(AccountHandlers):
         elif step.kind in (StepKind.CALL, StepKind.SPECIALIST):
             await self._hand_off(step)
         elif step.kind is StepKind.RESUME:
-            self._take(actions.pause_ended(self.state))
+            self._take(actions.pause_ended(self.state, hand_back_from_specialists=self._rules.v1_2))
 
     def _key(self, touchpoint: int) -> str:
         return requests.idempotency_key(self._trail.run, touchpoint)
@@ -297,14 +293,14 @@ class OverdueAccountWorkflow(AccountHandlers):
         if handoff.kind is ActionKind.CALL_TASK:
             handle = workflow.start_activity_method(
                 HandoffActivities.create_call_task,
-                requests.call_task(self.state, handoff, key, decisions),
+                requests.call_task(self.state, step, handoff, key, decisions, with_facts=self._rules.v1_2),
                 summary=handoff.what,
                 **ACTION_OPTIONS,
             )
         else:
             handle = workflow.start_activity_method(
                 HandoffActivities.hand_off_to_specialist,
-                requests.specialist_handoff(self.state, handoff, key, decisions),
+                requests.specialist_handoff(self.state, handoff, key, decisions, with_facts=self._rules.v1_2),
                 summary=handoff.what,
                 **ACTION_OPTIONS,
             )
@@ -354,7 +350,12 @@ class OverdueAccountWorkflow(AccountHandlers):
         if self._state is None:
             self._buffered.append((name, payload))
         elif self.state.outcome is None:
-            self._take(apply_signal(self.state, name, payload, workflow.now(), strict=self._rules_1_1))
+            rules = self._rules
+            self._take(
+                apply_signal(
+                    self.state, name, payload, workflow.now(), strict=rules.v1_1, rules_1_2=rules.v1_2
+                )
+            )
             self._woken = True
 
     def _refuse(self, name: SignalName, payload: Any) -> None:
@@ -363,26 +364,20 @@ class OverdueAccountWorkflow(AccountHandlers):
         message = parsed(name, payload)
         if isinstance(message, Refusal):
             raise refused(message)
-        if self._state is not None and (why := refusal(self.state, message, workflow.now())) is not None:
+        now, rules_1_2 = workflow.now(), self._rules.v1_2
+        if self._state is not None and (why := refusal(self.state, message, now, rules_1_2=rules_1_2)):
             raise refused(why)
 
     async def _act(self, name: SignalName, payload: Any) -> contract.AccountStatus:
         """Apply an accepted update, as its signal would be, and answer with the status it leads to."""
         await workflow.wait_condition(lambda: self._state is not None)
         self._refuse(name, payload)  # the run may have prepared, or taken another action, since
-        self._take(apply_signal(self.state, name, payload, workflow.now()))
+        self._take(apply_signal(self.state, name, payload, workflow.now(), rules_1_2=self._rules.v1_2))
         self._woken = True
         if self._policy_refresh is not None:
             await self._refresh_policy()
-        step = plan_next(self.state, now := workflow.now(), spread=True, same_day=self._rules_1_1)
+        step = plan_next(self.state, now := workflow.now(), spread=True, same_day=self._rules.v1_1)
         return account_status(actions.plan_noted(self.state, step, now).state, now)
-
-    @workflow.signal(dynamic=True)
-    def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
-        """A misspelt signal name (``--name pasue``) is recorded as rejected, not buffered unseen."""
-        if self._state is not None and self.state.outcome is None:
-            known = ", ".join(SignalName)
-            self._record(TimelineKind.SIGNAL_REJECTED, f"unknown signal {name[:64]!r}; known: {known}")
 
     # --- queries -----------------------------------------------------------------------------
 

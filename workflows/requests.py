@@ -24,10 +24,13 @@ from activities.inputs import (
     RunIdentity,
     SendSmsInput,
     SpecialistHandoffInput,
+    WorkItemFacts,
 )
 from kindly.domain.actions import message_context
+from kindly.domain.cases import case_kind
 from kindly.domain.completions import Handoff, SmsAction
 from kindly.domain.effects import CancelReason
+from kindly.domain.policy.limits import contact_window
 from kindly.domain.policy.schedule import Step
 from kindly.domain.state import AccountState
 
@@ -84,7 +87,32 @@ def sms_cancellation(
     )
 
 
-def call_task(state: AccountState, handoff: Handoff, key: str, decisions: list[AuditRecord]) -> CallTaskInput:
+def work_item_facts(state: AccountState) -> WorkItemFacts:
+    """What the built-in queues order and show a person's task by, none of it personal."""
+    start, end = contact_window(state)
+    account = state.account
+    return WorkItemFacts(
+        due_date=account.due_date,
+        timezone=account.timezone,
+        locale=account.locale,
+        segment=account.segment,
+        regime=state.policy.regime,
+        window_start=start,
+        window_end=end,
+        promise_broken=state.promise_broken,
+    )
+
+
+def call_task(
+    state: AccountState,
+    step: Step,
+    handoff: Handoff,
+    key: str,
+    decisions: list[AuditRecord],
+    *,
+    with_facts: bool,
+) -> CallTaskInput:
+    """``with_facts``: runs on the 1.2 rules send the queue's facts and the call-back's time."""
     return CallTaskInput(
         account_id=state.account.account_id,
         attempt=handoff.attempt,
@@ -94,12 +122,16 @@ def call_task(state: AccountState, handoff: Handoff, key: str, decisions: list[A
         reason=handoff.reason,
         idempotency_key=key,
         decisions=decisions,
+        facts=work_item_facts(state) if with_facts else None,
+        call_back_at=state.call_back_at if with_facts else None,
+        offered_until=step.not_after if with_facts else None,
     )
 
 
 def specialist_handoff(
-    state: AccountState, handoff: Handoff, key: str, decisions: list[AuditRecord]
+    state: AccountState, handoff: Handoff, key: str, decisions: list[AuditRecord], *, with_facts: bool
 ) -> SpecialistHandoffInput:
+    """``with_facts``: runs on the 1.2 rules send the queue's facts and the kind of case."""
     return SpecialistHandoffInput(
         account_id=state.account.account_id,
         amount_due=state.amount_due,
@@ -107,6 +139,8 @@ def specialist_handoff(
         reason=handoff.reason,
         idempotency_key=key,
         decisions=decisions,
+        facts=work_item_facts(state) if with_facts else None,
+        case=str(case_kind(state)) if with_facts else None,
     )
 
 

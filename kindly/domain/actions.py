@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from kindly.domain.completions import Handoff, SmsAction
 from kindly.domain.contract import AccountInput, NextStep, RefreshPolicy, TimelineKind
-from kindly.domain.effects import ActionKind, Effect, Entry
+from kindly.domain.effects import ActionKind, Effect, Entry, hand_back
 from kindly.domain.experiments import Assignment
 from kindly.domain.masking import mask_reference
 from kindly.domain.messages.context import MessageContext
@@ -143,11 +143,16 @@ def sms_started(state: AccountState, step: Step, now: datetime) -> tuple[Effect,
     return Effect(state, entries), action
 
 
-def pause_ended(state: AccountState) -> Effect:
-    """A pause with an ``until`` ran out: the cadence starts again from now."""
+def pause_ended(state: AccountState, *, hand_back_from_specialists: bool = False) -> Effect:
+    """A pause with an ``until`` ran out: the cadence starts again from now. On the 1.2 rules
+    (``hand_back_from_specialists``) an account the specialists paused until a date comes back to the
+    automated cadence then: that is what their pause was for."""
     state = state.model_copy()
     state.paused = False
     state.paused_until = None
+    if hand_back_from_specialists and hand_back(state):
+        why = "pause ended at its 'until' time; handed back to automated contact, cadence restarts"
+        return Effect(state, (Entry(TimelineKind.RESUMED, why),))
     return Effect(state, (Entry(TimelineKind.RESUMED, "pause ended at its 'until' time; cadence restarts"),))
 
 
@@ -175,6 +180,8 @@ def handoff_started(state: AccountState, step: Step) -> Handoff:
 
 def call_reason(state: AccountState) -> str:
     """Why the phone team gets this call task: what the agent reads first."""
+    if state.call_back_at is not None:
+        return f"customer asked to be called back at {local_iso(state.account.timezone, state.call_back_at)}"
     if state.phone_attempt:
         return f"attempt {state.phone_attempt} got no outcome"
     if state.opted_out:

@@ -144,6 +144,7 @@ def call_task_created(
     state.escalation = Stage.PHONE
     state.phone_attempt = attempt
     state.phone_requested_at = now
+    state.call_back_at = None
     state.call_attempt_days = [*state.call_attempt_days, local_date(state, now)][-CALL_HISTORY_KEPT:]
     if status == "rejected":
         state.specialist_reason = f"phone team rejected the call task: {detail}"

@@ -274,11 +274,21 @@ class CallOutcomeKind(StrEnum):
     PROMISE_TO_PAY = "promise_to_pay"
     WRONG_NUMBER = "wrong_number"
     REFUSED = "refused"
+    CALL_BACK = "call_back"
+    """The customer asked to be called back at a time (``call_back_at``)."""
 
 
 class CallOutcome(_Message):
     outcome: CallOutcomeKind
     promise_date: date | None = None
+    call_back_at: datetime | None = None
+
+    @field_validator("call_back_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must include a UTC offset, e.g. 2026-12-01T15:00:00+08:00")
+        return value
 
 
 class UpdateContact(_Message):

@@ -143,30 +143,37 @@ class Effect:
 
 
 def apply_signal(
-    state: AccountState, name: SignalName, payload: Any, now: datetime, *, strict: bool = True
+    state: AccountState,
+    name: SignalName,
+    payload: Any,
+    now: datetime,
+    *,
+    strict: bool = True,
+    rules_1_2: bool = True,
 ) -> Effect:
     """The effect of signal ``name`` with ``payload`` (raw JSON, possibly garbage) at ``now``.
 
     A payload that does not validate, or a signal the account cannot take now
     (``kindly.domain.refusals``), leaves the state as it was and records why it was rejected. An ended
-    account ignores signals. ``strict`` is the refusals' (runs recorded before 1.1 pass False).
+    account ignores signals. ``strict`` and ``rules_1_2`` are the refusals' (runs recorded before 1.1
+    and 1.2 pass False).
     """
     if state.outcome is not None:
         return Effect(state)
     message = parsed(name, payload)
     if isinstance(message, Refusal):
         return _rejected(state, f"{name}: {message}")
-    refused = refusal(state, message, now, strict=strict)
+    refused = refusal(state, message, now, strict=strict, rules_1_2=rules_1_2)
     if refused is not None:
         return _rejected(state, f"{name}: {refused}")
-    return _apply(state.model_copy(), message, now)
+    return _apply(state.model_copy(), message, now, rules_1_2=rules_1_2)
 
 
 def _rejected(state: AccountState, why: str) -> Effect:
     return Effect(state, (Entry(TimelineKind.SIGNAL_REJECTED, why),))
 
 
-def _apply(state: AccountState, message: BaseModel, now: datetime) -> Effect:
+def _apply(state: AccountState, message: BaseModel, now: datetime, *, rules_1_2: bool) -> Effect:
     """``state`` is the caller's own copy."""
     today = local_date(state, now)
     if isinstance(message, Repayment):
@@ -178,8 +185,7 @@ def _apply(state: AccountState, message: BaseModel, now: datetime) -> Effect:
         until = f" until {local_iso(state.account.timezone, message.until)}" if message.until else ""
         return Effect(state, (Entry(TimelineKind.PAUSED, f"{message.reason}{until}"),), CancelReason.PAUSED)
     if isinstance(message, Resume):
-        state.paused, state.paused_until = False, None
-        return Effect(state, (Entry(TimelineKind.RESUMED, "resumed by operator; cadence restarts from now"),))
+        return _resume(state, rules_1_2=rules_1_2)
     if isinstance(message, Settle):
         state.amount_collected += message.amount
         state.outcome = Outcome.SETTLED
@@ -206,6 +212,26 @@ def _apply(state: AccountState, message: BaseModel, now: datetime) -> Effect:
         return Effect(state, (entry,), CancelReason.SMS_UNDELIVERABLE)
     assert isinstance(message, UpdateContact), type(message)
     return _update_contact(state, message)
+
+
+def _resume(state: AccountState, *, rules_1_2: bool) -> Effect:
+    """Contact starts again from now: a pause ends, and on the 1.2 rules an account the specialists held
+    goes back to the automated cadence."""
+    state.paused, state.paused_until = False, None
+    if not (rules_1_2 and hand_back(state)):
+        return Effect(state, (Entry(TimelineKind.RESUMED, "resumed by operator; cadence restarts from now"),))
+    why = "handed back to automated contact by the specialist team; cadence restarts from now"
+    return Effect(state, (Entry(TimelineKind.RESUMED, why),))
+
+
+def hand_back(state: AccountState) -> bool:
+    """Return an account the specialists hold to the automated cadence (``state`` is the caller's own
+    copy), its count of unanswered reminders and call attempts starting afresh; False when the
+    specialists did not hold it."""
+    if state.escalation != Stage.SPECIALIST:
+        return False
+    state.escalation, state.unanswered_sms, state.phone_attempt, state.phone_requested_at = None, 0, 0, None
+    return True
 
 
 def _credit(state: AccountState, payment: Repayment) -> Effect:
@@ -258,6 +284,7 @@ def _promise(state: AccountState, promised: date, *, via: str) -> Entry:
     """``promised`` passed ``kindly.domain.refusals.promise_refusal``."""
     state.promise_date = promised
     state.unanswered_sms = 0
+    state.call_back_at = None
     if state.escalation == Stage.PHONE:
         state.escalation, state.phone_attempt, state.phone_requested_at = None, 0, None
     return Entry(TimelineKind.PROMISE, f"{via} promised to pay by {promised}; contact held")
@@ -271,8 +298,16 @@ def _on_call_outcome(state: AccountState, call: CallOutcome, today: date) -> Eff
     if call.outcome is not CallOutcomeKind.NO_ANSWER:
         # A connected call: the regimes' limits on conversations and calls after one count it.
         state.conversation_days = [*state.conversation_days, today][-CALL_HISTORY_KEPT:]
+    state.call_back_at = None
     stale: CancelReason | None = None
-    if call.outcome is CallOutcomeKind.REACHED:
+    if call.outcome is CallOutcomeKind.CALL_BACK:
+        assert call.call_back_at is not None
+        state.call_back_at = call.call_back_at
+        state.escalation, state.phone_requested_at = Stage.PHONE, None
+        shown = local_iso(state.account.timezone, call.call_back_at)
+        entries.append(Entry(TimelineKind.CALL_OUTCOME, f"customer asked to be called back at {shown}"))
+        stale = CancelReason.REACHED
+    elif call.outcome is CallOutcomeKind.REACHED:
         state.unanswered_sms = 0
         state.last_touch_date = today
         # The conversation was the overdue contact: the next one is a follow-up, an interval from today

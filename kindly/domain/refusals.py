@@ -29,6 +29,7 @@ from kindly.domain.contract import (
     Resume,
     Settle,
     SignalName,
+    Stage,
     UpdateContact,
 )
 from kindly.domain.policy.schedule import local_date, local_iso
@@ -38,6 +39,10 @@ from kindly.domain.validation import describe_validation_error
 MAX_PAUSE = timedelta(days=36525)
 """A pause's ``until`` lies within a hundred years of now: one at the edge of the calendar cannot even be
 shown in the customer's zone, nor waited for by a timer (a pause without ``until`` lasts until resumed)."""
+
+
+MAX_CALL_BACK = timedelta(days=30)
+"""How far ahead a customer's call-back may be booked: a later one is a promise or a pause, not a call."""
 
 
 class RefusalKind(StrEnum):
@@ -68,11 +73,15 @@ def parsed(name: SignalName, payload: Any) -> BaseModel | Refusal:
         return Refusal(RefusalKind.INVALID, describe_validation_error(err), None if field is None else field)
 
 
-def refusal(state: AccountState, message: BaseModel, now: datetime, *, strict: bool = True) -> Refusal | None:
+def refusal(
+    state: AccountState, message: BaseModel, now: datetime, *, strict: bool = True, rules_1_2: bool = True
+) -> Refusal | None:
     """Why ``state`` cannot take ``message`` at ``now``, or None when it can.
 
     ``strict`` adds the checks that came after 1.0 (a settlement above the amount due, a pause ending
-    in the past); runs recorded before them pass False, so that they replay as they ran.
+    in the past); runs recorded before them pass False, so that they replay as they ran. ``rules_1_2``
+    admits what 1.2 added: call-backs, and a resume that hands a specialist's account back to the
+    automated cadence; runs started before it refuse both as conflicts.
     """
     if state.outcome is not None:
         return Refusal(RefusalKind.CONFLICT, f"the account has ended ({state.outcome})")
@@ -84,7 +93,8 @@ def refusal(state: AccountState, message: BaseModel, now: datetime, *, strict: b
         if strict and until <= now:
             shown = local_iso(state.account.timezone, now)
             return _invalid("until", f"{until.isoformat()} is not in the future (it is now {shown})")
-    if isinstance(message, Resume) and not state.paused:
+    handed_back = rules_1_2 and state.escalation == Stage.SPECIALIST
+    if isinstance(message, Resume) and not state.paused and not handed_back:
         return Refusal(RefusalKind.CONFLICT, "account is not paused")
     if isinstance(message, Settle) and strict and message.amount > state.amount_due:
         due = f"{state.amount_due} {state.account.currency}"
@@ -97,8 +107,30 @@ def refusal(state: AccountState, message: BaseModel, now: datetime, *, strict: b
         if message.promise_date is None:
             return _invalid("promise_date", "required when outcome is promise_to_pay")
         return promise_refusal(state, message.promise_date, today, "promise_date")
+    if isinstance(message, CallOutcome) and message.outcome is CallOutcomeKind.CALL_BACK:
+        return call_back_refusal(state, message.call_back_at, now, rules_1_2=rules_1_2)
     if isinstance(message, UpdateContact) and not message.model_dump(exclude_none=True):
         return Refusal(RefusalKind.INVALID, "give at least one of phone, timezone, locale")
+    return None
+
+
+def call_back_refusal(
+    state: AccountState, at: datetime | None, now: datetime, *, rules_1_2: bool
+) -> Refusal | None:
+    """A call-back is for a later moment within ``MAX_CALL_BACK``, on an account the phone team works."""
+    if not rules_1_2:
+        return Refusal(
+            RefusalKind.CONFLICT, "this account's run predates call-backs: record the call as reached"
+        )
+    if state.escalation == Stage.SPECIALIST:
+        return Refusal(RefusalKind.CONFLICT, "the account is with the specialist team")
+    if at is None:
+        return _invalid("call_back_at", "required when outcome is call_back")
+    if at <= now:
+        shown = local_iso(state.account.timezone, now)
+        return _invalid("call_back_at", f"{at.isoformat()} is not in the future (it is now {shown})")
+    if at - now > MAX_CALL_BACK:
+        return _invalid("call_back_at", f"{at.isoformat()} is more than {MAX_CALL_BACK.days} days ahead")
     return None
 
 

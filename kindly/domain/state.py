@@ -86,6 +86,8 @@ class AccountState(BaseModel):
     workflow keeps the latest ``CALL_HISTORY_KEPT`` (14)."""
     specialist_reason: str | None = None
     """Set when the specialist hand-off is owed but not yet made."""
+    call_back_at: datetime | None = None
+    """When the customer asked to be called back: the next call task is made for that moment."""
 
     outcome: Outcome | None = None
     next_touchpoint_at: datetime | None = None

@@ -251,14 +251,20 @@ def promise(
 def call_outcome(
     account_id: AccountId,
     outcome: Annotated[
-        str, typer.Option(help="reached, no_answer, promise_to_pay, wrong_number or refused.")
+        str, typer.Option(help="reached, no_answer, promise_to_pay, wrong_number, refused or call_back.")
     ],
     promise_date: Annotated[
         str | None, typer.Option(help="With promise_to_pay: the promised date, YYYY-MM-DD.")
     ] = None,
+    call_back_at: Annotated[
+        str | None,
+        typer.Option(help="With call_back: when the customer asked to be called, with its UTC offset."),
+    ] = None,
 ) -> None:
     """Record what a call task's call came to."""
-    payload = validated_payload(CallOutcome, outcome=outcome, promise_date=promise_date)
+    payload = validated_payload(
+        CallOutcome, outcome=outcome, promise_date=promise_date, call_back_at=call_back_at
+    )
     _act(account_id, SignalName.CALL_OUTCOME, payload)
 
 

@@ -42,7 +42,7 @@ from kindly.programs.experiment_watch import watching_experiments
 from kindly.programs.rate_limit import sms_task_queue_rate
 from kindly.programs.temporal import connect, ensure_search_attributes
 from kindly.settings import Settings
-from kindly.store import AuditStore, PhoneBook, make_engine
+from kindly.store import AuditStore, PhoneBook, SpecialistCases, WorkQueue, make_engine
 from kindly.store.experiments import ExperimentStore
 from workflows.overdue_account import OverdueAccountWorkflow
 from workflows.requests import SMS_TASK_QUEUE_SUFFIX
@@ -116,6 +116,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
     )
     engine = make_engine(settings.database_url)
     store = AuditStore(engine)
+    keyring = load_keyring(settings)
     # Warns of provisional holiday years and of calendar data running out, now and daily.
     watch = watching_calendars(calendars_in_use(policies))
     guardrails = watching_experiments(engine)
@@ -126,8 +127,11 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
             store,
             phone_url=settings.phone_webhook_url,
             specialist_url=settings.specialist_webhook_url,
+            # Where hand-offs go without a URL: the staff console's queues.
+            work_queue=WorkQueue(engine, keyring),
+            cases=SpecialistCases(engine),
         )
-        phones = PhoneBook(engine, load_keyring(settings))
+        phones = PhoneBook(engine, keyring)
         records = RecordActivities(store, phones, policies, ExperimentStore(engine))
         accounts = Worker(
             client,

@@ -4,12 +4,17 @@
 * ``phones``: the phone index and opt-outs (``PhoneBook``); ``inbound``: inbound SMS and payment
   notifications; ``receipts``: delivery statuses; ``signatures``: webhook signatures already used;
   ``PhoneIndex`` (``phone_index``) puts these behind one object for the API;
+* ``work_queue``: the phone team's call tasks (``WorkQueue``); ``cases``: the specialists' cases and their
+  notes (``SpecialistCases``); ``console_sessions``: the staff console's sessions (``ConsoleSessions``);
 * ``claims``: how one request takes a row whose work must happen once; ``writes``: inserts that race
   duplicates;
 * ``engine``, ``migrate``: the engine, and the schema's Alembic migrations (``migrations/``).
 """
 
-from kindly.store.audit import DELIVERY_RECEIPT, AuditEntry, AuditLog
+from kindly.store.audit import CONSOLE_ACTION, DELIVERY_RECEIPT, AuditEntry, AuditLog
+from kindly.store.call_tasks import CallRecord, CallTask, NewCallTask, TaskUnavailable
+from kindly.store.cases import CaseNote, CaseUnavailable, NewCase, SpecialistCase, SpecialistCases
+from kindly.store.console_sessions import ConsoleSession, ConsoleSessions
 from kindly.store.engine import make_engine
 from kindly.store.inbound import InboundMessage, PaymentNotification
 from kindly.store.migrate import current_revision, head_revision, upgrade
@@ -17,22 +22,36 @@ from kindly.store.outbox import ANSWER_LOST, AuditStore, OutboxEntry
 from kindly.store.phone_index import PhoneIndex
 from kindly.store.phones import OptOut, PhoneBook, normalise_phone
 from kindly.store.receipts import FAILED_STATES, DeliveryStatus, DeliveryUpdate
+from kindly.store.work_queue import WorkQueue
 
 __all__ = [
     "ANSWER_LOST",
+    "CONSOLE_ACTION",
     "DELIVERY_RECEIPT",
     "FAILED_STATES",
     "AuditEntry",
     "AuditLog",
     "AuditStore",
+    "CallRecord",
+    "CallTask",
+    "CaseNote",
+    "CaseUnavailable",
+    "ConsoleSession",
+    "ConsoleSessions",
     "DeliveryStatus",
     "DeliveryUpdate",
     "InboundMessage",
+    "NewCallTask",
+    "NewCase",
     "OptOut",
     "OutboxEntry",
     "PaymentNotification",
     "PhoneBook",
     "PhoneIndex",
+    "SpecialistCase",
+    "SpecialistCases",
+    "TaskUnavailable",
+    "WorkQueue",
     "current_revision",
     "head_revision",
     "make_engine",

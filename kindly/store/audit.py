@@ -33,11 +33,18 @@ class AuditEntry(SQLModel, table=True):
     provider_message_id: str | None = None
     outcome: str | None = None
     recorded_at: datetime = Field(default_factory=utcnow)
+    # The console user who acted; None for the engine (workflows, activities, webhooks).
+    actor: str | None = None
 
 
 DELIVERY_RECEIPT = "delivery_receipt"
 """The audit kind of a carrier's delivery receipt (``outcome``: its status); the only kind that is not a
 workflow's ``TimelineKind``, since receipts reach the API, not the workflow."""
+
+CONSOLE_ACTION = "console_action"
+"""The audit kind of an action a person took in the staff console (``actor``: who; ``outcome``:
+``accepted``, ``refused`` or ``failed``). Kept apart from the workflow's kinds so that the outcome analytics,
+which fold the engine's decisions, pass over it, while compliance still reads who did what."""
 
 AUDIT_TABLE: Table = AuditEntry.__table__  # type: ignore[attr-defined]
 # The columns an insert writes: the row's id is the database's.

@@ -25,6 +25,9 @@ from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
 from kindly.store.audit import AuditEntry
+from kindly.store.call_tasks import CallTask
+from kindly.store.cases import CaseNote, SpecialistCase
+from kindly.store.console_sessions import ConsoleSession
 from kindly.store.experiments import ExperimentRecord
 from kindly.store.inbound import InboundMessage, PaymentNotification
 from kindly.store.outbox import OutboxEntry
@@ -59,6 +62,10 @@ TABLES: tuple[Table, ...] = tuple(
         AccountOutcomeRecord,
         OutcomeWatermark,
         UserRecord,
+        CallTask,
+        SpecialistCase,
+        CaseNote,
+        ConsoleSession,
     )
 )
 """Every table the migrations manage, as the models define them now."""

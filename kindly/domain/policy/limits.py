@@ -9,7 +9,7 @@ import hashlib
 from datetime import date, time, timedelta
 
 from kindly.domain.policy.calendars import load_calendar
-from kindly.domain.policy.model import ContactPolicy
+from kindly.domain.policy.model import ContactPolicy, RegimeRules
 from kindly.domain.state import AccountState
 
 
@@ -66,13 +66,24 @@ def sms_cap_reason(policy: ContactPolicy, sms_days: list[date], day: date) -> st
     return None
 
 
-def call_limit_reason(state: AccountState, day: date) -> str | None:
+def call_limit_reason(state: AccountState, day: date, *, requested: bool = False) -> str | None:
     """Why one more call attempt on this local day would break a phone limit of the policy's
-    regime (``REGIMES``), or None when it would not."""
-    rules = state.policy.rules
-    attempts, conversations = state.call_attempt_days, state.conversation_days
-    if rules.no_call_days_after_conversation is not None and any(
-        0 <= (day - talked).days < rules.no_call_days_after_conversation for talked in conversations
+    regime (``REGIMES``), or None when it would not. A call the customer ``requested`` (a call-back
+    at their time) is not held back by the quiet period after a conversation: they asked for it."""
+    return regime_call_limit_reason(
+        state.policy.rules, state.call_attempt_days, state.conversation_days, day, requested=requested
+    )
+
+
+def regime_call_limit_reason(
+    rules: RegimeRules, attempts: list[date], conversations: list[date], day: date, *, requested: bool = False
+) -> str | None:
+    """``call_limit_reason`` on the local dates of past attempts and conversations: the workflow asks
+    it of its state, the console of the calls its agents recorded."""
+    if (
+        not requested
+        and rules.no_call_days_after_conversation is not None
+        and any(0 <= (day - talked).days < rules.no_call_days_after_conversation for talked in conversations)
     ):
         return "after_conversation"
     if rules.max_conversations_per_day is not None and (

@@ -132,6 +132,7 @@ def first_allowed_moment(
     call: bool = False,
     spread: bool = False,
     same_day: bool = True,
+    requested: bool = False,
 ) -> tuple[datetime | None, datetime | None, tuple[Deferral, ...]]:
     """The first instant on or after ``day`` (local) and ``earliest`` when contact is allowed.
 
@@ -142,6 +143,7 @@ def first_allowed_moment(
     ``quiet_hours`` deferral when its window is not open at ``earliest`` (a night-time start waits for
     the morning); runs recorded before that rule pass False. A day without holiday data ends the
     search: the instant and its window end are None, and the last deferral says ``no_calendar``.
+    ``requested``: a call the customer asked for (``call_limit_reason``).
     """
     policy = state.policy
     zone = ZoneInfo(state.account.timezone)
@@ -163,7 +165,7 @@ def first_allowed_moment(
         if reason is None and capped:
             reason = sms_cap_reason(policy, state.sms_days, candidate_day)
         if reason is None and call:
-            reason = call_limit_reason(state, candidate_day)
+            reason = call_limit_reason(state, candidate_day, requested=requested)
         if reason is not None:
             deferrals.append(Deferral(reason, candidate_day))
             continue
@@ -280,12 +282,22 @@ def _service_step(state: AccountState, template: TemplateName, earliest: datetim
 def _next_phone_step(state: AccountState, now: datetime, *, same_day: bool) -> Step:
     policy = state.policy
     earliest = now
-    if state.phone_requested_at is not None:
+    call_back = state.call_back_at is not None
+    if state.call_back_at is not None:
+        # The customer's own time: a call beyond the attempts the policy allows, since they asked.
+        earliest = max(now, state.call_back_at)
+    elif state.phone_requested_at is not None:
         earliest = max(now, state.phone_requested_at + timedelta(hours=policy.call_outcome_wait_hours))
-    if state.phone_attempt >= policy.phone_attempts:
+    if state.phone_attempt >= policy.phone_attempts and not call_back:
         return Step(StepKind.SPECIALIST, at=earliest, touch_key="specialist")
     at, end, deferrals = first_allowed_moment(
-        state, local_date(state, earliest), earliest, capped=False, call=True, same_day=same_day
+        state,
+        local_date(state, earliest),
+        earliest,
+        capped=False,
+        call=True,
+        same_day=same_day,
+        requested=call_back,
     )
     return Step(
         StepKind.CALL,
