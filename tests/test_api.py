@@ -204,8 +204,8 @@ async def test_start_account_then_read_status(api: Api) -> None:
     assert "started" in await timeline_kinds(api, account_id)
     assert api.phones.accounts_for("+8613800000001") == [account_id]
     # Findable from the start: its static attributes came with it. Its run recorded the rules it follows
-    # (a patch marker for each rule set) and prepared itself with one local activity (one marker), which also wrote its
-    # first audit entry under the run's own key.
+    # (a patch marker for each rule set) and prepared itself with one local activity (one marker), which
+    # also wrote its first audit entry under the run's own key.
     events = [e async for e in api.client.get_workflow_handle(f"overdue-{account_id}").fetch_history_events()]
     started = events[0].workflow_execution_started_event_attributes
     assert {"CollectionStage", "DueDate", "Segment", "AmountDue", "Currency", "TimeZone"} <= set(

@@ -46,6 +46,9 @@ def stack_settings() -> tuple[Settings, ApiSettings, SandboxSettings]:
         update={
             "codec_ui_token": api_settings.codec_ui_token or SecretStr(secrets.token_urlsafe(32)),
             "codec_cors_origins": list(dict.fromkeys([*api_settings.codec_cors_origins, *ui_origins])),
+            # The console is served over plain HTTP here: a Secure cookie would never come back.
+            "console_cookie_secure": "COLLECTIONS_CONSOLE_COOKIE_SECURE" in os.environ
+            and api_settings.console_cookie_secure,
         }
     )
     sandbox = SandboxSettings(
@@ -93,6 +96,8 @@ def main() -> None:
         "\nKindly is starting:\n"
         f"  Temporal Web UI   http://localhost:{settings.dev_server_ui_port}\n"
         f"  SMS sandbox inbox http://{sandbox.host}:{sandbox.port}/\n"
+        f"  Staff console     http://{api_settings.api_host}:{api_settings.api_port}/console/"
+        "  (add a user: kindly users add NAME --role supervisor)\n"
         f"  HTTP API docs     http://{api_settings.api_host}:{api_settings.api_port}/docs"
         f"  (X-API-Key: {api_settings.api_key.get_secret_value()})\n"
         f"  Codec server      http://{api_settings.api_host}:{api_settings.api_port}/codec"

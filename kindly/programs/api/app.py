@@ -1,5 +1,7 @@
 """The FastAPI application: operations (API key), webhooks (signatures) and the codec server (API key
-or UI token). OpenAPI at ``/docs``."""
+or UI token). OpenAPI at ``/docs``. The staff console is an application of its own mounted at
+``/console`` (``kindly.programs.console``): its cookies, CSRF checks and HTML pages never touch the
+routes here."""
 
 from __future__ import annotations
 
@@ -27,8 +29,11 @@ from kindly.programs.api import codec_server, experiments, figures, ops, receipt
 from kindly.programs.api.deps import ApiContext
 from kindly.programs.api.docs_pages import add_docs_pages
 from kindly.programs.api.settings import ApiSettings
+from kindly.programs.console import create_console
 from kindly.settings import Settings
 from kindly.store import AuditStore, PhoneIndex
+
+CONSOLE_PREFIX = "/console"
 
 
 def create_app(client: Client, settings: Settings, api_settings: ApiSettings, engine: Engine) -> FastAPI:
@@ -59,6 +64,7 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
     app.include_router(webhooks.router)
     app.include_router(receipts.router)
     app.include_router(codec_server.router)
+    app.mount(CONSOLE_PREFIX, create_console(app.state.context, CONSOLE_PREFIX))
     app.add_exception_handler(AccountNotFoundError, _account_not_found)
     app.add_exception_handler(AccountClosedError, _account_closed)
     app.add_exception_handler(RPCError, _temporal_refused)

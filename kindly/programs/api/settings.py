@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -60,6 +61,21 @@ class ApiSettings(BaseSettings):
     # Codec requests carry whole histories' payloads (a continue-as-new input holds the timeline).
     codec_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
 
+    # The staff console (``/console``, kindly.programs.console). Its cookies are signed with this secret;
+    # every API replica must share it. Unset: a random one is made at start, so console sessions end
+    # when the API restarts (and differ between replicas).
+    console_session_secret: SecretStr | None = Field(default=None, min_length=32)
+    # A console session ends this long after its login, whatever the activity...
+    console_session_hours: float = Field(default=12, gt=0, le=24 * 7)
+    # ... or after this long without a request.
+    console_idle_minutes: float = Field(default=30, gt=0, le=24 * 60)
+    # The console's cookies are sent over HTTPS only. ``make run`` (http://127.0.0.1) turns it off.
+    console_cookie_secure: bool = True
+    # How long an agent holds a call task taken from the phone queue before it returns to the queue.
+    console_call_lease_minutes: int = Field(default=15, gt=0, le=24 * 60)
+    # The floor's time zone: the days of the console's dashboard and audit filters.
+    console_timezone: str = "UTC"
+
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
 
@@ -70,6 +86,16 @@ class ApiSettings(BaseSettings):
         if value is not None and not value.get_secret_value():
             unset = "" if info.field_name == "api_key" else " (leave it unset to turn its webhook off)"
             raise ValueError(f"must not be empty{unset}")
+        return value
+
+    @field_validator("console_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        """Refused at start, not at the first dashboard: an IANA name this host knows."""
+        try:
+            ZoneInfo(value)
+        except (ValueError, KeyError) as err:  # ZoneInfoNotFoundError is a KeyError
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Shanghai)") from err
         return value
 
     @field_validator("webhook_previous_secrets", "twilio_previous_auth_tokens", mode="before")
