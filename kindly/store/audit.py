@@ -43,8 +43,9 @@ workflow's ``TimelineKind``, since receipts reach the API, not the workflow."""
 
 CONSOLE_ACTION = "console_action"
 """The audit kind of an action a person took in the staff console (``actor``: who; ``outcome``:
-``accepted``, ``refused`` or ``failed``). Kept apart from the workflow's kinds so that the outcome analytics,
-which fold the engine's decisions, pass over it, while compliance still reads who did what."""
+``accepted``, ``refused``, ``forbidden`` or ``failed``). Kept apart from the workflow's kinds so that
+the outcome analytics, which fold the engine's decisions, pass over it, while compliance still reads
+who did what."""
 
 AUDIT_TABLE: Table = AuditEntry.__table__  # type: ignore[attr-defined]
 # The columns an insert writes: the row's id is the database's.
