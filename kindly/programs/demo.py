@@ -1,4 +1,5 @@
-"""A small demo portfolio for ``make run``: SMS go out within a minute wherever it is daytime."""
+"""A small demo portfolio for ``make run``: SMS go out within a minute wherever it is daytime, and one
+account the carrier cannot text waits in the phone team's queue."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from zoneinfo import ZoneInfo
 
 from temporalio.client import Client
 
-from kindly.domain.contract import AccountInput
+from kindly.domain.contract import AccountInput, SignalName, SmsUndeliverable
 from kindly.programs.temporal import open_account
 
 logger = logging.getLogger(__name__)
+
+UNREACHABLE = "demo: the carrier reports this number unreachable by SMS"
 
 DEMO_ZONES = (
     "Asia/Shanghai",
@@ -57,6 +60,21 @@ def demo_accounts(now: datetime | None = None) -> list[AccountInput]:
                 due_date=local_today + timedelta(days=days),
             )
         )
+    # One account whose number the carrier reports unreachable by SMS: it goes to the phone queue at once.
+    zone = zones[0]
+    local_today = now.astimezone(ZoneInfo(zone)).date()
+    accounts.append(
+        AccountInput(
+            account_id=f"DEMO-{local_today:%Y%m%d}-PHONE",
+            customer_name="Demo Phone Only",
+            phone="+8613800137777",
+            timezone=zone,
+            locale="zh-CN",
+            amount_due=Decimal("2650.00"),
+            currency="CNY",
+            due_date=local_today - timedelta(days=12),
+        )
+    )
     # One account in a zone where it is night, to show a deferral in its timeline.
     night = next((z for z in DEMO_ZONES if not 8 <= now.astimezone(ZoneInfo(z)).hour < 21), DEMO_ZONES[0])
     local_today = now.astimezone(ZoneInfo(night)).date()
@@ -77,8 +95,13 @@ def demo_accounts(now: datetime | None = None) -> list[AccountInput]:
 
 async def start_demo_portfolio(client: Client, task_queue: str) -> list[str]:
     """Start (or find running) every demo account; returns their workflow ids."""
-    ids = [
-        (await open_account(client, account, task_queue=task_queue)).handle.id for account in demo_accounts()
-    ]
+    ids = []
+    for account in demo_accounts():
+        handle = (await open_account(client, account, task_queue=task_queue)).handle
+        if account.account_id.endswith("-PHONE"):
+            # Taken once: a number already marked unreachable ignores it at the next start.
+            payload = SmsUndeliverable(reason=UNREACHABLE).model_dump(mode="json")
+            await handle.signal(SignalName.SMS_UNDELIVERABLE, payload)
+        ids.append(handle.id)
     logger.info("demo portfolio: %d accounts running", len(ids))
     return ids

@@ -21,10 +21,11 @@ from temporalio.client import Client
 from kindly.keyring import ensure_development_keys
 from kindly.programs.api.app import create_app
 from kindly.programs.api.settings import ApiSettings
+from kindly.programs.demo_users import ensure_demo_users
 from kindly.programs.dev_server import UI_CODEC_ENDPOINT_ENV
 from kindly.programs.sandbox import Mailbox, SandboxSettings, create_sandbox_app
 from kindly.programs.worker import ServedApp, exit_without_finalizing, serve
-from kindly.settings import Settings
+from kindly.settings import DATA_DIR, Settings
 from kindly.store import make_engine
 
 logger = logging.getLogger("kindly.programs.stack")
@@ -81,7 +82,7 @@ def main() -> None:
     os.environ[UI_CODEC_ENDPOINT_ENV] = ui_codec_endpoint(api_settings)
 
     def apps(client: Client) -> list[ServedApp]:
-        api = create_app(client, settings, api_settings, make_engine(settings.database_url))
+        api = create_app(client, settings, api_settings, engine)
         return [
             ("HTTP API", api, api_settings.api_host, api_settings.api_port),
             (
@@ -92,18 +93,22 @@ def main() -> None:
             ),
         ]
 
+    engine = make_engine(settings.database_url)  # migrated: the demo users need their table
+    demo_logins = ensure_demo_users(engine, DATA_DIR / "console-logins.txt")
     print(
         "\nKindly is starting:\n"
         f"  Temporal Web UI   http://localhost:{settings.dev_server_ui_port}\n"
         f"  SMS sandbox inbox http://{sandbox.host}:{sandbox.port}/\n"
         f"  Staff console     http://{api_settings.api_host}:{api_settings.api_port}/console/"
-        "  (add a user: kindly users add NAME --role supervisor)\n"
+        f"  (demo logins in {DATA_DIR / 'console-logins.txt'})\n"
         f"  HTTP API docs     http://{api_settings.api_host}:{api_settings.api_port}/docs"
         f"  (X-API-Key: {api_settings.api_key.get_secret_value()})\n"
         f"  Codec server      http://{api_settings.api_host}:{api_settings.api_port}/codec"
         "  (temporal CLI: --codec-endpoint <it> --codec-auth 'Bearer <API key>')\n",
         flush=True,
     )
+    if demo_logins:
+        print(f"Console users made for the demo (shown once):\n{demo_logins}", flush=True)
     asyncio.run(serve(settings, dev=True, demo=True, apps=apps))
     exit_without_finalizing()
 
