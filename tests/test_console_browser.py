@@ -169,3 +169,34 @@ async def test_compliance_sees_the_account_but_cannot_act(floor: Floor) -> None:
     assert await post_form(page, f"/console/accounts/{account_id}/actions/pause", fields) == 403
     assert not (await account_status(floor.env.client, account_id)).paused
     await page.context.close()
+
+
+async def test_the_console_works_from_the_keyboard(floor: Floor) -> None:
+    """Sign in and reach a page with the keyboard alone: the login form takes focus first, Enter submits,
+    and the skip link is the first stop on every page."""
+    context = await floor.browser.new_context(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page = await context.new_page()
+    await page.goto(f"{floor.site.base}/console/login")
+    await page.keyboard.type("sam")  # the name field has the focus
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(lambda url: url.endswith("/console/dashboard"))
+    await page.keyboard.press("Tab")
+    focused = await page.evaluate("document.activeElement.className")
+    assert "skip-link" in focused
+    await page.keyboard.press("Enter")
+    assert await page.evaluate("location.hash") == "#main"
+    await context.close()
+
+
+@pytest.mark.parametrize(("width", "height"), [(1366, 768), (768, 1024)], ids=["laptop", "tablet"])
+async def test_pages_fit_the_screen_without_sideways_scrolling(floor: Floor, width: int, height: int) -> None:
+    account_id = await floor.open_account()
+    page = await floor.signed_in("sam")
+    await page.set_viewport_size({"width": width, "height": height})
+    for path in ("/dashboard", "/accounts", f"/accounts/{account_id}", "/audit"):
+        await page.goto(f"{floor.site.base}/console{path}")
+        overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at {width}px"
+    await page.context.close()
