@@ -303,6 +303,22 @@ def test_an_outcome_needs_the_live_lease_and_closes_the_task(queue: WorkQueue) -
         queue.record_outcome(task_id, "ann", "reached", NOW + LEASE + timedelta(minutes=2))
 
 
+def test_a_held_task_the_account_superseded_meanwhile_still_takes_its_outcome(queue: WorkQueue) -> None:
+    """The account takes a no-answer and adds its next attempt at once, before the console records the
+    outcome: the first call still counts, and the new task is left open."""
+    first = queue.add(task("A", key="k-1"), NOW)
+    queue.claim(first.id or 0, "ann", NOW, LEASE)
+    second = queue.add(task("A", key="k-2"), NOW + timedelta(minutes=1))
+    done = queue.record_outcome(first.id or 0, "ann", "no_answer", NOW + timedelta(minutes=1))
+    assert (done.outcome, done.outcome_by, done.closed_reason) == ("no_answer", "ann", "superseded")
+    assert [record.connected for record in queue.call_history(["A"], NOW)["A"]] == [False]
+    assert ids(queue.open_tasks(NOW + timedelta(minutes=2), 10)) == ["A"]
+    newer = queue.get(second.id or 0)
+    assert newer is not None and newer.closed_at is None
+    with pytest.raises(TaskUnavailable, match="superseded"):
+        queue.record_outcome(first.id or 0, "ann", "reached", NOW + timedelta(minutes=2))
+
+
 def test_the_call_history_tells_attempts_from_connected_calls(queue: WorkQueue) -> None:
     for hour, outcome in enumerate(["no_answer", "no_answer", "reached"]):
         at = NOW + timedelta(hours=hour)

@@ -19,6 +19,7 @@ present can tell:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -41,6 +42,8 @@ from kindly.domain.search_attributes import COLLECTION_STAGE
 from kindly.programs.operations import account_status, act_on_account
 from kindly.store.call_tasks import CallRecord, CallTask, TaskUnavailable
 from kindly.store.work_queue import WorkQueue
+
+logger = logging.getLogger(__name__)
 
 VISIBILITY_LAG = timedelta(minutes=10)
 """How long a new task may wait for its account's stage to show ``phone`` in visibility."""
@@ -76,11 +79,12 @@ class OfferedTask:
     task: CallTask
     days_past_due: int | None
     limits: CallLimits
-    held_by_other: bool
+    claimed: bool
+    """Someone holds a live lease on it: the viewer, or another agent (``task.claimed_by`` says who)."""
 
     @property
     def offered(self) -> bool:
-        return self.limits.refusal is None and not self.held_by_other
+        return self.limits.refusal is None and not self.claimed
 
 
 def call_limits(task: CallTask, history: Sequence[CallRecord], now: datetime) -> CallLimits:
@@ -133,7 +137,7 @@ async def offered_tasks(
             task=task,
             days_past_due=None if task.due_date is None else _days_past_due(task, now),
             limits=call_limits(task, history.get(task.account_id, []), now),
-            held_by_other=task.claimed_until is not None and _utc(task.claimed_until) > now,
+            claimed=task.claimed_until is not None and _utc(task.claimed_until) > now,
         )
         for task in kept
     ]
@@ -163,12 +167,21 @@ async def record_call_outcome(
     queue: WorkQueue, client: Client, task_id: int, agent: str, outcome: CallOutcome, now: datetime
 ) -> AccountStatus:
     """Send the call's outcome to the account as an update; once it is accepted, close the task.
-    A refusal (``kindly.errors.ActionRefusedError``) leaves the task claimed, for another try."""
+    A refusal (``kindly.errors.ActionRefusedError``) leaves the task claimed, for another try.
+
+    Once the account took the outcome it stands, whatever the task row says by then: the account may
+    already have added its next task (a no-answer's next attempt goes at once), which closed this one as
+    superseded, or the lease may have run out while the update waited for a worker."""
     held = await asyncio.to_thread(queue.held_by, agent, now)
     if held is None or held.id != task_id:
         raise TaskUnavailable(f"you do not hold task {task_id}: claim it first")
     status = await act_on_account(client, held.account_id, SignalName.CALL_OUTCOME, outcome)
-    await asyncio.to_thread(queue.record_outcome, task_id, agent, str(outcome.outcome), now)
+    try:
+        await asyncio.to_thread(queue.record_outcome, task_id, agent, str(outcome.outcome), now)
+    except TaskUnavailable as err:
+        logger.warning(
+            "call task %s: the account took the outcome, but the task was not closed: %s", task_id, err
+        )
     return status
 
 

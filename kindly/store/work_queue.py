@@ -183,19 +183,29 @@ class WorkQueue:
 
     def record_outcome(self, task_id: int, agent: str, outcome: str, now: datetime) -> CallTask:
         """Close the task with the call's outcome (a ``CallOutcomeKind`` value); only the agent holding
-        its live lease may, so an outcome always comes from whoever made the call."""
+        its live lease may, so an outcome always comes from whoever made the call.
+
+        The account may have superseded the task meanwhile: it takes the outcome first and may add its next
+        task at once (a no-answer's next attempt), before the console records it here. The held task then
+        still takes its outcome, so that the calls the regimes' limits count are all recorded."""
         if outcome not in _OUTCOMES:
             raise ValueError(f"outcome: one of {', '.join(sorted(_OUTCOMES))}, not {outcome!r}")
+        still_held = and_(
+            _c.claimed_by == agent,
+            _c.claimed_until > now,
+            _c.outcome.is_(None),
+            or_(_is_open(), _c.closed_reason == SUPERSEDED),
+        )
         with self._engine.begin() as connection:
             recorded = connection.execute(
                 update(CALL_TASK_TABLE)
-                .where(_c.id == task_id, _held(agent, now))
+                .where(_c.id == task_id, still_held)
                 .values(
                     outcome=outcome,
                     outcome_at=now,
                     outcome_by=agent,
-                    closed_at=now,
-                    closed_reason=OUTCOME,
+                    closed_at=func.coalesce(_c.closed_at, now),
+                    closed_reason=func.coalesce(_c.closed_reason, OUTCOME),
                     claimed_until=None,
                 )
             )

@@ -30,7 +30,16 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from temporalio.service import RPCError
 
-from kindly.programs.console import accounts, actions_route, audit_view, dashboard, login, reports
+from kindly.programs.console import (
+    accounts,
+    actions_route,
+    audit_view,
+    cases,
+    dashboard,
+    login,
+    queue,
+    reports,
+)
 from kindly.programs.console.auth import Forbidden, LoginRequired, console_root
 from kindly.programs.console.context import ConsoleConfig, ConsoleContext
 from kindly.programs.console.i18n import Catalogs
@@ -54,6 +63,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     dashboard.router,
     reports.router,
     audit_view.router,
+    queue.router,
+    cases.router,
 )
 """Every page of the console; a module that adds pages adds its router here."""
 
