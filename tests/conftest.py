@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -173,3 +174,33 @@ async def dev_api(dev_env: WorkflowEnvironment, settings: Settings) -> AsyncIter
 
     async with serving(dev_env, dev_env.client, settings, api_settings()) as served:
         yield served
+
+
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="chromium is not installed (make test installs Debian's chromium when run as root)",
+)
+"""Browser tests run in CI (where ``make test`` installs Debian's chromium) and wherever it is installed."""
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Any]:
+    """Debian's chromium driven by Playwright from PyPI (never a browser Playwright downloads)."""
+    from playwright.async_api import async_playwright
+
+    assert CHROMIUM is not None, "chromium must be installed in CI (make test does it)"
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()

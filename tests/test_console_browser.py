@@ -4,48 +4,23 @@ log in, act on an account from its page with a confirmation, and what each role 
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.programs.operations import account_status, account_timeline
 from kindly.programs.temporal import start_account
 from kindly.settings import Settings
-from tests.conftest import eventually
+from tests.conftest import eventually, needs_chromium
 from tests.lifecycle_helpers import local_today, make_account
 from tests.test_console_auth import PASSWORD, Site, console_site
 
-CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None and not os.environ.get("CI"),
-    reason="chromium is not installed (make test installs Debian's chromium when run as root)",
-)
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = needs_chromium
 NAME, PHONE = "Wang Xiaoming", "13800138000"
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    assert CHROMIUM is not None, "chromium must be installed in CI (make test does it)"
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @dataclass
@@ -177,7 +152,9 @@ async def test_the_console_works_from_the_keyboard(floor: Floor) -> None:
     context = await floor.browser.new_context(viewport={"width": 1366, "height": 768}, locale="en-US")
     page = await context.new_page()
     await page.goto(f"{floor.site.base}/console/login")
-    await page.keyboard.type("sam")  # the name field has the focus
+    # The name field takes the focus as the page loads: wait for it, then type.
+    await page.wait_for_function("document.activeElement && document.activeElement.name === 'name'")
+    await page.keyboard.type("sam")
     await page.keyboard.press("Tab")
     await page.keyboard.type(PASSWORD)
     await page.keyboard.press("Enter")

@@ -2,7 +2,8 @@
 that cannot get SMS escalate to a call task at once (their customers' clocks are set inside the calling
 hours), agents see the queue without any number, claim a task, see the number only then and only
 themselves, and record the call's outcome as an update the account takes or refuses. Every claim,
-release and outcome, refused and forbidden ones too, leaves an audit row naming who acted."""
+release and outcome, refused and forbidden ones too, leaves an audit row naming who acted. The last tests
+do it in a real browser."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from playwright.async_api import Browser, Page
 from temporalio.testing import WorkflowEnvironment
 
 from kindly.domain.contract import CallOutcomeKind, Stage
@@ -35,7 +37,7 @@ from kindly.store.audit import CONSOLE_ACTION
 from kindly.store.call_tasks import CallTask, NewCallTask
 from kindly.store.phones import PhoneBook
 from kindly.store.users import UserStore
-from tests.conftest import TEST_POLICIES, eventually
+from tests.conftest import TEST_POLICIES, eventually, needs_chromium
 from tests.fault_helpers import zone_at_local_hour
 from tests.lifecycle_helpers import make_account
 from tests.test_console_auth import PASSWORD, Site, console_site, csrf_of, location, signed_in
@@ -358,3 +360,81 @@ def test_every_outcome_and_every_reason_not_to_call_has_words_in_both_languages(
         assert set(reasons) == {"call_cap", "after_conversation", "outside_window"}
         words = [*outcomes.values(), *reasons.values()]
         assert not [word for word in words if word.startswith(("outcome.", "queue.why."))], locale
+
+
+# --- in a real browser: Playwright driving Debian's chromium ------------------------------------------
+
+
+async def browser_signed_in(floor: Floor, browser: Browser, name: str) -> Page:
+    context = await browser.new_context(viewport={"width": 1366, "height": 768}, locale="en-US")
+    page = await context.new_page()
+    await page.goto(f"{floor.site.base}/console/login")
+    await page.get_by_label("User name").fill(name)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(lambda url: url.endswith("/console/queue"))
+    return page
+
+
+async def listed(page: Page, floor: Floor, reference: str) -> None:
+    """Reload the queue until it lists the task (its account publishes its stage moments after)."""
+
+    async def shown() -> bool:
+        await page.goto(f"{floor.site.base}/console/queue")
+        return await page.get_by_role("button", name=f"Claim the task of account {reference}").count() == 1
+
+    await eventually(shown, bool, attempts=200)
+
+
+@pytest.fixture
+async def agents(floor: Floor, browser: Browser) -> AsyncIterator[tuple[Page, Page]]:
+    ana, bo = await browser_signed_in(floor, browser, "ana"), await browser_signed_in(floor, browser, "bo")
+    yield ana, bo
+    for page in (ana, bo):
+        await page.context.close()
+
+
+@needs_chromium
+async def test_in_a_browser_an_agent_claims_records_no_answer_and_sees_attempt_2(
+    floor: Floor, agents: tuple[Page, Page]
+) -> None:
+    ana, _ = agents
+    task = await floor.escalated()
+    reference = mask_reference(task.account_id)
+    await listed(ana, floor, reference)
+    assert DIGITS not in await ana.content(), "the queue shows no number"
+    await ana.get_by_role("button", name=f"Claim the task of account {reference}").click()
+    await ana.wait_for_url(lambda url: f"/console/queue/tasks/{task.id}" in url)
+    assert DIGITS in await ana.content(), "the agent holding the task sees the number"
+    await ana.get_by_role("button", name="No answer").click()
+    await ana.wait_for_url(lambda url: "/console/queue" in url and "/tasks/" not in url)
+    assert "No answer" in await ana.locator("main").inner_text()
+    row = ana.locator("tr", has=ana.locator(".ref", has_text=reference))
+
+    async def attempt() -> str:
+        await ana.reload()
+        return await row.locator("td").nth(3).inner_text() if await row.count() else ""
+
+    assert await eventually(attempt, lambda shown: shown == "2", attempts=200) == "2"
+    assert DIGITS not in await ana.content()
+
+
+@needs_chromium
+async def test_in_a_browser_two_agents_cannot_claim_the_same_task(
+    floor: Floor, agents: tuple[Page, Page]
+) -> None:
+    ana, bo = agents
+    task = await floor.escalated()
+    reference = mask_reference(task.account_id)
+    await listed(ana, floor, reference)
+    await listed(bo, floor, reference)
+    await ana.get_by_role("button", name=f"Claim the task of account {reference}").click()
+    await ana.wait_for_url(lambda url: f"/console/queue/tasks/{task.id}" in url)
+    async with bo.expect_navigation() as navigation:
+        await bo.get_by_role("button", name=f"Claim the task of account {reference}").click()
+    response = await navigation.value
+    assert response is not None and response.status == 409
+    assert "claimed by ana" in await bo.locator("main").inner_text()
+    assert DIGITS not in await bo.content()
+    forbidden = await bo.goto(f"{floor.site.base}/console/queue/tasks/{task.id}")
+    assert forbidden is not None and forbidden.status == 403 and DIGITS not in await bo.content()
