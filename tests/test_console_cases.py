@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from kindly.domain.contract import Stage
 from kindly.domain.masking import mask_reference
+from kindly.keyring import load_keyring
 from kindly.programs.case_queue import ResolutionKind
 from kindly.programs.console.audit_query import ACCEPTED, FORBIDDEN, REFUSED
 from kindly.programs.console.cases import CHOICES, KINDS, kind_words, resolution_words
@@ -37,7 +38,7 @@ async def handed_over(floor: Floor) -> SpecialistCase:  # noqa: F811
         path = f"/queue/tasks/{task.id}"
         done = await post(http, path, f"{path}/outcome", outcome="wrong_number")
         assert location(done).startswith("/console/queue?done=wrong_number")
-    cases = SpecialistCases(floor.site.engine)
+    cases = SpecialistCases(floor.site.engine, load_keyring(floor.settings))
 
     async def case_of() -> SpecialistCase | None:
         return cases.case_for_account(task.account_id)
@@ -94,7 +95,7 @@ async def test_a_wrong_number_becomes_a_case_that_a_specialist_notes_and_hands_b
         asked = await post(http, path, f"{path}/resolve/resume")
         assert asked.status_code == 200 and f"Hand account {ref} back to automated contact?" in asked.text
         assert 'name="confirmed" value="yes"' in asked.text
-        still = SpecialistCases(floor.site.engine).get(case.id or 0)
+        still = SpecialistCases(floor.site.engine, load_keyring(floor.settings)).get(case.id or 0)
         assert still is not None and still.closed_at is None, "asking changed nothing"
 
         resumed = await post(http, path, f"{path}/resolve/resume", confirmed="yes")
@@ -105,7 +106,7 @@ async def test_a_wrong_number_becomes_a_case_that_a_specialist_notes_and_hands_b
         assert "at the stage “Overdue”; next: call task" in shown.text
         assert ref not in shown.text.split('id="cases-heading"', 1)[1], "no longer an open case"
 
-    resolved = SpecialistCases(floor.site.engine).get(case.id or 0)
+    resolved = SpecialistCases(floor.site.engine, load_keyring(floor.settings)).get(case.id or 0)
     assert resolved is not None and resolved.resolved_by == "sol"
     assert resolved.resolution == "back to automated contact"
     entries = await account_timeline(floor.env.client, case.account_id)
@@ -180,7 +181,7 @@ async def test_a_promise_hands_the_case_back_and_the_cadence_waits_for_it(floor:
     status = await account_status(floor.env.client, case.account_id)
     assert status.escalation is None and status.stage is Stage.PROMISE
     assert str(status.promise_date) == promised
-    resolved = SpecialistCases(floor.site.engine).get(case.id or 0)
+    resolved = SpecialistCases(floor.site.engine, load_keyring(floor.settings)).get(case.id or 0)
     assert resolved is not None and resolved.resolution is not None and promised in resolved.resolution
 
 

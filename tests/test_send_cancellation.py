@@ -188,7 +188,7 @@ def handoffs(engine: Engine, client: httpx.AsyncClient, gateway: HoldingGateway)
         phone_url=f"{gateway.url}/calls",
         specialist_url=f"{gateway.url}/specialists",
         work_queue=WorkQueue(engine, KEYRING),
-        cases=SpecialistCases(engine),
+        cases=SpecialistCases(engine, KEYRING),
     )
 
 

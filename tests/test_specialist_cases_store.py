@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from temporalio.testing import ActivityEnvironment
 
 from activities.handoffs import HandoffActivities
@@ -26,11 +26,14 @@ from kindly.store import (
     WorkQueue,
     make_engine,
 )
-from kindly.store.cases import MAX_TEXT, UNKNOWN_KIND
+from kindly.store.cases import CASE_NOTE_TABLE, MAX_TEXT, UNKNOWN_KIND
 from tests.databases import at_once, database_url  # noqa: F401
 from tests.postgres import postgres_url  # noqa: F401  (the session's PostgreSQL cluster, a fixture)
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+KEYRING = KeyRing(keys={"k1": b"k" * 32}, current_id="k1", hash_key=b"h" * 32)
 
 
 @pytest.fixture
@@ -42,7 +45,7 @@ def engine(database_url: str) -> Iterator[Engine]:  # noqa: F811
 
 @pytest.fixture
 def cases(engine: Engine) -> SpecialistCases:
-    return SpecialistCases(engine)
+    return SpecialistCases(engine, KEYRING)
 
 
 def case(account: str, key: str | None = None, kind: str | None = "hardship", **changes: object) -> NewCase:
@@ -123,6 +126,15 @@ def test_notes_are_kept_in_order_and_bounded(cases: SpecialistCases) -> None:
     assert cases.notes(999) == []
 
 
+def test_notes_are_sealed_in_the_table(cases: SpecialistCases, engine: Engine) -> None:
+    """A note may hold what a customer confided: the table keeps it only under the key ring."""
+    case_id = cases.add(case("A"), NOW).id or 0
+    cases.add_note(case_id, "sam", "lost her job in March", NOW)
+    with engine.connect() as connection:
+        [stored] = connection.execute(select(CASE_NOTE_TABLE.c.text)).scalars().all()
+    assert "job" not in stored and KEYRING.open_text(stored) == "lost her job in March"
+
+
 def test_a_case_is_resolved_once(cases: SpecialistCases) -> None:
     added = cases.add(case("A"), NOW)
     case_id = added.id or 0
@@ -162,8 +174,8 @@ def test_two_specialists_resolving_at_once_one_succeeds(cases: SpecialistCases) 
 
 async def test_a_hand_off_without_a_url_opens_one_case(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'kindly.db'}")
-    store, cases = AuditStore(engine), SpecialistCases(engine)
-    keyring = KeyRing(keys={"k1": b"k" * 32}, current_id="k1", hash_key=b"h" * 32)
+    store, cases = AuditStore(engine), SpecialistCases(engine, KEYRING)
+    keyring = KEYRING
     facts = WorkItemFacts(
         due_date=date(2026, 2, 1),
         timezone="Asia/Shanghai",

@@ -42,7 +42,8 @@ async def test_escalations_fill_the_phone_queue_and_the_specialists_cases(
     env: WorkflowEnvironment, queue_client: Client, queue_settings: Settings
 ) -> None:
     engine = make_engine(queue_settings.database_url)
-    queue, cases = WorkQueue(engine, load_keyring(queue_settings)), SpecialistCases(engine)
+    keyring = load_keyring(queue_settings)
+    queue, cases = WorkQueue(engine, keyring), SpecialistCases(engine, keyring)
     today = await local_today(env)
     account = make_account(today - timedelta(days=1))
     handle = await start(queue_client, queue_settings.task_queue, account)

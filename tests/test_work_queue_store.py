@@ -356,7 +356,7 @@ async def test_a_call_task_without_a_url_lands_in_the_queue_once_with_the_number
             phone_url=None,
             specialist_url=None,
             work_queue=queue,
-            cases=SpecialistCases(engine),
+            cases=SpecialistCases(engine, KEYRING),
         )
         facts = WorkItemFacts(
             due_date=date(2026, 2, 1),

@@ -129,7 +129,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
             specialist_url=settings.specialist_webhook_url,
             # Where hand-offs go without a URL: the staff console's queues.
             work_queue=WorkQueue(engine, keyring),
-            cases=SpecialistCases(engine),
+            cases=SpecialistCases(engine, keyring),
         )
         phones = PhoneBook(engine, keyring)
         records = RecordActivities(store, phones, policies, ExperimentStore(engine))

@@ -25,6 +25,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
+from kindly.keyring import KeyRing
+
 OPEN_CASE_INDEX = "ux_specialist_case_open_account"
 _OPEN_SQL = "closed_at IS NULL"
 MAX_TEXT = 2000
@@ -81,6 +83,8 @@ class CaseNote(SQLModel, table=True):
     author: str
     at: datetime
     text: str
+    """Sealed under the key ring in the table (a note may hold what a customer confided); in clear on the
+    notes ``SpecialistCases.notes`` returns."""
 
 
 @dataclass(frozen=True)
@@ -126,8 +130,9 @@ class SpecialistCases:
 
     Every method is one short transaction, blocking: async callers run them in a thread."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, keyring: KeyRing) -> None:
         self._engine = engine
+        self._keyring = keyring
 
     def add(self, case: NewCase, at: datetime) -> SpecialistCase:
         """The case under ``case.idempotency_key``; else the account's open case; else a new one, opened
@@ -184,7 +189,10 @@ class SpecialistCases:
         """The case's notes, the oldest first."""
         query = select(CASE_NOTE_TABLE).where(_n.case_id == case_id).order_by(_n.at, _n.id)
         with self._engine.connect() as connection:
-            return [CaseNote.model_validate(dict(row._mapping)) for row in connection.execute(query)]
+            rows = [dict(row._mapping) for row in connection.execute(query)]
+        return [
+            CaseNote.model_validate({**row, "text": self._keyring.open_text(row["text"])}) for row in rows
+        ]
 
     def add_note(self, case_id: int, author: str, text: str, at: datetime) -> CaseNote:
         """Add a note to a case, open or ended (what happened after is worth writing down too)."""
@@ -193,12 +201,12 @@ class SpecialistCases:
             # The insert first (SQLite takes its write lock with it); a missing case rolls it back.
             added = connection.execute(
                 CASE_NOTE_TABLE.insert()
-                .values(case_id=case_id, author=author, at=at, text=body)
+                .values(case_id=case_id, author=author, at=at, text=self._keyring.seal_text(body))
                 .returning(*CASE_NOTE_TABLE.c)
             ).one()
             if _get(connection, case_id) is None:
                 raise CaseUnavailable(f"there is no case {case_id}")
-        return CaseNote.model_validate(dict(added._mapping))
+        return CaseNote.model_validate({**dict(added._mapping), "text": body})
 
     def resolve(self, case_id: int, by: str, resolution: str, at: datetime) -> SpecialistCase:
         """End the case with its resolution; ``CaseUnavailable`` when it has ended already."""

@@ -38,6 +38,7 @@ from kindly.errors import (
     ActionTimeoutError,
     InvalidActionValueError,
 )
+from kindly.keyring import load_keyring
 from kindly.programs.case_queue import CaseUnavailable, Resolution, ResolutionKind, resolve_case
 from kindly.programs.console.audit_query import ACCEPTED, FAILED, FORBIDDEN, REFUSED, record_action
 from kindly.programs.console.auth import PAGE_ROLES, CurrentUser, Forbidden, console_root, now, require_page
@@ -162,7 +163,7 @@ def specialist_cases(request: Request, console: Console) -> SpecialistCases:
     """The console's one ``SpecialistCases``, over the API's database."""
     cases: SpecialistCases | None = getattr(request.app.state, "specialist_cases", None)
     if cases is None:
-        cases = SpecialistCases(console.api.engine)
+        cases = SpecialistCases(console.api.engine, load_keyring(console.api.settings))
         request.app.state.specialist_cases = cases
     return cases
 
