@@ -39,6 +39,11 @@ The checks (PASS/FAIL):
 7. the outcome reports (``reports``, ``bench/outcome_reports.py``; no Temporal): on ``--report-rows``
    audit rows (1,000,000, about 50,000 accounts) in a fresh SQLite file, a report answers (refresh past
    the watermark + query) in under 2 s; the first build of ``account_outcomes`` is reported beside it.
+8. (information: a budget, no PASS/FAIL) the staff console's latency (``console``, ``bench/console.py``):
+   p50, p95 and max of ``GET /console/queue``, ``/console/accounts`` (a search) and
+   ``/console/accounts/{id}``, ``--console-requests`` each from a signed-in browser over HTTP, against the
+   API process over a dev server holding ``--console-accounts`` open accounts, ``--console-phone`` of
+   them in the phone stage with their call tasks; the budget (p95 < 300 ms) is recorded beside them.
 
 How Kindly's cadence is made fast without bending it
 ----------------------------------------------------
@@ -110,7 +115,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import outcome_reports
+from bench import console, outcome_reports
 from bench.baseline import BASELINE_VARIANTS, SAME_WORK
 from bench.common import write_policy_file
 from bench.gateway import GatewayProcess
@@ -126,7 +131,7 @@ from bench.scenarios import (
 from kindly.settings import Settings
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("costs", "throughput", "import", "memory", "herd", "reports")
+SECTIONS = ("costs", "throughput", "import", "memory", "herd", "reports", "console")
 THROUGHPUT_SYSTEMS = (*BASELINE_VARIANTS, "kindly")
 """Bare Temporal, its variants with what is required of Kindly (``BASELINE_VARIANTS``), Kindly."""
 REQUIRED_THROUGHPUT_SYSTEMS = ("baseline", SAME_WORK, "kindly")
@@ -151,6 +156,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--history-sample", type=int, default=50, help="dev-server histories counted")
     parser.add_argument(
         "--report-rows", type=int, default=1_000_000, help="audit rows of the reports section (SQLite)"
+    )
+    parser.add_argument(
+        "--console-accounts", type=int, default=10_000, help="open accounts of the console section"
+    )
+    parser.add_argument(
+        "--console-phone", type=int, default=2_000, help="of them in the phone stage, each with a call task"
+    )
+    parser.add_argument(
+        "--console-requests", type=int, default=200, help="requests of each console page (latency)"
+    )
+    parser.add_argument(
+        "--console-workers", type=int, default=1, help="Kindly worker processes of the console section"
     )
     parser.add_argument("--start-concurrency", type=int, default=32)
     parser.add_argument("--import-concurrency", type=int, default=16)
@@ -183,9 +200,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "cost_accounts",
         "cache",
         "report_rows",
+        "console_accounts",
+        "console_requests",
+        "console_workers",
     ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= args.console_phone <= args.console_accounts:
+        parser.error("--console-phone must be between 0 and --console-accounts")
     return args
 
 
@@ -252,6 +274,22 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         if "herd" in sections:
             log(f"herd: {options.herd} accounts at {options.herd_rate:g} SMS/s")
             results["herd"] = await herd(options, gateway)
+        if "console" in sections:
+            log(f"console: page latency with {args.console_accounts:,} open accounts")
+            results["console"] = await console.measure(
+                console.ConsoleOptions(
+                    accounts=args.console_accounts,
+                    phone=args.console_phone,
+                    requests=args.console_requests,
+                    workers=args.console_workers,
+                    import_concurrency=args.import_concurrency,
+                    kindly_cache=options.kindly_cache,
+                    workdir=workdir,
+                    policy_file=options.policy_file,
+                ),
+                gateway,
+                log,
+            )
     finally:
         await gateway.close()
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")

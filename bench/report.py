@@ -12,7 +12,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench import outcome_reports
+from bench import console, outcome_reports
 from bench.baseline import BASELINE_VARIANTS, SAME_WORK
 from kindly.programs.dev_server import bundled_binary
 
@@ -216,6 +216,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         )
     if "reports" in results:
         outcome_reports.summarize(results["reports"], checks, information)
+    if "console" in results:
+        console.summarize(results["console"], information)
     results["checks"] = checks
     results["information"] = information
     return results
@@ -414,6 +416,8 @@ def table(results: dict[str, Any]) -> str:
                 f"{spread['planned_span_minutes']} min, peak {spread['planned_peak_per_second']}/s, "
                 f"{spread['planned_peak_per_minute']}/min"
             )
+    if "console" in results:
+        lines.extend(console.table_lines(results["console"]))
     lines.append("")
     for check in results["checks"]:
         lines.append(f"{'PASS' if check['pass'] else 'FAIL'}  {check['check']}: {check['measured']}")
@@ -546,7 +550,10 @@ def chart(results: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("messages at the gateway")
         ax.legend()
         ax.set_title(f"Herd of {h['accounts']}: gateway messages per second")
-    axes[2][2].axis("off")
+    if "console" in results:
+        console.draw(axes[2][2], results["console"])
+    else:
+        axes[2][2].axis("off")
     figure.suptitle("Kindly vs bare Temporal")
     figure.tight_layout(rect=(0, 0, 1, 0.97))
     figure.savefig(path, dpi=100)
