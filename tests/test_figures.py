@@ -22,6 +22,7 @@ from kindly.programs.api.settings import ApiSettings
 from kindly.programs.figures import MAX_DAYS, WAITING_FOR_CALENDAR, daily_figures, day_figures
 from kindly.settings import Settings
 from kindly.store import DELIVERY_RECEIPT, AuditEntry, AuditStore, make_engine
+from kindly.store.audit import CONSOLE_ACTION
 from tests.asgi_server import serving
 from tests.conftest import eventually
 from tests.databases import database_url  # noqa: F401  (SQLite and PostgreSQL, a fixture)
@@ -68,6 +69,7 @@ def test_a_day_counts_the_events_of_its_own_hours_in_the_operators_zone(engine: 
             event("A-1", "2026-12-01T09:00:05+00:00", DELIVERY_RECEIPT, outcome="delivered"),
             event("A-2", "2026-12-01T10:00:05+00:00", DELIVERY_RECEIPT, outcome="undelivered"),
             event("A-2", "2026-12-01T16:00:05+00:00", DELIVERY_RECEIPT, outcome="delivered"),  # 2 Dec there
+            event("A-9", "2026-12-01T13:00:00+00:00", CONSOLE_ACTION, outcome="refused"),  # a person's
         ]
     )
     day = day_figures(engine, date(2026, 12, 1), SHANGHAI)
@@ -81,7 +83,7 @@ def test_a_day_counts_the_events_of_its_own_hours_in_the_operators_zone(engine: 
     assert day.events(TimelineKind.ESCALATED_PHONE) == 1
     assert day.events(TimelineKind.STARTED) == 1
     assert day.events(TimelineKind.SETTLED) == 0
-    assert day.accounts_touched == 4
+    assert day.accounts_touched == 4, "a console action is not the account being worked by Kindly"
 
     # The same rows by UTC's calendar: the 16:00 UTC settlement is 1 December, the early send is not.
     utc = day_figures(engine, date(2026, 12, 1), ZoneInfo("UTC"))

@@ -27,6 +27,7 @@ from temporalio.client import Client
 from kindly.domain.contract import Stage, TimelineKind
 from kindly.programs.operations import account_query, count_accounts
 from kindly.store import DELIVERY_RECEIPT, AuditEntry
+from kindly.store.audit import CONSOLE_ACTION
 
 FIGURES: tuple[tuple[TimelineKind, str], ...] = (
     (TimelineKind.STARTED, "accounts started"),
@@ -88,7 +89,8 @@ class DayFigures(BaseModel):
     receipts_by_status: dict[str, int]
     """Carriers' delivery receipts that arrived that day, by status (delivered, undelivered, failed, ...)."""
     accounts_touched: int
-    """Distinct accounts with any event that day."""
+    """Distinct accounts with any event of the engine's that day (a person's console action, even a refused
+    one, is not the account being worked by Kindly: the audit view lists those)."""
 
     def events(self, kind: TimelineKind) -> int:
         return next(figure.events for figure in self.figures if figure.kind == kind)
@@ -125,7 +127,11 @@ def day_figures(engine: Engine, day: date, zone: ZoneInfo) -> DayFigures:
         ).one()
         templates = _count_by(session, col(AuditEntry.template), TimelineKind.SMS_SENT.value, during)
         receipts = _count_by(session, col(AuditEntry.outcome), DELIVERY_RECEIPT, during)
-        touched = session.exec(select(func.count(distinct(col(AuditEntry.account_id)))).where(*during)).one()
+        touched = session.exec(
+            select(func.count(distinct(col(AuditEntry.account_id)))).where(
+                *during, AuditEntry.kind != CONSOLE_ACTION
+            )
+        ).one()
     return DayFigures(
         day=day,
         timezone=zone.key,
