@@ -4,12 +4,16 @@ One activity per touchpoint keeps the Temporal cost of a reminder at one activit
 The outbox row (keyed by workflow id, first run id and touchpoint number) makes a retried or replayed
 activity return the first send's result instead of texting the customer again; the same key goes to
 the gateway so that a crash between its 2xx and our commit is deduplicated there.
+
+A reminder (any message but a service message) ends with its touchpoint's self-service link, issued
+here under the same key: every attempt renders the same link, and the link reaches only the gateway,
+never the workflow's history.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -18,17 +22,35 @@ from activities.audit_rows import action_row, decision_rows
 from activities.cancellation import announce_attempt, finish_request, raise_if_cancelled
 from activities.inputs import SendSmsInput, SendSmsResult
 from activities.sms_providers import OutgoingSms, SmsProvider
+from kindly.domain.messages.content_check import carries_link
+from kindly.domain.messages.context import MessageContext
 from kindly.domain.messages.formatting import sms_segments
+from kindly.domain.messages.links import self_service_link
 from kindly.domain.messages.rendering import MessageRenderer
 from kindly.errors import DeliveryError, PermanentDeliveryError, TemplateError, TransientDeliveryError
-from kindly.store import AuditEntry, AuditStore, OutboxEntry
+from kindly.store import AuditEntry, AuditStore, OutboxEntry, SelfServiceLinks
 
 
 class MessagingActivities:
-    def __init__(self, provider: SmsProvider, renderer: MessageRenderer, store: AuditStore) -> None:
+    """``links`` issues the self-service links reminders end with, ``public_base_url`` + ``/p/<token>``,
+    each working for ``link_lifetime`` from its first attempt."""
+
+    def __init__(
+        self,
+        provider: SmsProvider,
+        renderer: MessageRenderer,
+        store: AuditStore,
+        links: SelfServiceLinks,
+        *,
+        public_base_url: str,
+        link_lifetime: timedelta,
+    ) -> None:
         self._provider = provider
         self._renderer = renderer
         self._store = store
+        self._links = links
+        self._public_base_url = public_base_url
+        self._link_lifetime = link_lifetime
 
     @activity.defn(name="send_sms")
     async def send_sms(self, request: SendSmsInput) -> SendSmsResult:
@@ -45,8 +67,9 @@ class MessagingActivities:
             # A retry that comes after the window closed must not text the customer at night.
             await self._append(decisions)
             return SendSmsResult(status="window_closed", detail="contact window closed")
+        context = await self._with_link(request, attempt_time)
         try:
-            body = self._renderer.render(request.template, request.locale, request.context)
+            body = self._renderer.render(request.template, request.locale, context)
         except TemplateError as err:
             await self._append(decisions)
             raise ApplicationError(str(err), type="TemplateError") from err
@@ -112,6 +135,21 @@ class MessagingActivities:
         return SendSmsResult(
             status="sent", provider_message_id=receipt.provider_message_id, segments=segments
         )
+
+    async def _with_link(self, request: SendSmsInput, now: datetime) -> MessageContext:
+        """The context to render: a reminder's with its touchpoint's link (the same on every attempt), a
+        service message's as the workflow sent it."""
+        if not carries_link(request.template):
+            return request.context
+        token = await asyncio.to_thread(
+            self._links.issue,
+            request.idempotency_key,
+            request.account_id,
+            request.touchpoint,
+            now,
+            self._link_lifetime,
+        )
+        return request.context.model_copy(update={"link": self_service_link(self._public_base_url, token)})
 
     async def _append(self, decisions: list[AuditEntry]) -> None:
         if decisions:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATA_DIR = Path(".data")
@@ -75,10 +76,19 @@ class Settings(BaseSettings):
         default_factory=lambda: ["app: Me > Loans > Repay", "bank transfer to 6222-0000-0000-0001"]
     )
 
-    # Operator overrides: a JSON file of segment policies, a folder of extra/overriding templates.
-    # Longest reminder allowed, in SMS segments: the content check refuses longer templates.
-    max_sms_segments: int = Field(default=3, ge=1, le=10)
+    # Every reminder ends with a link to the customer's own page, ``<public_base_url>/p/<token>``: the base
+    # is what customers' phones reach (``https://pay.lender.example``), counted in every reminder's
+    # length by the content check; the default serves ``make run``. A link works for
+    # ``self_service_link_days`` after its reminder was sent.
+    public_base_url: str = "http://127.0.0.1:8000"
+    self_service_link_days: int = Field(default=30, ge=1)
 
+    # Longest reminder allowed, in SMS segments: the content check refuses longer templates. A Chinese
+    # reminder is UCS-2 (67 characters a part); with a large amount, the default English repayment
+    # channels and its self-service link it takes four parts, an English one three.
+    max_sms_segments: int = Field(default=4, ge=1, le=10)
+
+    # Operator overrides: a JSON file of segment policies, a folder of extra/overriding templates.
     policy_file: Path | None = None
     template_dir: Path | None = None
 
@@ -94,3 +104,28 @@ class Settings(BaseSettings):
     # Embedded dev server (`python worker.py --dev`, `make run`).
     dev_server_db: Path = DATA_DIR / "temporal.db"
     dev_server_ui_port: int = 8233
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base_url(cls, value: str) -> str:
+        """An http(s) URL with a host and nothing after its path, which ``/p/<token>`` is appended to: a
+        trailing slash, a query or a fragment would make every link in every SMS wrong."""
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018  (raises for a port that is not a number)
+        except ValueError as err:
+            raise ValueError(f"public_base_url is not a URL ({err}): {value!r}") from err
+        problem = None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problem = "must be an http:// or https:// URL with a host"
+        elif parts.username is not None or parts.password is not None:
+            problem = "must hold no user name or password"
+        elif not value.isascii() or any(ch.isspace() for ch in value):
+            problem = "must be ASCII without spaces (write an internationalised domain in its xn-- form)"
+        elif parts.query or parts.fragment or "?" in value or "#" in value:
+            problem = "must have no query or fragment"
+        elif value.endswith("/"):
+            problem = "must not end with a slash"
+        if problem is not None:
+            raise ValueError(f"public_base_url {problem}: {value!r}")
+        return value

@@ -516,6 +516,7 @@ VALID: dict[SignalName, dict[str, Any]] = {
     SignalName.UPDATE_CONTACT: {"phone": OTHER_PHONE, "timezone": "Asia/Tokyo", "locale": "en-US"},
     SignalName.SMS_UNDELIVERABLE: {"reason": "number does not exist"},
     SignalName.REFRESH_POLICY: {"reason": "policy file changed"},
+    SignalName.SELF_SERVICE: {"choice": "plan", "date": "2030-01-01", "instalments": 3, "touchpoint": 2},
 }
 
 
@@ -873,7 +874,8 @@ CANCELLED_BY: dict[tuple[ActionKind, TemplateName | None], set[CancelReason]] = 
         CancelReason.SETTLED,
         CancelReason.CLOSED,
     },
-    (ActionKind.CALL_TASK, None): ENDED | {CancelReason.REACHED, CancelReason.PROMISE_TO_PAY},
+    (ActionKind.CALL_TASK, None): ENDED
+    | {CancelReason.REACHED, CancelReason.PROMISE_TO_PAY, CancelReason.PLAN_CHOSEN},
     (ActionKind.SPECIALIST, None): ENDED,
 }
 

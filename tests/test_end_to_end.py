@@ -1,9 +1,10 @@
 """End to end: a real Temporal dev server, ``python worker.py`` as a subprocess, a real SMS webhook.
 
-One account goes through its whole life: the due-day reminder reaches the (recording) gateway, a
-partial repayment lowers the amount due, a malformed signal is rejected in the timeline without
-breaking the workflow, the worker is stopped and a new one takes over, and the final repayment ends
-the workflow as repaid, with exactly one SMS sent in all and exactly one workflow run.
+One account goes through its whole life: the due-day reminder reaches the (recording) gateway, ending
+with a self-service link that leads to the account in the worker's database, a partial repayment lowers
+the amount due, a malformed signal is rejected in the timeline without breaking the workflow, the worker
+is stopped and a new one takes over, and the final repayment ends the workflow as repaid, with exactly
+one SMS sent in all and exactly one workflow run.
 
 The workers here run as deployed, with the workflow package passed through the sandbox
 (``worker.workflow_runner``); every other test runs workers in the strict sandbox.
@@ -43,9 +44,13 @@ from kindly.domain.contract import (
     TimelineKind,
     workflow_id_for,
 )
+from kindly.domain.messages.links import is_token
+from kindly.keyring import load_keyring
 from kindly.programs.dev_server import bundled_binary
 from kindly.programs.temporal import start_account
-from tests.conftest import ENCRYPTION_ENV, encrypting_converter
+from kindly.settings import Settings
+from kindly.store import LinkTarget, SelfServiceLinks, make_engine
+from tests.conftest import ENCRYPTION_ENV, ENCRYPTION_SETTINGS, encrypting_converter
 from tests.fault_helpers import stop_process
 from tests.http_recorder import RecordedRequest, RecordingHttpServer
 
@@ -55,6 +60,7 @@ POLL_SECONDS = 0.2
 SEGMENT = "e2e"
 AMOUNT_DUE = Decimal("1500.00")
 PHONE = "+8613800138000"
+PUBLIC_BASE_URL = "https://pay.e2e.example"
 
 T = TypeVar("T")
 
@@ -155,6 +161,7 @@ def workers(
             "COLLECTIONS_SMS_PROVIDER": "webhook",
             "COLLECTIONS_SMS_WEBHOOK_URL": f"{sms_gateway.url}/sms",
             "COLLECTIONS_POLICY_FILE": str(_write_policy_file(tmp_path / "policy.json")),
+            "COLLECTIONS_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
             **ENCRYPTION_ENV,
         }
     )
@@ -272,6 +279,20 @@ async def test_account_lifecycle_across_worker_restart(
     assert PHONE not in sms["body"]
     assert account.customer_name not in sms["body"]
     assert request.headers.get("idempotency-key") in (None, sms["idempotency_key"])
+    # It ends with its self-service link, which the worker issued for this account and touchpoint.
+    link_line = f"Pay, promise or choose a plan: {PUBLIC_BASE_URL}/p/"
+    token = sms["body"].rsplit(link_line, 1)[-1]
+    assert link_line in sms["body"] and is_token(token)
+    engine = make_engine(workers.env["COLLECTIONS_DATABASE_URL"])
+    try:
+        keyring = load_keyring(Settings(_env_file=None, **ENCRYPTION_SETTINGS))
+        target = SelfServiceLinks(engine, keyring).resolve(token, datetime.now(UTC))
+    finally:
+        engine.dispose()
+    assert isinstance(target, LinkTarget) and (target.account_id, target.touchpoint) == (
+        account.account_id,
+        1,
+    )
 
     # 2. Starting the same account again finds the running workflow: no second run.
     again = await start_account(client, account, task_queue=task_queue)

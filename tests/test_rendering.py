@@ -11,10 +11,13 @@ import pytest
 
 from kindly.domain.contract import SUPPORTED_LOCALES, TemplateName
 from kindly.domain.masking import mask_reference
-from kindly.domain.messages.context import MessageContext
+from kindly.domain.messages.content_check import carries_link
+from kindly.domain.messages.context import InstalmentShown, MessageContext
 from kindly.domain.messages.formatting import format_date, format_money, sms_segments
+from kindly.domain.messages.links import TOKEN_LENGTH
 from kindly.domain.messages.rendering import MessageRenderer, build_template_environment
 from kindly.errors import ConfigurationError, TemplateError
+from kindly.settings import Settings
 
 BRAND = "Kindly Finance"
 HOTLINE = "400-800-1234"
@@ -37,9 +40,16 @@ EXPECTED = {
     "zh-CN": {"amount": "1,234.50元", "due": "2026年12月15日", "promise": "2026年12月20日"},
 }
 ALL_CASES = [(t, loc) for loc in SUPPORTED_LOCALES for t in TemplateName]
+DEFAULTS = Settings(_env_file=None)
+LINK = f"https://pay.lender.example/p/{'Ab3_-x' * 3}Qw9z"
+LINK_LINE = {"en-US": f"Pay, promise or choose a plan: {LINK}", "zh-CN": f"还款、承诺还款或申请分期：{LINK}"}
+LABELLED = (*REMINDERS, TemplateName.GENTLE_REMINDER, TemplateName.INSTALMENT_OFFER)
+"""The reminders whose link line asks the customer to pay, promise or choose a plan."""
 
 
-def make_context(promise_date: dt.date | None = None, days_past_due: int = 5) -> MessageContext:
+def make_context(
+    promise_date: dt.date | None = None, days_past_due: int = 5, link: str | None = None
+) -> MessageContext:
     return MessageContext(
         amount_due=Decimal("1234.5"),
         currency="CNY",
@@ -47,7 +57,16 @@ def make_context(promise_date: dt.date | None = None, days_past_due: int = 5) ->
         reference_masked=mask_reference(ACCOUNT_ID),
         days_past_due=days_past_due,
         promise_date=promise_date,
+        link=link,
+        # The plan's instalment, for ``instalment_due``: the same amount and date, so that every
+        # template is held to showing them.
+        instalment=InstalmentShown(number=2, count=3, amount=Decimal("1234.5"), due=dt.date(2026, 12, 15)),
     )
+
+
+def check_all(renderer: MessageRenderer) -> None:
+    """The worker's check with the default settings' limit and base URL."""
+    renderer.check_all(max_segments=DEFAULTS.max_sms_segments, public_base_url=DEFAULTS.public_base_url)
 
 
 def make_renderer(override_dir: Path | None = None) -> MessageRenderer:
@@ -164,14 +183,47 @@ def test_no_personal_data_reaches_a_message(
 
 @pytest.mark.parametrize(("template", "locale"), ALL_CASES)
 def test_messages_stay_short(renderer: MessageRenderer, template: TemplateName, locale: str) -> None:
-    body = renderer.render(template, locale, make_context(dt.date(2026, 12, 20), 120))
-    # English fits in two GSM-7 parts; Chinese is UCS-2 (67 per part), and the default English
-    # repayment channels alone take a whole part, so three is the ceiling there.
-    assert sms_segments(body) <= (2 if locale == "en-US" else 3)
+    link = LINK if carries_link(template) else None
+    body = renderer.render(template, locale, make_context(dt.date(2026, 12, 20), 120, link))
+    # English fits in three GSM-7 parts with its link; Chinese is UCS-2 (67 per part), and the default
+    # English repayment channels alone take a whole part, so four is the ceiling there.
+    assert sms_segments(body) <= (3 if locale == "en-US" else 4)
 
 
 def test_check_all_passes_for_packaged_templates(renderer: MessageRenderer) -> None:
-    renderer.check_all()
+    check_all(renderer)
+
+
+# --- the self-service link ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("locale", SUPPORTED_LOCALES)
+@pytest.mark.parametrize("template", [t for t in TemplateName if carries_link(t)])
+def test_a_reminder_ends_with_its_link_and_keeps_its_opt_out(
+    renderer: MessageRenderer, template: TemplateName, locale: str
+) -> None:
+    body = renderer.render(template, locale, make_context(dt.date(2026, 12, 20), 120, LINK))
+    without = renderer.render(template, locale, make_context(dt.date(2026, 12, 20), 120))
+    assert body.endswith(LINK) and body.count(LINK) == 1
+    # The link line comes after the whole message as it was, opt-out wording included.
+    assert body.startswith(without) and OPT_OUT_WORDING[locale] in without
+    if template in LABELLED:
+        assert body == f"{without}{' ' if locale == 'en-US' else '。'}{LINK_LINE[locale]}"
+    assert sms_segments(body) <= DEFAULTS.max_sms_segments
+
+
+@pytest.mark.parametrize("locale", SUPPORTED_LOCALES)
+@pytest.mark.parametrize("template", [TemplateName.HELP, TemplateName.OPT_OUT_CONFIRMATION])
+def test_service_messages_carry_no_link(
+    renderer: MessageRenderer, template: TemplateName, locale: str
+) -> None:
+    assert not carries_link(template)
+    body = renderer.render(template, locale, make_context(link=LINK))
+    assert "/p/" not in body and "http" not in body
+
+
+def test_links_are_counted_at_their_real_length() -> None:
+    assert len(LINK.rsplit("/", 1)[1]) == TOKEN_LENGTH
 
 
 # --- formatting -----------------------------------------------------------------------------------
@@ -221,7 +273,7 @@ def test_override_dir_takes_precedence(tmp_path: Path) -> None:
     # Templates the operator did not override still come from the package.
     packaged = renderer.render(TemplateName.HELP, "zh-CN", make_context())
     assert "OVERRIDDEN" not in packaged and HOTLINE in packaged
-    renderer.check_all()
+    check_all(renderer)
 
 
 def test_undefined_variable_raises_template_error(tmp_path: Path) -> None:
@@ -252,7 +304,7 @@ def test_check_all_lists_every_broken_override(tmp_path: Path) -> None:
     write_override(tmp_path, "zh-CN", TemplateName.BROKEN_PROMISE, "{{ promise_date.upper() }}")
     renderer = make_renderer(tmp_path)
     with pytest.raises(ConfigurationError) as info:
-        renderer.check_all()
+        check_all(renderer)
     message = str(info.value)
     assert "3 message template(s)" in message
     assert "pre_due" in message and "full_name" in message
@@ -264,7 +316,7 @@ def test_check_all_lists_every_broken_override(tmp_path: Path) -> None:
 def test_empty_override_is_rejected(tmp_path: Path) -> None:
     write_override(tmp_path, "en-US", TemplateName.OPT_OUT_CONFIRMATION, "{# nothing #}\n  \n")
     with pytest.raises(ConfigurationError, match="opt_out_confirmation for locale en-US"):
-        make_renderer(tmp_path).check_all()
+        check_all(make_renderer(tmp_path))
 
 
 def test_nonexistent_override_dir_raises_configuration_error(tmp_path: Path) -> None:

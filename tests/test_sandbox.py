@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import os
 import re
 import signal
@@ -91,6 +92,40 @@ async def test_inbox_page_escapes_and_a_reply_is_posted_signed() -> None:
     signed = timestamp.encode() + b"." + posted[0].body
     expected = "sha256=" + hmac.new(b"s3cret", signed, hashlib.sha256).hexdigest()
     assert posted[0].headers["x-kindly-signature"] == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "link"),
+    [
+        (
+            'Pay <b>now</b> & "soon". Pay, promise or choose a plan: https://pay.lender.example/p/'
+            "Ab3_-x9Zq0Wv8Ut7Sr6Qp5",
+            "https://pay.lender.example/p/Ab3_-x9Zq0Wv8Ut7Sr6Qp5",
+        ),
+        (
+            "请还款<script>alert(1)</script>。回复TD退订。还款、承诺还款或申请分期：http://127.0.0.1:8000/p/"
+            "Ab3_-x9Zq0Wv8Ut7Sr6Qp5",
+            "http://127.0.0.1:8000/p/Ab3_-x9Zq0Wv8Ut7Sr6Qp5",
+        ),
+    ],
+)
+async def test_inbox_page_makes_the_self_service_link_clickable_and_nothing_else(
+    body: str, link: str
+) -> None:
+    app = create_sandbox_app(SandboxSettings())
+    async with serving(app) as url, httpx.AsyncClient() as client:
+        await WebhookSmsProvider(client, f"{url}/sms").send(_sms("k-link", body))
+        # A message that only looks like markup, or a link to another page, stays text.
+        await WebhookSmsProvider(client, f"{url}/sms").send(
+            _sms("k-other", 'See <a href="https://evil.example/p/x">here</a> or javascript:alert(1)')
+        )
+        page = (await client.get(f"{url}/inbox/+8613800138000")).text
+    messages = re.findall(r'<div class="out">.*?<p>(.*?)</p>', page)
+    assert len(messages) == 2
+    linked, other = messages
+    assert linked == html.escape(body).replace(link, f'<a href="{link}">{link}</a>')
+    assert linked.count("<a ") == 1 and "<b>" not in linked and "<script>" not in linked
+    assert "<a " not in other and "&lt;a href=&quot;https://evil.example/p/x&quot;&gt;" in other
 
 
 async def test_bad_send_gets_422_naming_the_field() -> None:

@@ -17,7 +17,7 @@ import json
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,7 +43,7 @@ from kindly.domain.contract import TemplateName
 from kindly.domain.messages.context import MessageContext
 from kindly.domain.messages.rendering import MessageRenderer, build_template_environment
 from kindly.keyring import KeyRing
-from kindly.store import AuditStore, OutboxEntry, SpecialistCases, WorkQueue, make_engine
+from kindly.store import AuditStore, OutboxEntry, SelfServiceLinks, SpecialistCases, WorkQueue, make_engine
 
 ACCOUNT = "LN-1"
 KEY = "wf-1/run-1/tp-1"
@@ -171,14 +171,21 @@ def store(engine: Engine) -> AuditStore:
 # --- activities and their inputs -----------------------------------------------------------------
 
 
-def messaging(store: AuditStore, client: httpx.AsyncClient, gateway: HoldingGateway) -> MessagingActivities:
+def messaging(engine: Engine, client: httpx.AsyncClient, gateway: HoldingGateway) -> MessagingActivities:
     renderer = MessageRenderer(
         build_template_environment(),
         brand="Kindly Finance",
         hotline="400-000-0000",
         repayment_channels=["the app"],
     )
-    return MessagingActivities(WebhookSmsProvider(client, f"{gateway.url}/sms"), renderer, store)
+    return MessagingActivities(
+        WebhookSmsProvider(client, f"{gateway.url}/sms"),
+        renderer,
+        AuditStore(engine),
+        SelfServiceLinks(engine, KEYRING),
+        public_base_url="https://pay.lender.example",
+        link_lifetime=timedelta(days=30),
+    )
 
 
 def handoffs(engine: Engine, client: httpx.AsyncClient, gateway: HoldingGateway) -> HandoffActivities:
@@ -288,11 +295,11 @@ def kinds(store: AuditStore) -> list[str]:
 
 
 async def test_sms_cancelled_on_the_wire_then_accepted_counts_as_sent(
-    store: AuditStore, client: httpx.AsyncClient, gateway: HoldingGateway
+    store: AuditStore, engine: Engine, client: httpx.AsyncClient, gateway: HoldingGateway
 ) -> None:
     env, heartbeats = environment()
     attempt = asyncio.create_task(
-        env.run(messaging(store, client, gateway).send_sms, sms_request(decision("d1")))
+        env.run(messaging(engine, client, gateway).send_sms, sms_request(decision("d1")))
     )
     await gateway.wait_for_request()
     env.cancel()
@@ -311,12 +318,12 @@ async def test_sms_cancelled_on_the_wire_then_accepted_counts_as_sent(
 
 @pytest.mark.parametrize("status", [503, 400])
 async def test_sms_cancelled_on_the_wire_then_refused_stays_cancelled(
-    store: AuditStore, client: httpx.AsyncClient, gateway: HoldingGateway, status: int
+    store: AuditStore, engine: Engine, client: httpx.AsyncClient, gateway: HoldingGateway, status: int
 ) -> None:
     """Not taken (5xx, or 4xx): the cancellation is raised, not a retryable failure (Temporal would
     try again) nor a rejection; the row is left for ``cancel_send`` to close."""
     env, _ = environment()
-    attempt = asyncio.create_task(env.run(messaging(store, client, gateway).send_sms, sms_request()))
+    attempt = asyncio.create_task(env.run(messaging(engine, client, gateway).send_sms, sms_request()))
     await gateway.wait_for_request()
     env.cancel()
     gateway.answer(status)
@@ -329,12 +336,12 @@ async def test_sms_cancelled_on_the_wire_then_refused_stays_cancelled(
 
 
 async def test_sms_cancelled_before_its_request_sends_nothing(
-    store: AuditStore, client: httpx.AsyncClient, gateway: HoldingGateway
+    store: AuditStore, engine: Engine, client: httpx.AsyncClient, gateway: HoldingGateway
 ) -> None:
     env, heartbeats = environment(cancel_on_first_heartbeat=True)
     gateway.answer(200)  # were a request made, it would be taken at once
     with pytest.raises(asyncio.CancelledError):
-        await env.run(messaging(store, client, gateway).send_sms, sms_request(decision("d1")))
+        await env.run(messaging(engine, client, gateway).send_sms, sms_request(decision("d1")))
     assert heartbeats == [()]
     assert gateway.requests == []
     assert all(row.status == "pending" for row in store.outbox_for(ACCOUNT))
@@ -342,17 +349,17 @@ async def test_sms_cancelled_before_its_request_sends_nothing(
 
 
 async def test_a_first_attempt_does_not_heartbeat(
-    store: AuditStore, client: httpx.AsyncClient, gateway: HoldingGateway
+    store: AuditStore, engine: Engine, client: httpx.AsyncClient, gateway: HoldingGateway
 ) -> None:
     """A heartbeat is a billed action: a touchpoint's normal path (its first attempt) makes none."""
     env, heartbeats = environment(attempt=1)
     gateway.answer(200)
-    result = await env.run(messaging(store, client, gateway).send_sms, sms_request())
+    result = await env.run(messaging(engine, client, gateway).send_sms, sms_request())
     assert result.status == "sent" and heartbeats == []
 
 
 async def test_sms_for_a_cancelled_touchpoint_is_refused_for_good(
-    store: AuditStore, client: httpx.AsyncClient, gateway: HoldingGateway
+    store: AuditStore, engine: Engine, client: httpx.AsyncClient, gateway: HoldingGateway
 ) -> None:
     entry = OutboxEntry(
         idempotency_key=KEY, account_id=ACCOUNT, touchpoint=1, channel="sms", template="first_overdue"
@@ -361,7 +368,7 @@ async def test_sms_for_a_cancelled_touchpoint_is_refused_for_good(
     gateway.answer(200)
     env, _ = environment()
     with pytest.raises(ApplicationError) as raised:
-        await env.run(messaging(store, client, gateway).send_sms, sms_request(decision("d1")))
+        await env.run(messaging(engine, client, gateway).send_sms, sms_request(decision("d1")))
     assert (raised.value.type, raised.value.non_retryable) == ("TouchpointCancelled", True)
     assert "repaid" in str(raised.value)
     assert gateway.requests == []

@@ -16,8 +16,10 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from kindly.domain.contract import ACTION_REFUSED, AccountStatus, SignalName, TimelineKind
+    from kindly.domain.contract import ACTION_REFUSED, AccountStatus, QueryName, SignalName, TimelineKind
+    from kindly.domain.plans import SelfServiceOffer
     from kindly.domain.refusals import Refusal
+    from kindly.domain.self_service import self_service_offer as offer_for
 
 
 def signal_handler(name: SignalName) -> Callable[[Any, Any], None]:
@@ -69,6 +71,7 @@ class AccountHandlers:
     sms_undeliverable = signal_handler(SignalName.SMS_UNDELIVERABLE)
     update_contact = signal_handler(SignalName.UPDATE_CONTACT)
     refresh_policy = signal_handler(SignalName.REFRESH_POLICY)
+    self_service = signal_handler(SignalName.SELF_SERVICE)
 
     # The operator actions as updates, under the same names (``contract.UPDATE_NAMES``).
     repayment_update = update_handler(SignalName.REPAYMENT)
@@ -80,6 +83,16 @@ class AccountHandlers:
     call_outcome_update = update_handler(SignalName.CALL_OUTCOME)
     update_contact_update = update_handler(SignalName.UPDATE_CONTACT)
     refresh_policy_update = update_handler(SignalName.REFRESH_POLICY)
+    self_service_update = update_handler(SignalName.SELF_SERVICE)
+
+    @workflow.query(name=QueryName.SELF_SERVICE)
+    def self_service_offer(self) -> SelfServiceOffer:
+        """What the customer's page may offer; before the run has prepared, it asks again."""
+        workflow_self: Any = self
+        if workflow_self._state is None:
+            raise ApplicationError("the account is being prepared: ask again in a moment")
+        offer: SelfServiceOffer = offer_for(workflow_self.state, workflow.now())
+        return offer
 
     @workflow.signal(dynamic=True)
     def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:

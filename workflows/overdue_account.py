@@ -204,6 +204,8 @@ class OverdueAccountWorkflow(AccountHandlers):
             await self._hand_off(step)
         elif step.kind is StepKind.RESUME:
             self._take(actions.pause_ended(self.state, hand_back_from_specialists=self._rules.v1_2))
+        elif step.kind is StepKind.PLAN_BROKEN:
+            self._take(actions.plan_broken(self.state))
 
     def _key(self, touchpoint: int) -> str:
         return requests.idempotency_key(self._trail.run, touchpoint)

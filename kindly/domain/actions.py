@@ -17,7 +17,7 @@ from kindly.domain.contract import AccountInput, NextStep, RefreshPolicy, Timeli
 from kindly.domain.effects import ActionKind, Effect, Entry, hand_back
 from kindly.domain.experiments import Assignment
 from kindly.domain.masking import mask_reference
-from kindly.domain.messages.context import MessageContext
+from kindly.domain.messages.context import InstalmentShown, MessageContext
 from kindly.domain.policy.model import ContactPolicy
 from kindly.domain.policy.schedule import Step, StepKind, local_date, local_iso, plan_next, zone_date
 from kindly.domain.policy.tones import choose_template
@@ -156,6 +156,25 @@ def pause_ended(state: AccountState, *, hand_back_from_specialists: bool = False
     return Effect(state, (Entry(TimelineKind.RESUMED, "pause ended at its 'until' time; cadence restarts"),))
 
 
+def plan_broken(state: AccountState) -> Effect:
+    """An instalment is unpaid after its grace: the plan ends, recorded as broken, and the account returns
+    to the overdue cadence, whose first message is the firmer ``plan_broken`` (when SMS may go)."""
+    plan = state.plan
+    assert plan is not None
+    found = plan.next_unpaid()
+    state = state.model_copy()
+    state.plan = plan.model_copy(update={"status": "broken"})
+    state.plan_break_owed = not (state.opted_out or state.sms_undeliverable)
+    what = "an instalment"
+    if found is not None:
+        number, instalment = found
+        what = (
+            f"instalment {number} of {len(state.plan.instalments)} ({instalment.left} due {instalment.due})"
+        )
+    why = f"{what} unpaid after its grace; the plan is broken and the overdue cadence resumes"
+    return Effect(state, (Entry(TimelineKind.PLAN_BROKEN, why),))
+
+
 def policy_reloaded(state: AccountState, policy: ContactPolicy, request: RefreshPolicy) -> Effect:
     """The segment's policy as resolved again, with the settings that changed named."""
     state = state.model_copy()
@@ -210,4 +229,17 @@ def message_context(state: AccountState, now: datetime) -> MessageContext:
         reference_masked=mask_reference(state.account.account_id),
         days_past_due=days_past_due(state, now),
         promise_date=state.promise_date,
+        instalment=_next_instalment(state),
+    )
+
+
+def _next_instalment(state: AccountState) -> InstalmentShown | None:
+    """The running plan's next instalment, with what is left of it; None without a running plan."""
+    plan = state.plan
+    found = None if plan is None or plan.status != "active" else plan.next_unpaid()
+    if plan is None or found is None:
+        return None
+    number, instalment = found
+    return InstalmentShown(
+        number=number, count=len(plan.instalments), amount=instalment.left, due=instalment.due
     )

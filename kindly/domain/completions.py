@@ -88,6 +88,8 @@ def sms_finished(
         state.sms_days = [*state.sms_days, today][-SMS_DAYS_KEPT:]
         if template is TemplateName.BROKEN_PROMISE:
             state.promise_broken = False
+        if template is TemplateName.PLAN_BROKEN:
+            state.plan_break_owed = False
         if template is TemplateName.INSTALMENT_OFFER:
             state.instalment_offered = True
         if action.counts_for_escalation:

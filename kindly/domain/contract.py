@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from kindly.domain.plans import InstalmentPlan, SelfServiceChoice
+
 WORKFLOW_TYPE = "OverdueAccountWorkflow"
 WORKFLOW_ID_PREFIX = "overdue-"
 
@@ -43,6 +45,8 @@ class SignalName(StrEnum):
     UPDATE_CONTACT = "update_contact"
     SMS_UNDELIVERABLE = "sms_undeliverable"
     REFRESH_POLICY = "refresh_policy"
+    SELF_SERVICE = "self_service"
+    """What the customer chose on the self-service page (an update only: ``kindly.domain.plans``)."""
 
 
 UPDATE_NAMES: tuple[SignalName, ...] = (
@@ -55,6 +59,7 @@ UPDATE_NAMES: tuple[SignalName, ...] = (
     SignalName.REPAYMENT,
     SignalName.UPDATE_CONTACT,
     SignalName.REFRESH_POLICY,
+    SignalName.SELF_SERVICE,
 )
 """The operator actions that are also workflow updates, under the signal's name and payload: an update
 is validated before anything is written and answers with the account's new status (or why not)."""
@@ -67,6 +72,8 @@ ACTION_REFUSED = "ActionRefused"
 class QueryName(StrEnum):
     STATUS = "status"
     TIMELINE = "timeline"
+    SELF_SERVICE = "self_service"
+    """What the customer's self-service page may offer now (``kindly.domain.plans.SelfServiceOffer``)."""
 
 
 class Stage(StrEnum):
@@ -123,6 +130,9 @@ class TimelineKind(StrEnum):
     SHADOW_PLAN = "shadow_plan"
     """What a shadow arm's policy would do next, given the account's real history (it sends nothing):
     ``arm <arm> would <send the template / escalate / ...> at <instant>``."""
+    SELF_SERVICE = "self_service"
+    """A choice the customer made on the self-service page (pay, promise, a plan, help, stop SMS)."""
+    PLAN_BROKEN = "plan_broken"
     EXPERIMENT_ASSIGNED = "experiment_assigned"
     """The account's arm in a running experiment, taken once as the account started: ``experiment
     <name> arm <arm>``."""
@@ -138,6 +148,10 @@ class TemplateName(StrEnum):
     BROKEN_PROMISE = "broken_promise"
     GENTLE_REMINDER = "gentle_reminder"
     INSTALMENT_OFFER = "instalment_offer"
+    INSTALMENT_DUE = "instalment_due"
+    """The day before an instalment of the customer's plan."""
+    PLAN_BROKEN = "plan_broken"
+    """An instalment was missed past its grace: the plan ends and the overdue cadence resumes."""
     HELP = "help"
     OPT_OUT_CONFIRMATION = "opt_out_confirmation"
 
@@ -315,7 +329,7 @@ class SmsUndeliverable(_Message):
     reason: str = Field(min_length=1, max_length=200)
 
 
-SIGNAL_MODELS: dict[SignalName, type[_Message]] = {
+SIGNAL_MODELS: dict[SignalName, type[BaseModel]] = {
     SignalName.REPAYMENT: Repayment,
     SignalName.CUSTOMER_REPLY: CustomerReply,
     SignalName.PAUSE: Pause,
@@ -327,6 +341,7 @@ SIGNAL_MODELS: dict[SignalName, type[_Message]] = {
     SignalName.UPDATE_CONTACT: UpdateContact,
     SignalName.SMS_UNDELIVERABLE: SmsUndeliverable,
     SignalName.REFRESH_POLICY: RefreshPolicy,
+    SignalName.SELF_SERVICE: SelfServiceChoice,
 }
 
 
@@ -364,6 +379,8 @@ class AccountStatus(BaseModel):
     opted_out: bool = False
     escalation: Stage | None = None
     """``phone`` or ``specialist`` once the account has left the SMS cadence."""
+    plan: InstalmentPlan | None = None
+    """The instalment plan the customer chose, with what is paid of each instalment and its status."""
 
 
 class TimelineEntry(BaseModel):

@@ -14,11 +14,9 @@ appends to, the lists it changes, so the state it was given stays as it was.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -41,105 +39,24 @@ from kindly.domain.contract import (
     TimelineKind,
     UpdateContact,
 )
+from kindly.domain.effect_types import ActionKind as ActionKind
+from kindly.domain.effect_types import CancelReason as CancelReason
+from kindly.domain.effect_types import Effect as Effect
+from kindly.domain.effect_types import Entry as Entry
+from kindly.domain.effect_types import cancels as cancels
+from kindly.domain.plans import (
+    InstalmentPlan,
+    SelfServiceChoice,
+    SelfServiceChoiceKind,
+    credited,
+    plan_schedule,
+)
+from kindly.domain.plans import describe as describe_plan
 from kindly.domain.policy.model import CALL_HISTORY_KEPT
 from kindly.domain.policy.replies import ReplyIntent, classify_reply
 from kindly.domain.policy.schedule import local_date, local_iso
 from kindly.domain.refusals import Refusal, parsed, refusal
 from kindly.domain.state import AccountState
-
-
-class CancelReason(StrEnum):
-    """Why an action planned before a signal may no longer be wanted (``cancels`` says for which)."""
-
-    PAUSED = "paused"
-    OPTED_OUT = "opted_out"
-    REPAID = "repaid"
-    SETTLED = "settled"
-    CLOSED = "closed"
-    HARDSHIP = "hardship"
-    DISPUTE = "dispute"
-    PROMISE_TO_PAY = "promise_to_pay"
-    SMS_UNDELIVERABLE = "sms_undeliverable"
-    NUMBER_CHANGED = "number_changed"
-    AMOUNT_CHANGED = "amount_changed"
-    """A partial payment: a message stating the old amount would no longer be true."""
-    REACHED = "reached"
-    """A call reached the customer, which ends the phone stage."""
-    HANDED_TO_PERSON = "handed_to_person"
-    """A call outcome (wrong number, refused) sends the account to the specialists."""
-
-
-class ActionKind(StrEnum):
-    """What the workflow may have in flight while signals arrive."""
-
-    REMINDER = "reminder"
-    SERVICE_SMS = "service_sms"
-    CALL_TASK = "call_task"
-    SPECIALIST = "specialist"
-
-
-_ENDED = frozenset({CancelReason.REPAID, CancelReason.SETTLED, CancelReason.CLOSED})
-_NO_LONGER_TRUE = frozenset(
-    {
-        CancelReason.OPTED_OUT,
-        CancelReason.SMS_UNDELIVERABLE,
-        CancelReason.NUMBER_CHANGED,
-        CancelReason.AMOUNT_CHANGED,
-        CancelReason.PAUSED,
-    }
-)
-
-
-def cancels(kind: ActionKind, template: TemplateName | None, reason: CancelReason) -> bool:
-    """Whether ``reason`` makes an action of this kind, still in flight, unwanted.
-
-    - A reminder: every reason. Whatever changed, the next plan decides again, with the new state.
-    - A service reply (HELP): when it may no longer go (opt-out, no usable number, a pause) or would
-      no longer be true (a payment changed the amount), and when the account ended. It stays
-      pending, so the next plan sends it again, re-rendered, when it may.
-    - The opt-out confirmation: when the number cannot receive SMS, or its amount would no longer be
-      true (a payment, the account's end). The customer is owed it: it stays pending and goes again,
-      re-rendered, also after the account ended.
-    - A call task: when the account ended, or a call or a promise ended the phone stage.
-    - A specialist hand-off: only when the account ended.
-    """
-    if kind is ActionKind.REMINDER:
-        return True
-    if kind is ActionKind.SERVICE_SMS:
-        if template is TemplateName.OPT_OUT_CONFIRMATION:
-            return reason in _ENDED or reason in (CancelReason.SMS_UNDELIVERABLE, CancelReason.AMOUNT_CHANGED)
-        return reason in _ENDED or reason in _NO_LONGER_TRUE
-    if kind is ActionKind.CALL_TASK:
-        return reason in _ENDED or reason in (CancelReason.REACHED, CancelReason.PROMISE_TO_PAY)
-    return reason in _ENDED
-
-
-class Entry(NamedTuple):
-    """A timeline entry to record; ``audited`` when the activity that acted already wrote it."""
-
-    kind: TimelineKind
-    detail: str
-    audited: bool = False
-
-
-@dataclass(frozen=True)
-class Effect:
-    """The outcome of one input: the new state and what the workflow must do about it."""
-
-    state: AccountState
-    entries: tuple[Entry, ...] = ()
-    stale: CancelReason | None = None
-    """Why an action in flight may have become unwanted (``cancels`` decides for which kinds)."""
-    store_opt_out: bool = False
-    """The opt-out must be stored beyond the workflow (``record_opt_out``)."""
-    phone_changed: bool = False
-    """The number changed: the phone index must follow it."""
-    refresh: RefreshPolicy | None = None
-    """The segment's policy must be resolved again."""
-    escalated_to_person: bool = False
-
-
-# --- signals -------------------------------------------------------------------------------------
 
 
 def apply_signal(
@@ -210,8 +127,47 @@ def _apply(state: AccountState, message: BaseModel, now: datetime, *, rules_1_2:
             TimelineKind.SMS_UNDELIVERABLE, f"{message.reason}; no further SMS, escalation by phone"
         )
         return Effect(state, (entry,), CancelReason.SMS_UNDELIVERABLE)
+    if isinstance(message, SelfServiceChoice):
+        return _self_service(state, message, today)
     assert isinstance(message, UpdateContact), type(message)
     return _update_contact(state, message)
+
+
+def _self_service(state: AccountState, choice: SelfServiceChoice, today: date) -> Effect:
+    """What the customer chose on the self-service page; ``choice`` passed ``refusals.self_service``. The
+    choice is recorded as itself (``self_service``), then as what it does (a promise, a hand-off, ...), so
+    the outcome reports count it like any other."""
+    link = f" (from the link of touchpoint {choice.touchpoint})" if choice.touchpoint else ""
+    kind = choice.choice
+    if kind is SelfServiceChoiceKind.PAY_NOW:
+        return Effect(state, (Entry(TimelineKind.SELF_SERVICE, f"went on to the payment page{link}"),))
+    if kind is SelfServiceChoiceKind.PROMISE:
+        assert choice.date is not None
+        chose = Entry(TimelineKind.SELF_SERVICE, f"promised to pay by {choice.date}{link}")
+        promised = _promise(state, choice.date, via="customer, on the self-service page,")
+        return Effect(state, (chose, promised), CancelReason.PROMISE_TO_PAY)
+    if kind is SelfServiceChoiceKind.PLAN:
+        assert choice.date is not None and choice.instalments is not None
+        policy = state.policy
+        schedule = plan_schedule(state.amount_due, choice.instalments, choice.date, policy.plan_interval_days)
+        state.plan = InstalmentPlan(instalments=schedule, chosen_on=today)
+        state.instalment_offered = True  # after a plan, the cadence offers none again
+        state.promise_date, state.promise_broken, state.unanswered_sms, state.call_back_at = (
+            None,
+            False,
+            0,
+            None,
+        )
+        if state.escalation == Stage.PHONE:
+            state.escalation, state.phone_attempt, state.phone_requested_at = None, 0, None
+        plan = f"chose an instalment plan: {describe_plan(state.plan, state.account.currency)}{link}"
+        return Effect(state, (Entry(TimelineKind.SELF_SERVICE, plan),), CancelReason.PLAN_CHOSEN)
+    if kind is SelfServiceChoiceKind.OPT_OUT:
+        chose = Entry(TimelineKind.SELF_SERVICE, f"asked for no more SMS{link}")
+        return _opt_out(state, chose)
+    intent = ReplyIntent.HARDSHIP if kind is SelfServiceChoiceKind.HARDSHIP else ReplyIntent.DISPUTE
+    said = "cannot pay right now" if intent is ReplyIntent.HARDSHIP else "says this is not their loan"
+    return _to_person(state, intent, Entry(TimelineKind.SELF_SERVICE, f"{said}{link}"))
 
 
 def _resume(state: AccountState, *, rules_1_2: bool) -> Effect:
@@ -235,6 +191,8 @@ def hand_back(state: AccountState) -> bool:
 
 
 def _credit(state: AccountState, payment: Repayment) -> Effect:
+    if state.plan is not None and state.plan.status == "active":
+        state.plan = credited(state.plan, payment.amount)
     state.credited_references = [*state.credited_references, payment.reference]
     state.amount_due -= payment.amount
     state.amount_collected += payment.amount
@@ -259,25 +217,34 @@ def _on_reply(state: AccountState, reply: CustomerReply) -> Effect:
     # The reply's text may hold personal data: the timeline keeps only what it meant.
     received = Entry(TimelineKind.REPLY_RECEIVED, f"reply ({intent}, {len(reply.text)} chars)")
     if intent is ReplyIntent.OPT_OUT:
-        if state.opted_out:
-            return Effect(state, (received,))
-        state.opted_out = True
-        # After STOP only the confirmation: it replaces every service reply still owed (none goes to a
-        # number the carrier reported unreachable).
-        state.pending_service = [] if state.sms_undeliverable else [TemplateName.OPT_OUT_CONFIRMATION]
-        opted_out = Entry(TimelineKind.OPTED_OUT, "no further SMS; escalation continues by phone")
-        return Effect(state, (received, opted_out), CancelReason.OPTED_OUT, store_opt_out=True)
+        return _opt_out(state, received)
     if intent in (ReplyIntent.HARDSHIP, ReplyIntent.DISPUTE):
-        # Automated contact stops; a person takes the account, told why (not the text).
-        if state.escalation != Stage.SPECIALIST:
-            state.specialist_reason = f"customer reported {intent}: needs a person"
-        handed = Entry(TimelineKind.HANDED_TO_PERSON, f"{intent} reported; automated contact stops")
-        reason = CancelReason.HARDSHIP if intent is ReplyIntent.HARDSHIP else CancelReason.DISPUTE
-        return Effect(state, (received, handed), reason, escalated_to_person=True)
+        return _to_person(state, intent, received)
     owed = not state.opted_out and not state.sms_undeliverable
     if intent is ReplyIntent.HELP and owed and TemplateName.HELP not in state.pending_service:
         state.pending_service = [*state.pending_service, TemplateName.HELP]
     return Effect(state, (received,))
+
+
+def _opt_out(state: AccountState, asked: Entry) -> Effect:
+    """The customer asked for no more SMS (``asked`` records how): only the confirmation goes, replacing
+    every service reply still owed (none goes to a number the carrier reported unreachable)."""
+    if state.opted_out:
+        return Effect(state, (asked,))
+    state.opted_out = True
+    state.pending_service = [] if state.sms_undeliverable else [TemplateName.OPT_OUT_CONFIRMATION]
+    opted_out = Entry(TimelineKind.OPTED_OUT, "no further SMS; escalation continues by phone")
+    return Effect(state, (asked, opted_out), CancelReason.OPTED_OUT, store_opt_out=True)
+
+
+def _to_person(state: AccountState, intent: ReplyIntent, said: Entry) -> Effect:
+    """Hardship or a dispute (``said`` records how the customer said it): automated contact stops and a
+    person takes the account, told why (never the customer's words)."""
+    if state.escalation != Stage.SPECIALIST:
+        state.specialist_reason = f"customer reported {intent}: needs a person"
+    handed = Entry(TimelineKind.HANDED_TO_PERSON, f"{intent} reported; automated contact stops")
+    reason = CancelReason.HARDSHIP if intent is ReplyIntent.HARDSHIP else CancelReason.DISPUTE
+    return Effect(state, (said, handed), reason, escalated_to_person=True)
 
 
 def _promise(state: AccountState, promised: date, *, via: str) -> Entry:

@@ -32,6 +32,7 @@ from kindly.domain.contract import (
     Stage,
     UpdateContact,
 )
+from kindly.domain.plans import SelfServiceChoice, SelfServiceChoiceKind
 from kindly.domain.policy.schedule import local_date, local_iso
 from kindly.domain.state import AccountState
 from kindly.domain.validation import describe_validation_error
@@ -109,6 +110,8 @@ def refusal(
         return promise_refusal(state, message.promise_date, today, "promise_date")
     if isinstance(message, CallOutcome) and message.outcome is CallOutcomeKind.CALL_BACK:
         return call_back_refusal(state, message.call_back_at, now, rules_1_2=rules_1_2)
+    if isinstance(message, SelfServiceChoice):
+        return self_service_refusal(state, message, today)
     if isinstance(message, UpdateContact) and not message.model_dump(exclude_none=True):
         return Refusal(RefusalKind.INVALID, "give at least one of phone, timezone, locale")
     return None
@@ -131,6 +134,43 @@ def call_back_refusal(
         return _invalid("call_back_at", f"{at.isoformat()} is not in the future (it is now {shown})")
     if at - now > MAX_CALL_BACK:
         return _invalid("call_back_at", f"{at.isoformat()} is more than {MAX_CALL_BACK.days} days ahead")
+    return None
+
+
+def self_service_refusal(state: AccountState, choice: SelfServiceChoice, today: date) -> Refusal | None:
+    """A promise within the policy's limit; a plan the policy offers (``plan_refusal``); the other choices
+    are always taken."""
+    if choice.choice is SelfServiceChoiceKind.PROMISE:
+        if choice.date is None:
+            return _invalid("date", "required for a promise")
+        return promise_refusal(state, choice.date, today, "date")
+    if choice.choice is SelfServiceChoiceKind.PLAN:
+        return plan_refusal(state, choice.instalments, choice.date, today)
+    return None
+
+
+def plan_refusal(state: AccountState, count: int | None, first: date | None, today: date) -> Refusal | None:
+    """An instalment plan within the policy's limits: a count it offers, each instalment at least its
+    minimum, the first within its days from today; not while a plan runs or the specialists hold the
+    account."""
+    policy = state.policy
+    if state.plan is not None and state.plan.status == "active":
+        return Refusal(RefusalKind.CONFLICT, "an instalment plan is already running")
+    if state.escalation == Stage.SPECIALIST:
+        return Refusal(RefusalKind.CONFLICT, "the account is with the specialist team")
+    allowed = ", ".join(str(each) for each in policy.plan_instalment_counts)
+    if count is None or count not in policy.plan_instalment_counts:
+        return _invalid("instalments", f"one of {allowed}")
+    if state.amount_due / count < policy.plan_min_instalment:
+        least = f"{policy.plan_min_instalment} {state.account.currency}"
+        return _invalid("instalments", f"each of {count} instalments would be less than {least}")
+    if first is None:
+        return _invalid("date", "required for a plan")
+    if first < today:
+        return _invalid("date", f"{first} is in the past (today is {today})")
+    latest = today + timedelta(days=policy.plan_first_within_days)
+    if first > latest:
+        return _invalid("date", f"{first} is later than {latest}, the latest first instalment")
     return None
 
 

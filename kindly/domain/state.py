@@ -17,6 +17,7 @@ from kindly.domain.contract import (
     TimelineKind,
 )
 from kindly.domain.experiments import Assignment
+from kindly.domain.plans import InstalmentPlan
 from kindly.domain.policy.model import ContactPolicy
 from kindly.domain.search_attributes import (
     AMOUNT_DUE,
@@ -88,6 +89,11 @@ class AccountState(BaseModel):
     """Set when the specialist hand-off is owed but not yet made."""
     call_back_at: datetime | None = None
     """When the customer asked to be called back: the next call task is made for that moment."""
+    plan: InstalmentPlan | None = None
+    """The instalment plan the customer chose on the self-service page (``kindly.domain.plans``); kept,
+    with its status, once broken or completed."""
+    plan_break_owed: bool = False
+    """The plan broke: the next overdue reminder is the firmer ``plan_broken`` message, sent at once."""
 
     outcome: Outcome | None = None
     next_touchpoint_at: datetime | None = None

@@ -34,6 +34,7 @@ def account_status(state: AccountState, now: datetime) -> AccountStatus:
         promise_date=state.promise_date,
         opted_out=state.opted_out,
         escalation=Stage(state.escalation) if state.escalation is not None else None,
+        plan=state.plan,
     )
 
 

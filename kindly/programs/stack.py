@@ -47,9 +47,12 @@ def stack_settings() -> tuple[Settings, ApiSettings, SandboxSettings]:
         update={
             "codec_ui_token": api_settings.codec_ui_token or SecretStr(secrets.token_urlsafe(32)),
             "codec_cors_origins": list(dict.fromkeys([*api_settings.codec_cors_origins, *ui_origins])),
-            # The console is served over plain HTTP here: a Secure cookie would never come back.
+            # The console and the customer's page are served over plain HTTP here: a Secure cookie would
+            # never come back.
             "console_cookie_secure": "COLLECTIONS_CONSOLE_COOKIE_SECURE" in os.environ
             and api_settings.console_cookie_secure,
+            "self_service_cookie_secure": "COLLECTIONS_SELF_SERVICE_COOKIE_SECURE" in os.environ
+            and api_settings.self_service_cookie_secure,
         }
     )
     sandbox = SandboxSettings(

@@ -42,7 +42,7 @@ from kindly.programs.experiment_watch import watching_experiments
 from kindly.programs.rate_limit import sms_task_queue_rate
 from kindly.programs.temporal import connect, ensure_search_attributes
 from kindly.settings import Settings
-from kindly.store import AuditStore, PhoneBook, SpecialistCases, WorkQueue, make_engine
+from kindly.store import AuditStore, PhoneBook, SelfServiceLinks, SpecialistCases, WorkQueue, make_engine
 from kindly.store.experiments import ExperimentStore
 from workflows.overdue_account import OverdueAccountWorkflow
 from workflows.requests import SMS_TASK_QUEUE_SUFFIX
@@ -104,13 +104,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
 
     While the block runs, the holiday calendars the policies use are watched (``calendar_watch``), and
     so are the running experiments' guardrails (``experiment_watch``)."""
-    renderer = MessageRenderer(
-        build_template_environment(settings.template_dir),
-        brand=settings.brand_name,
-        hotline=settings.hotline,
-        repayment_channels=settings.repayment_channels,
-    )
-    renderer.check_all(max_segments=settings.max_sms_segments)
+    renderer = checked_renderer(settings)
     policies = load_policies(
         settings.policy_file, continue_as_new_after_events=settings.continue_as_new_after_events
     )
@@ -121,7 +115,14 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
     watch = watching_calendars(calendars_in_use(policies))
     guardrails = watching_experiments(engine)
     async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http, watch, guardrails:
-        messaging = MessagingActivities(build_sms_provider(settings, http), renderer, store)
+        messaging = MessagingActivities(
+            build_sms_provider(settings, http),
+            renderer,
+            store,
+            SelfServiceLinks(engine, keyring),
+            public_base_url=settings.public_base_url,
+            link_lifetime=timedelta(days=settings.self_service_link_days),
+        )
         handoffs = HandoffActivities(
             http,
             store,
@@ -156,6 +157,20 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
             max_task_queue_activities_per_second=sms_task_queue_rate(settings.sms_rate_limit_per_second),
         )
         yield KindlyWorkers(accounts, sms)
+
+
+def checked_renderer(settings: Settings) -> MessageRenderer:
+    """The renderer of every message, after every template passed the content check with the settings'
+    brand, hotline, channels and self-service links: a failing template (or a ``public_base_url`` too
+    long for a template to carry) raises ``ConfigurationError`` naming it, before anything is sent."""
+    renderer = MessageRenderer(
+        build_template_environment(settings.template_dir),
+        brand=settings.brand_name,
+        hotline=settings.hotline,
+        repayment_channels=settings.repayment_channels,
+    )
+    renderer.check_all(max_segments=settings.max_sms_segments, public_base_url=settings.public_base_url)
+    return renderer
 
 
 def telemetry_runtime(settings: Settings) -> Runtime | None:

@@ -6,6 +6,7 @@
   ``PhoneIndex`` (``phone_index``) puts these behind one object for the API;
 * ``work_queue``: the phone team's call tasks (``WorkQueue``); ``cases``: the specialists' cases and their
   notes (``SpecialistCases``); ``console_sessions``: the staff console's sessions (``ConsoleSessions``);
+* ``self_service_links``: the links reminders end with, by the hash of their token (``SelfServiceLinks``);
 * ``claims``: how one request takes a row whose work must happen once; ``writes``: inserts that race
   duplicates;
 * ``engine``, ``migrate``: the engine, and the schema's Alembic migrations (``migrations/``).
@@ -22,6 +23,7 @@ from kindly.store.outbox import ANSWER_LOST, AuditStore, OutboxEntry
 from kindly.store.phone_index import PhoneIndex
 from kindly.store.phones import OptOut, PhoneBook, normalise_phone
 from kindly.store.receipts import FAILED_STATES, DeliveryStatus, DeliveryUpdate
+from kindly.store.self_service_links import LinkExpired, LinkTarget, SelfServiceLinks
 from kindly.store.work_queue import WorkQueue
 
 __all__ = [
@@ -41,6 +43,8 @@ __all__ = [
     "DeliveryStatus",
     "DeliveryUpdate",
     "InboundMessage",
+    "LinkExpired",
+    "LinkTarget",
     "NewCallTask",
     "NewCase",
     "OptOut",
@@ -48,6 +52,7 @@ __all__ = [
     "PaymentNotification",
     "PhoneBook",
     "PhoneIndex",
+    "SelfServiceLinks",
     "SpecialistCase",
     "SpecialistCases",
     "TaskUnavailable",

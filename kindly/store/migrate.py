@@ -34,6 +34,7 @@ from kindly.store.outbox import OutboxEntry
 from kindly.store.outcomes import AccountOutcomeRecord, OutcomeWatermark
 from kindly.store.phones import OptOut, PhoneIndexEntry
 from kindly.store.receipts import DeliveryStatus
+from kindly.store.self_service_links import SelfServiceLink
 from kindly.store.signatures import SeenSignature
 from kindly.store.users import UserRecord
 
@@ -66,6 +67,7 @@ TABLES: tuple[Table, ...] = tuple(
         SpecialistCase,
         CaseNote,
         ConsoleSession,
+        SelfServiceLink,
     )
 )
 """Every table the migrations manage, as the models define them now."""

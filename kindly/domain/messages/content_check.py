@@ -6,17 +6,19 @@
   ``broken_promise``) show the amount due, the due date, the masked loan reference, the hotline and
   how to opt out. ``help`` shows the hotline and how to opt out. ``opt_out_confirmation`` shows the
   hotline. Opt-out wording is the keyword ``STOP`` (whole word, capitals) in ``en-US`` and ``退订`` or
-  ``TD`` in ``zh-CN``.
+  ``TD`` in ``zh-CN``. Every message that is not a service message (``help``, ``opt_out_confirmation``)
+  shows the self-service link when the sample has one.
 * **No banned words.** Threats, insults and invented consequences listed in
   ``kindly/domain/policy/data/banned_words.json``, in English and Chinese, checked in every locale. English
   entries match case-insensitively as whole words; Chinese entries match anywhere.
 * **No personal data.** The sample customer name, phone number and full account id never appear,
   and the loan reference never appears without its mask.
-* **Length.** The body fits in ``max_segments`` billed SMS segments.
+* **Length.** The body fits in ``max_segments`` billed SMS segments, the self-service link counted at
+  its real length (the deployment's ``public_base_url``, ``/p/`` and a whole token).
 
 ``MessageRenderer.check_all`` renders every template in every locale with ``SampleValues`` and runs
-this check at worker start-up, so a non-compliant operator template stops the worker before
-anything is sent.
+this check at worker start-up, so a non-compliant operator template, or a base URL too long for a
+template to carry, stops the worker before anything is sent.
 """
 
 from __future__ import annotations
@@ -25,17 +27,25 @@ import datetime as dt
 import functools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
 
 from kindly.domain.contract import SUPPORTED_LOCALES, TemplateName
 from kindly.domain.masking import mask_reference
-from kindly.domain.messages.context import MessageContext
+from kindly.domain.messages.context import InstalmentShown, MessageContext
 from kindly.domain.messages.formatting import format_date, format_money, sms_segments
 from kindly.errors import ConfigurationError
 
-__all__ = ["BANNED_WORDS_FILE", "BannedWord", "SampleValues", "banned_words", "check_message"]
+__all__ = [
+    "BANNED_WORDS_FILE",
+    "SERVICE_TEMPLATES",
+    "BannedWord",
+    "SampleValues",
+    "banned_words",
+    "carries_link",
+    "check_message",
+]
 
 BANNED_WORDS_FILE = "domain/policy/data/banned_words.json"
 
@@ -48,9 +58,22 @@ REMINDER_TEMPLATES = frozenset(
         TemplateName.BROKEN_PROMISE,
         TemplateName.GENTLE_REMINDER,
         TemplateName.INSTALMENT_OFFER,
+        TemplateName.PLAN_BROKEN,
     }
 )
-_NEEDS_OPT_OUT = REMINDER_TEMPLATES | {TemplateName.HELP}
+INSTALMENT_TEMPLATES = frozenset({TemplateName.INSTALMENT_DUE})
+"""Reminders of a plan's instalment: they state the instalment (which, how much, when) and the masked
+reference, rather than the whole amount due."""
+_NEEDS_OPT_OUT = REMINDER_TEMPLATES | INSTALMENT_TEMPLATES | {TemplateName.HELP}
+SERVICE_TEMPLATES = frozenset({TemplateName.HELP, TemplateName.OPT_OUT_CONFIRMATION})
+"""The replies a customer asked for: they answer, they do not remind, and carry no self-service link."""
+
+
+def carries_link(template: TemplateName) -> bool:
+    """Whether a message of ``template`` ends with the self-service link: every one but a service
+    message, so a reminder added later has its link without being listed anywhere."""
+    return template not in SERVICE_TEMPLATES
+
 
 # Opt-out keywords per locale, each matched as a whole word (case-sensitive: carriers act on them).
 _OPT_OUT_WORDING: dict[str, tuple[str, ...]] = {"en-US": ("STOP",), "zh-CN": ("退订", "TD")}
@@ -63,7 +86,8 @@ class SampleValues:
     ``hotline``, ``brand`` and ``channels`` are the deployment's own settings (what every real
     message shows). The rest is a made-up account: its loan values are what the message must show,
     and its customer name, phone number and full account id are what it must never show. Amount and
-    days past due are deliberately large so that the length check covers long real messages.
+    days past due are deliberately large so that the length check covers long real messages, and
+    ``link`` is as long as the deployment's real links (``links.sample_link``); None checks without.
     """
 
     hotline: str
@@ -77,13 +101,20 @@ class SampleValues:
     account_id: str = "LN-2026-000154321"
     customer_name: str = "Zhang Wei"
     phone: str = "+8613800138000"
+    link: str | None = None
+    instalment: InstalmentShown = field(
+        default_factory=lambda: InstalmentShown(
+            number=12, count=12, amount=Decimal("10288.07"), due=dt.date(2027, 11, 15)
+        )
+    )
 
     @property
     def reference_masked(self) -> str:
         return mask_reference(self.account_id)
 
-    def context(self, *, with_promise: bool) -> MessageContext:
-        """The ``MessageContext`` to render, with or without a promise date."""
+    def context(self, *, with_promise: bool, with_link: bool = False) -> MessageContext:
+        """The ``MessageContext`` to render, with or without a promise date, and with the sample's link
+        when ``with_link`` (what a message of a template that ``carries_link`` is rendered with)."""
         return MessageContext(
             amount_due=self.amount_due,
             currency=self.currency,
@@ -91,6 +122,8 @@ class SampleValues:
             reference_masked=self.reference_masked,
             days_past_due=self.days_past_due,
             promise_date=self.promise_date if with_promise else None,
+            link=self.link if with_link else None,
+            instalment=self.instalment,
         )
 
     def personal_data(self) -> dict[str, str]:
@@ -163,7 +196,13 @@ def _required_parts(template: TemplateName, locale: str, sample: SampleValues) -
         parts["the amount due"] = format_money(sample.amount_due, sample.currency, locale)
         parts["the due date"] = format_date(sample.due_date, locale)
         parts["the masked loan reference"] = sample.reference_masked
+    if template in INSTALMENT_TEMPLATES:
+        parts["the instalment's amount"] = format_money(sample.instalment.amount, sample.currency, locale)
+        parts["the instalment's due date"] = format_date(sample.instalment.due, locale)
+        parts["the masked loan reference"] = sample.reference_masked
     parts["the hotline"] = sample.hotline
+    if sample.link is not None and carries_link(template):
+        parts["the self-service link"] = sample.link
     return parts
 
 
@@ -172,7 +211,8 @@ def check_message(
 ) -> list[str]:
     """Every problem with one rendered message, in a sentence each; empty when it is compliant.
 
-    ``body`` must have been rendered from ``sample.context(...)`` for ``template`` and ``locale``.
+    ``body`` must have been rendered from ``sample.context(...)`` for ``template`` and ``locale``, with
+    the link when the template ``carries_link``.
     """
     problems: list[str] = []
     if locale not in SUPPORTED_LOCALES or locale not in _OPT_OUT_WORDING:
@@ -198,7 +238,7 @@ def check_message(
     # deployment's own texts (brand, hotline, channels) are left out: they are not personal data.
     tail = sample.reference_masked.lstrip("*")
     rest = body.replace(sample.reference_masked, " ")
-    for own_text in (sample.brand, sample.hotline, *sample.channels):
+    for own_text in (sample.brand, sample.hotline, *sample.channels, sample.link or ""):
         if own_text:
             rest = rest.replace(own_text, " ")
     if tail and tail in rest and sample.account_id not in body:
@@ -208,5 +248,20 @@ def check_message(
 
     segments = sms_segments(body)
     if segments > max_segments:
-        problems.append(f"too long: {segments} SMS segments, more than the limit of {max_segments}")
+        problems.append(_too_long(body, segments, max_segments, sample.link))
     return problems
+
+
+def _too_long(body: str, segments: int, max_segments: int, link: str | None) -> str:
+    """The length problem, saying what the self-service link adds when the body shows it: a base URL
+    is the deployment's own setting, and may be what has to change."""
+    problem = f"too long: {segments} SMS segments, more than the limit of {max_segments}"
+    if not link or link not in body:
+        return problem
+    without = sms_segments(body.replace(link, ""))
+    if without <= max_segments:
+        return (
+            f"{problem}, because of the self-service link ({len(link)} characters, {link!r}): shorten "
+            "public_base_url (COLLECTIONS_PUBLIC_BASE_URL), or the template"
+        )
+    return f"{problem} ({without} without the self-service link of {len(link)} characters)"

@@ -8,6 +8,17 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict
 
 
+class InstalmentShown(BaseModel):
+    """An instalment as a reminder states it: which of how many, what is left of it, and when it is due."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int
+    count: int
+    amount: Decimal
+    due: date
+
+
 class MessageContext(BaseModel):
     """Everything a template may show. No name, phone, ID or card number: by construction."""
 
@@ -19,3 +30,9 @@ class MessageContext(BaseModel):
     reference_masked: str
     days_past_due: int
     promise_date: date | None = None
+    instalment: InstalmentShown | None = None
+    """The next instalment of the customer's plan, for the reminder the day before it."""
+    link: str | None = None
+    """The reminder's self-service link (``<public base URL>/p/<token>``), which the sending activity adds
+    just before rendering, so it never enters the workflow's history; None for service messages (HELP,
+    the opt-out confirmation), which show none."""

@@ -16,9 +16,10 @@ from typing import Any
 import jinja2
 
 from kindly.domain.contract import SUPPORTED_LOCALES, TemplateName
-from kindly.domain.messages.content_check import SampleValues, check_message
+from kindly.domain.messages.content_check import SampleValues, carries_link, check_message
 from kindly.domain.messages.context import MessageContext
 from kindly.domain.messages.formatting import format_date, format_money
+from kindly.domain.messages.links import sample_link
 from kindly.errors import ConfigurationError, TemplateError
 
 __all__ = [
@@ -26,6 +27,17 @@ __all__ = [
     "build_template_environment",
     "template_path",
 ]
+
+
+def _instalment_variables(context: MessageContext, locale: str) -> dict[str, Any]:
+    """The plan's next instalment for ``instalment_due`` (None values for any other message)."""
+    shown = context.instalment
+    return {
+        "instalment_number": None if shown is None else shown.number,
+        "instalment_count": None if shown is None else shown.count,
+        "instalment_amount": None if shown is None else format_money(shown.amount, context.currency, locale),
+        "instalment_due": None if shown is None else format_date(shown.due, locale),
+    }
 
 
 def template_path(template: TemplateName, locale: str) -> str:
@@ -95,6 +107,8 @@ class MessageRenderer:
             ),
             "currency": context.currency,
             "locale": locale,
+            "link": context.link,
+            **_instalment_variables(context, locale),
         }
         path = template_path(template, locale)
         try:
@@ -112,16 +126,23 @@ class MessageRenderer:
             raise TemplateError(f"template {template!s} for locale {locale} rendered empty")
         return body
 
-    def check_all(self, max_segments: int = 3) -> None:
+    def check_all(self, *, max_segments: int, public_base_url: str) -> None:
         """Render every template in every locale with sample data and check its content.
 
         Each template is rendered with and without a promise date so both branches of a
         conditional are exercised, and each result must pass ``content_check.check_message`` (required
         parts, no banned words, no personal data, at most ``max_segments`` SMS
-        segments). Called at worker start-up, before anything is sent; raises
-        ``ConfigurationError`` listing every template, locale and problem.
+        segments). Every template but the service messages is rendered with a self-service link as long
+        as the real ones under ``public_base_url``, which it must show and which its length counts.
+        Called at worker start-up, before anything is sent; raises ``ConfigurationError`` listing every
+        template, locale and problem.
         """
-        sample = SampleValues(hotline=self._hotline, brand=self._brand, channels=tuple(self._channels))
+        sample = SampleValues(
+            hotline=self._hotline,
+            brand=self._brand,
+            channels=tuple(self._channels),
+            link=sample_link(public_base_url),
+        )
         failures: list[str] = []
         failing: set[tuple[str, TemplateName]] = set()
         for locale in SUPPORTED_LOCALES:
@@ -129,7 +150,8 @@ class MessageRenderer:
                 seen: set[str] = set()
                 for with_promise in (False, True):
                     try:
-                        body = self.render(template, locale, sample.context(with_promise=with_promise))
+                        context = sample.context(with_promise=with_promise, with_link=carries_link(template))
+                        body = self.render(template, locale, context)
                     except TemplateError as err:
                         failures.append(str(err))
                         failing.add((locale, template))

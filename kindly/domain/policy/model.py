@@ -11,9 +11,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, time
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -141,6 +142,16 @@ class ContactPolicy(BaseModel):
     # overdue (None: never).
     tone: Literal["gentle", "standard"] = "standard"
     instalment_offer_after_days: int | None = Field(default=21, ge=1)
+    # Instalment plans the customer may choose on the self-service page (kindly.domain.plans): the counts
+    # offered, the smallest instalment, the interval between instalments, how soon the first must fall,
+    # and the days an instalment may be late before the plan is broken.
+    plan_instalment_counts: list[Annotated[int, Field(ge=2, le=36)]] = Field(
+        default_factory=lambda: [3, 6], min_length=1
+    )
+    plan_min_instalment: Decimal = Field(default=Decimal("100"), gt=0)
+    plan_interval_days: int = Field(default=30, ge=7, le=31)
+    plan_first_within_days: int = Field(default=14, ge=0, le=60)
+    plan_grace_days: int = Field(default=3, ge=0, le=14)
     # The window-open herd: reminders start at a per-account moment within the first this many
     # minutes of the window (at most half of it), the same for an account every day, so that 09:00
     # does not bring every due account's SMS at once. 0 sends at the window's opening.

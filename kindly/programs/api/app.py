@@ -30,10 +30,13 @@ from kindly.programs.api.deps import ApiContext
 from kindly.programs.api.docs_pages import add_docs_pages
 from kindly.programs.api.settings import ApiSettings
 from kindly.programs.console import create_console
+from kindly.programs.selfservice import create_self_service
 from kindly.settings import Settings
 from kindly.store import AuditStore, PhoneIndex
 
 CONSOLE_PREFIX = "/console"
+SELF_SERVICE_PREFIX = "/p"
+"""The customer's page, ``/p/<token>`` (``kindly.domain.messages.links.LINK_PATH``)."""
 
 
 def create_app(client: Client, settings: Settings, api_settings: ApiSettings, engine: Engine) -> FastAPI:
@@ -65,6 +68,7 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
     app.include_router(receipts.router)
     app.include_router(codec_server.router)
     app.mount(CONSOLE_PREFIX, create_console(app.state.context, CONSOLE_PREFIX))
+    app.mount(SELF_SERVICE_PREFIX, create_self_service(app.state.context, SELF_SERVICE_PREFIX))
     app.add_exception_handler(AccountNotFoundError, _account_not_found)
     app.add_exception_handler(AccountClosedError, _account_closed)
     app.add_exception_handler(RPCError, _temporal_refused)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from kindly.domain.contract import Locale
 
 # Secrets that were current before a rotation. ``NoDecode``: ``_previous_list`` decodes the
 # environment's JSON instead of pydantic-settings, so that an empty variable means none and a malformed
@@ -76,6 +79,26 @@ class ApiSettings(BaseSettings):
     # The floor's time zone: the days of the console's dashboard and audit filters.
     console_timezone: str = "UTC"
 
+    # The customer's self-service page (``/p/<token>``, kindly.programs.selfservice). Its CSRF cookie is
+    # signed with this secret; every API replica must share it. Unset: a random one is made at start, so
+    # a form shown before a restart (or by another replica) is refused once and shown afresh.
+    self_service_secret: SecretStr | None = Field(default=None, min_length=32)
+    # Its CSRF cookie is sent over HTTPS only. ``make run`` (http://127.0.0.1) turns it off.
+    self_service_cookie_secure: bool = True
+    # Requests one client address may make to the pages in a minute, and choices (POSTs) one link may
+    # take in an hour; more are answered 429. Counted by each API process on its own.
+    self_service_requests_per_minute: int = Field(default=30, gt=0)
+    self_service_posts_per_hour: int = Field(default=10, gt=0)
+    # The page's language when the visitor's browser asks for neither zh-CN nor en-US (a ``?lang=``
+    # link switches it).
+    self_service_default_locale: Locale = "zh-CN"
+    # "Pay now" leads to the lender's payment page: this URL with ``{reference}`` replaced by a signed
+    # reference (the account id and the reminder, signed with ``payment_reference_secret``, which the
+    # lender verifies; docs/self-service.md). Both or neither; unset, the page offers no "pay now".
+    payment_reference_secret: SecretStr | None = Field(default=None, min_length=32)
+    # Checked after the secret, so that a refusal shows the template, never the secret.
+    payment_url_template: str | None = Field(default=None, validate_default=True)
+
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
 
@@ -134,3 +157,22 @@ class ApiSettings(BaseSettings):
             if current is not None and old.get_secret_value() == current.get_secret_value():
                 raise ValueError(f"entry {index} repeats {name}: list the secret it replaced")
         return previous
+
+    @field_validator("payment_url_template")
+    @classmethod
+    def _payment_template(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """An http(s) URL holding ``{reference}`` once, refused at start rather than at a customer's tap; and
+        it comes with the secret its references are signed with (a template without one would send
+        unsigned references, a secret alone offers nothing)."""
+        # Without the secret in ``info.data`` the secret is invalid itself, and reported as such.
+        secret = info.data.get("payment_reference_secret", value and "invalid")
+        if (value is None) != (secret is None):
+            raise ValueError("set payment_url_template and payment_reference_secret together, or neither")
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if value.count("{reference}") != 1:
+            raise ValueError("must hold {reference} once, where the signed reference goes")
+        return value

@@ -3,11 +3,12 @@
 It speaks the webhook provider's JSON (``POST /sms``) and the shape of Twilio's Messages API, honours
 the idempotency key (the same key twice is one message, as a real gateway's deduplication would be),
 keeps every message in SQLite (``store.py``) so a restart loses none, shows an inbox per phone
-number at ``/`` (each message with its account, time and delivery status), sends each accepted
-message's delivery receipt to Kindly, and posts a typed reply to Kindly's inbound webhook signed like
-any other caller must sign it: ``X-Kindly-Timestamp`` (unix seconds) and ``X-Kindly-Signature``
-(``sha256=`` and the hex HMAC-SHA256 of ``"<timestamp>.<body>"``), fresh for every request. This is
-an implementation of its own, not Kindly's, so the tests check the documented scheme.
+number at ``/`` (each message with its account, time and delivery status, and its self-service link to
+click), sends each accepted message's delivery receipt to Kindly, and posts a typed reply to Kindly's
+inbound webhook signed like any other caller must sign it: ``X-Kindly-Timestamp`` (unix seconds) and
+``X-Kindly-Signature`` (``sha256=`` and the hex HMAC-SHA256 of ``"<timestamp>.<body>"``), fresh for
+every request. This is an implementation of its own, not Kindly's, so the tests check the documented
+scheme.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hashlib
 import hmac
 import html
 import json
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -246,6 +248,20 @@ def _inbox_row(inbox: Inbox) -> str:
     )
 
 
+# A reminder's self-service link, ``<base URL>/p/<token>`` (22 characters of URL-safe base64), looked for
+# in the escaped text: none of its characters is one that escaping writes (``&``, ``;``) or one that
+# could end the attribute it goes in.
+_SELF_SERVICE_LINK = re.compile(r"https?://[A-Za-z0-9.:/%~_+\[\]-]+/p/[A-Za-z0-9_-]{22}(?![A-Za-z0-9_-])")
+
+
+def _message_text(body: str) -> str:
+    """A message as HTML: its text escaped, then its self-service link made something to click, as a
+    phone shows it; nothing else of the message becomes markup."""
+    return _SELF_SERVICE_LINK.sub(
+        lambda link: f'<a href="{link.group(0)}">{link.group(0)}</a>', html.escape(body)
+    )
+
+
 def _message_box(m: StoredMessage) -> str:
     status = m.status + (f" (error {m.error_code})" if m.error_code else "")
     if m.kindly_answer:
@@ -257,7 +273,7 @@ def _message_box(m: StoredMessage) -> str:
     ]
     meta = " · ".join(html.escape(d) for d in details if d)
     return (
-        f'<div class="{m.direction}"><small>{meta}</small><p>{html.escape(m.body)}</p>'
+        f'<div class="{m.direction}"><small>{meta}</small><p>{_message_text(m.body)}</p>'
         f'<small class="status {html.escape(m.status)}">{html.escape(status)}</small></div>'
     )
 
