@@ -79,7 +79,9 @@ class Site:
         return SelfServiceLinks(self.engine, load_keyring(self.settings))
 
     async def account(self, today: date, **overrides: Any) -> Opened:
-        account = make_account(today - timedelta(days=5), **overrides)
+        """A running account five days overdue (in English unless ``locale`` says otherwise: the page
+        speaks the account's language) and its link."""
+        account = make_account(today - timedelta(days=5), **{"locale": "en-US", **overrides})
         handle = await start_account(self.client, account, task_queue=self.settings.task_queue)
         STARTED.append(handle)
         offer = await eventually(lambda: offer_of(handle), lambda offer: offer is not None)
@@ -154,9 +156,10 @@ def no_personal_data(html: str, account: AccountInput) -> None:
 async def test_the_page_shows_what_is_due_in_either_language_and_nothing_personal(
     site: Site, today: date
 ) -> None:
-    opened = await site.account(today, amount_due=Decimal("1500.00"))
+    opened = await site.account(today, amount_due=Decimal("1500.00"), locale="en-US")
     ref = "****" + opened.account.account_id[-4:]
-    async with site.browser("en-US,en;q=0.9") as http:
+    # The account's language (its reminders') comes before the browser's.
+    async with site.browser("zh-CN,zh;q=0.9") as http:
         page = await http.get(f"/{opened.token}")
         assert page.status_code == 200
         assert '<html lang="en-US">' in page.text
@@ -176,7 +179,8 @@ async def test_the_page_shows_what_is_due_in_either_language_and_nothing_persona
         cookie = headers["set-cookie"]
         assert "Path=/p" in cookie and "SameSite=Strict" in cookie
         assert "<script" not in page.text
-    async with site.browser("zh-CN,zh;q=0.9") as http:
+    opened = await site.account(today, amount_due=Decimal("1500.00"), locale="zh-CN")
+    async with site.browser("en-US,en;q=0.9") as http:
         page = await http.get(f"/{opened.token}")
         assert '<html lang="zh-CN">' in page.text and "1,500.00元" in page.text and "立即还款" in page.text
         assert f"{due.year}年{due.month}月{due.day}日" in page.text

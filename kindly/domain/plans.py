@@ -122,6 +122,8 @@ class SelfServiceOffer(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     reference_masked: str
+    locale: str
+    """The account's language: the one its reminders, and so its link, came in."""
     amount_due: Decimal
     currency: str
     due_date: dt.date

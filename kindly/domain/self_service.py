@@ -23,6 +23,7 @@ def self_service_offer(state: AccountState, now: datetime) -> SelfServiceOffer:
     )
     return SelfServiceOffer(
         reference_masked=mask_reference(state.account.account_id),
+        locale=state.account.locale,
         amount_due=state.amount_due.quantize(CENT),
         currency=state.account.currency,
         due_date=state.account.due_date,

@@ -2,9 +2,9 @@
 the visitor's language, with amounts and dates written as the reminders write them.
 
 The language: a ``?lang=`` the visitor chose (the switch in the header; forms and redirects carry it on),
-else the browser's ``Accept-Language``, else ``self_service_default_locale``. The account's own locale is
-not asked for: the page would have to reach the account before it knows the link is good, and a phone's
-browser almost always states the language its owner reads.
+else the account's own (the language its reminder came in, once the page has the account's offer), else
+the browser's ``Accept-Language``, else ``self_service_default_locale``. A dead end knows no account and
+shows the browser's language, so that it tells nothing about one.
 
 ``neutral`` is the one page every dead end shows (an unknown, malformed or expired link, an account that
 has ended): the same words whatever the reason, so that it tells a visitor nothing about any account.
@@ -50,10 +50,10 @@ def chosen_locale(request: Request) -> str | None:
     return chosen if chosen in LOCALES else None
 
 
-def locale_of(request: Request, config: PageConfig) -> str:
-    return (
-        chosen_locale(request) or negotiate(request.headers.get("accept-language")) or config.default_locale
-    )
+def locale_of(request: Request, config: PageConfig, account_locale: str | None = None) -> str:
+    account = account_locale if account_locale in LOCALES else None
+    browser = negotiate(request.headers.get("accept-language"))
+    return chosen_locale(request) or account or browser or config.default_locale
 
 
 def page_root(request: Request) -> str:
@@ -78,7 +78,8 @@ def render(
     """The page ``template`` with ``context``. ``token``: the link's, whose page the forms and the links
     lead to; a dead end has none."""
     ss = get_self_service(request)
-    locale = locale_of(request, ss.config)
+    offer = (context or {}).get("offer")
+    locale = locale_of(request, ss.config, getattr(offer, "locale", None))
     root = page_root(request)
     home = f"{root}/{token}" if token is not None else ""
     # The language switch reloads this page where a GET shows it again, else the link's own page; a dead
