@@ -281,8 +281,10 @@ def _message_box(m: StoredMessage) -> str:
 def _page(title: str, content: str) -> str:
     """A whole page; ``title`` and ``content`` are HTML, escaped by their makers."""
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
-        "<style>body{font-family:sans-serif;max-width:44em;margin:2em auto}"
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{title}</title>"
+        "<style>body{font-family:sans-serif;max-width:44em;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse}td,th{text-align:left;padding:.2em .8em}"
         ".out{background:#eef;padding:.3em 1em;margin:.5em 0;border-radius:8px}"
         ".in{background:#efe;padding:.3em 1em;margin:.5em 0 .5em 4em;border-radius:8px}"
