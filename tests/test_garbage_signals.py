@@ -107,6 +107,7 @@ VALID_SIGNALS: dict[SignalName, dict[str, Any]] = {
         "contact_before": "18:00",
     },
     SignalName.SMS_UNDELIVERABLE: {"reason": "number does not exist"},
+    SignalName.SELF_SERVICE: {"choice": "promise", "date": "2030-01-01", "touchpoint": 1},
     SignalName.REFRESH_POLICY: {"reason": "policy file changed"},
 }
 # Misspelt or invented signal names: rejected as unknown, whatever their payload.
