@@ -42,6 +42,20 @@ def on_plan(count: int = 3, first: date = TODAY + timedelta(days=5), **fields: A
     return effect.state
 
 
+def reminded_of_the_first(state: AccountState) -> AccountState:
+    return state.model_copy(update={"done_touches": [*OVERDUE_DONE, "plan-2026-12-01-1-due"]})
+
+
+def test_a_plan_chosen_after_a_broken_one_is_reminded_afresh() -> None:
+    broken = plan_broken(reminded_of_the_first(on_plan())).state
+    later = local(TODAY + timedelta(days=20), 10)
+    again = apply_signal(
+        broken, SignalName.SELF_SERVICE, {"choice": "plan", "instalments": 3, "date": "2026-12-25"}, later
+    ).state
+    step = plan_next(again, later)
+    assert (step.template, step.touch_key) == (TemplateName.INSTALMENT_DUE, "plan-2026-12-21-1-due")
+
+
 def test_the_schedule_is_equal_to_the_cent_and_the_last_takes_the_rounding() -> None:
     schedule = plan_schedule(Decimal("1000.00"), 3, TODAY, 30)
     assert [each.amount for each in schedule] == [Decimal("333.33"), Decimal("333.33"), Decimal("333.34")]
@@ -127,11 +141,9 @@ def test_the_reminder_goes_the_day_before_each_instalment() -> None:
     assert (step.kind, step.template, step.touch_key) == (
         StepKind.SMS,
         TemplateName.INSTALMENT_DUE,
-        "plan-1-due",
+        "plan-2026-12-01-1-due",
     )
-    assert step.at is not None and step.at.astimezone(local(TODAY, 0).tzinfo).date() == first - timedelta(
-        days=1
-    )
+    assert step.at is not None and step.at.astimezone(SHANGHAI).date() == first - timedelta(days=1)
     assert step.at >= local(first - timedelta(days=1), 9), "inside the window"
 
 
@@ -140,7 +152,7 @@ def test_a_paid_instalment_moves_the_reminder_to_the_next() -> None:
     paid = apply_signal(state, SignalName.REPAYMENT, {"amount": "400.00", "reference": "P-1"}, NOW).state
     assert paid.plan is not None and paid.plan.instalments[0].left == 0 and paid.outcome is None
     step = plan_next(paid, NOW)
-    assert step.touch_key == "plan-2-due" and step.at is not None
+    assert step.touch_key == "plan-2026-12-01-2-due" and step.at is not None
     assert step.at.astimezone(SHANGHAI).date() == TODAY + timedelta(days=5 + 30 - 1), "the day before the 2nd"
 
 
@@ -153,7 +165,7 @@ def test_a_plan_paid_to_the_end_is_the_account_repaid() -> None:
 
 def test_an_instalment_unpaid_after_its_grace_breaks_the_plan_then_the_firmer_message_goes() -> None:
     first = TODAY + timedelta(days=5)
-    state = on_plan(first=first).model_copy(update={"done_touches": [*OVERDUE_DONE, "plan-1-due"]})
+    state = reminded_of_the_first(on_plan(first=first))
     step = plan_next(state, NOW)
     breaks_on = first + timedelta(days=state.policy.plan_grace_days + 1)
     assert step.kind is StepKind.PLAN_BROKEN and step.at == local(breaks_on, 0)
@@ -169,7 +181,7 @@ def test_an_instalment_unpaid_after_its_grace_breaks_the_plan_then_the_firmer_me
 
 def test_a_partly_paid_instalment_still_breaks_the_plan() -> None:
     first = TODAY + timedelta(days=5)
-    state = on_plan(first=first).model_copy(update={"done_touches": [*OVERDUE_DONE, "plan-1-due"]})
+    state = reminded_of_the_first(on_plan(first=first))
     part = apply_signal(state, SignalName.REPAYMENT, {"amount": "100.00", "reference": "P-1"}, NOW).state
     assert part.plan is not None and part.plan.instalments[0].left == Decimal("300.00")
     assert plan_next(part, NOW).kind is StepKind.PLAN_BROKEN

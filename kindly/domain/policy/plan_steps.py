@@ -13,12 +13,15 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from kindly.domain.contract import TemplateName
+from kindly.domain.plans import InstalmentPlan
 from kindly.domain.policy.moments import Step, StepKind, first_allowed_moment
 from kindly.domain.state import AccountState
 
 
-def instalment_touch_key(number: int) -> str:
-    return f"plan-{number}-due"
+def instalment_touch_key(plan: InstalmentPlan, number: int) -> str:
+    """The reminder of instalment ``number`` of ``plan``: the plan's day is in it, so that a plan chosen
+    after a broken one is reminded afresh."""
+    return f"plan-{plan.chosen_on.isoformat()}-{number}-due"
 
 
 def next_plan_step(state: AccountState, now: datetime, *, spread: bool, same_day: bool) -> Step | None:
@@ -34,7 +37,7 @@ def next_plan_step(state: AccountState, now: datetime, *, spread: bool, same_day
     breaks_on = instalment.due + timedelta(days=state.policy.plan_grace_days + 1)
     breaks_at = datetime.combine(breaks_on, time(0), zone)
     no_sms = state.opted_out or state.sms_undeliverable
-    key = instalment_touch_key(number)
+    key = instalment_touch_key(plan, number)
     if no_sms or key in state.done_touches or breaks_at <= now:
         return Step(StepKind.PLAN_BROKEN, at=max(breaks_at, now), touch_key=f"plan-{number}-broken")
     # The day before the instalment; a plan chosen later than that is reminded at once (on its due day
