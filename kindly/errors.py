@@ -45,6 +45,10 @@
     No worker answered an operator's action in time: it was not applied yet, and may still be when a
     worker takes it. The API answers 504.
 
+``SimulationInputError``
+    A portfolio, policy, response model or experiment given to the simulator (``kindly simulate``) is
+    unusable: the message names the file and the field, and nothing was simulated.
+
 ``DecryptionError``
     Encrypted data (a Temporal payload, a phone number in the database) that no configured key opens:
     an unknown key id (a retired key still in use), tampering, or a wrong key.
@@ -123,3 +127,7 @@ class ActionTimeoutError(KindlyError):
 
 class DecryptionError(KindlyError):
     """Encrypted data that no configured key opens: unknown key id, tampering, or a wrong key."""
+
+
+class SimulationInputError(KindlyError):
+    """A file given to the simulator is unusable; the message names the file and the field."""
