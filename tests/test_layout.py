@@ -19,6 +19,16 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "kindly.store": ("kindly.store", "kindly.domain", "kindly.errors", "kindly.keyring", "kindly.settings"),
     # Outcome analytics read and derive from the store (I/O), beside it: programs use them, no worker does.
     "kindly.analytics": ("kindly.analytics", "kindly.store", "kindly.domain", "kindly.errors"),
+    # The simulator runs the domain's decisions over simulated time; it reads the audit log only to
+    # estimate observed responses. Programs use it; no worker does.
+    "kindly.simulator": (
+        "kindly.simulator",
+        "kindly.domain",
+        "kindly.analytics",
+        "kindly.store",
+        "kindly.errors",
+        "kindly.settings",
+    ),
     "activities": ("activities", "kindly.domain", "kindly.store", "kindly.errors", "kindly.settings"),
     "workflows": ("workflows", "activities", "kindly.domain"),
 }
