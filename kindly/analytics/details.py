@@ -25,6 +25,7 @@ _REPAYMENT = re.compile(rf"^(?P<amount>{_AMOUNT}) received \(.*\); (?P<left>{_AM
 _SETTLED = re.compile(rf"^settled for (?P<amount>{_AMOUNT}) \(.*\)$")
 _PROMISE = re.compile(rf"promised to pay by (?P<date>{_DATE}); contact held$")
 _SMS = re.compile(r"^(?P<template>[a-z_]+) touchpoint \d+")
+_CALL_OUTCOME = re.compile(r"^(?P<outcome>[a-z_]+) \(attempt \d+\)$")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,18 @@ def repayment_amount(detail: str) -> Decimal | None:
     """``<amount> received (<reference>); <left> left``: the amount received."""
     match = _REPAYMENT.match(detail)
     return None if match is None else _decimal(match["amount"])
+
+
+def repayment_left(detail: str) -> Decimal | None:
+    """``<amount> received (<reference>); <left> left``: what was left owing after it."""
+    match = _REPAYMENT.match(detail)
+    return None if match is None else _decimal(match["left"])
+
+
+def call_outcome(detail: str) -> str | None:
+    """``<outcome> (attempt <n>)`` (a ``call_outcome`` entry): the outcome the phone team recorded."""
+    match = _CALL_OUTCOME.match(detail)
+    return None if match is None else match["outcome"]
 
 
 def settlement_amount(detail: str) -> Decimal | None:

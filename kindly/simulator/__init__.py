@@ -6,6 +6,7 @@ state transitions as ``OverdueAccountWorkflow``; customers respond as a ``Respon
 """
 
 from kindly.simulator.account import AccountRun
+from kindly.simulator.observed import observed_response_model
 from kindly.simulator.portfolio import SyntheticBook, synthetic_book
 from kindly.simulator.recorder import TraceEntry
 from kindly.simulator.responses import (
@@ -38,6 +39,7 @@ __all__ = [
     "World",
     "dpd_bucket",
     "load_response_model",
+    "observed_response_model",
     "parse_response_model",
     "simulate",
     "synthetic_book",
