@@ -43,6 +43,7 @@ from kindly.domain.contract import (
 )
 from kindly.programs.cli_experiments import experiment
 from kindly.programs.cli_reports import report as report_commands
+from kindly.programs.cli_simulate import simulate_command
 from kindly.programs.cli_support import (
     EXIT_INCOMPLETE,
     EXIT_USAGE,
@@ -292,6 +293,7 @@ def refresh_policy(
 app.command()(setup)
 app.command("list")(list_accounts)
 app.command("figures")(figures_command)
+app.command("simulate")(simulate_command)
 app.command("bulk-pause")(bulk_pause)
 app.command("bulk-resume")(bulk_resume)
 app.command("bulk-refresh-policy")(bulk_refresh_policy)
