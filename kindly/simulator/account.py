@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 
 from kindly.domain import actions, completions
 from kindly.domain.completions import SmsAction
@@ -52,6 +52,7 @@ class AccountRun:
         self._sizer = sizer
         self._experiment = experiment
         self._queue: list[tuple[datetime, int, Happening]] = []
+        self._deferred: set[tuple[str, str | None, date | None, str]] = set()
         self._order = itertools.count()
 
     def run(self, start: datetime, end: datetime) -> AccountState:
@@ -64,7 +65,7 @@ class AccountRun:
         while state.outcome is None:
             step = plan_next(state, now, spread=True, same_day=True)
             if step.plan_key != state.last_plan_key and (step.at is not None or step.waiting_for):
-                self._recorder.deferrals(step.deferrals)
+                self._note_deferrals(step)
             state = actions.plan_noted(state, step, now).state
             coming = self._queue[0][0] if self._queue else None
             if coming is not None and (step.at is None or coming <= step.at):
@@ -79,6 +80,15 @@ class AccountRun:
             state = self._act(state, step, now)
         self._recorder.ended(now)
         return self._confirm_opt_out(state, now, end)
+
+    def _note_deferrals(self, step: Step) -> None:
+        """Each planned touch put off counts once per reason, on the first day that reason passed over: a
+        plan made again (after a signal) repeats its deferrals in the timeline, not in the figures."""
+        for deferral in step.deferrals:
+            key = (step.kind.value, step.touch_key, step.nominal_day, deferral.reason)
+            if key not in self._deferred:
+                self._deferred.add(key)
+                self._recorder.deferred(deferral.day, deferral.reason)
 
     def _expect(self, happenings: Iterable[Happening]) -> None:
         for happening in happenings:

@@ -3,13 +3,11 @@ for the fidelity test the account's trace of sends and hand-offs at their instan
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from kindly.domain.policy.moments import Deferral
 from kindly.simulator.tally import ArmTally, Tally, cents
 
 
@@ -68,9 +66,8 @@ class Recorder:
         if self.trace is not None:
             self.trace.append(TraceEntry("specialist", at))
 
-    def deferrals(self, deferrals: Iterable[Deferral]) -> None:
-        for deferral in deferrals:
-            self.tally.day(deferral.day).deferrals[deferral.reason] += 1
+    def deferred(self, day: date, reason: str) -> None:
+        self.tally.day(day).deferrals[reason] += 1
 
     def response(self, at: datetime, what: str) -> None:
         day = self.tally.day(self._day(at))

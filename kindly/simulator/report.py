@@ -4,8 +4,8 @@ they imply, and two runs side by side.
 Costs and hours are derived from the counts with the run's prices: an SMS costs ``sms_price`` per billed
 part, a call task takes ``handle_minutes`` of an agent. The gateway's rate is per minute: a minute with
 more sends than it is a minute over the rate (the worker's rate limit spreads them into the next
-minutes, late). Deferrals are counted on the day they passed over, the contact caps' share of them
-(``cap_collisions``) apart.
+minutes, late). Deferrals are the touches put off, each once per reason, on the first day that reason
+passed over; the contact caps' share of them (``cap_collisions``) apart.
 """
 
 from __future__ import annotations
