@@ -12,7 +12,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench import console, outcome_reports
+from bench import console, outcome_reports, simulate
 from bench.baseline import BASELINE_VARIANTS, SAME_WORK
 from kindly.programs.dev_server import bundled_binary
 
@@ -216,6 +216,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         )
     if "reports" in results:
         outcome_reports.summarize(results["reports"], checks, information)
+    if "simulate" in results:
+        simulate.summarize(results["simulate"], checks, information)
     if "console" in results:
         console.summarize(results["console"], information)
     results["checks"] = checks
@@ -416,6 +418,8 @@ def table(results: dict[str, Any]) -> str:
                 f"{spread['planned_span_minutes']} min, peak {spread['planned_peak_per_second']}/s, "
                 f"{spread['planned_peak_per_minute']}/min"
             )
+    if "simulate" in results:
+        lines.extend(simulate.table_lines(results["simulate"]))
     if "console" in results:
         lines.extend(console.table_lines(results["console"]))
     lines.append("")

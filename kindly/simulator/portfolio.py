@@ -3,7 +3,8 @@
 The book is made from the seed alone, account by account (account ``n`` is the same whatever the
 book's size), so that a shard can make its own accounts instead of receiving them. Its due dates spread
 from two weeks before the start to the last simulated day, so that the run sees a backlog and a steady
-flow of new dues; its segments are the policy file's (or ``standard`` and ``gentle``), each account in
+flow of new dues; its segments are the policy file's (or ``standard`` and ``gentle``), drawn with equal
+chances (not in turn, which would follow the dealing of accounts to workers), each account in
 its regime's time zone and language.
 """
 
@@ -41,7 +42,7 @@ class SyntheticBook:
 
     def account(self, number: int) -> AccountInput:
         rng = random.Random(f"{self.seed}/synthetic/{number}")
-        segment = self.segments[number % len(self.segments)]
+        segment = rng.choice(self.segments)
         regime = self.regimes.get(segment, "cn")
         due = self.start + timedelta(days=rng.randrange(-BACKLOG_DAYS, self.days))
         amount = Decimal(round(rng.lognormvariate(7.6, 0.8), 2)).quantize(Decimal("0.01"))
