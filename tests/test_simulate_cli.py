@@ -4,7 +4,6 @@ every unusable input exits 2 naming its file and field before anything is simula
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import xml.etree.ElementTree as ET
@@ -18,7 +17,8 @@ from typer.testing import CliRunner, Result
 
 from kindly.programs.cli import app
 from kindly.simulator.report import Comparison, SimulationReport
-from kindly.store import AuditEntry, AuditLog, make_engine
+from kindly.store import AuditLog, make_engine
+from tests.test_simulator_observed import row
 
 START = "2026-12-07"
 SMALL = ("--synthetic", "300", "--days", "45", "--start", START, "--workers", "1")
@@ -356,19 +356,7 @@ def test_the_chart_draws_each_runs_figures_per_day(tmp_path: Path) -> None:
 
 # --- Observed responses -----------------------------------------------------------------------------
 
-_keys = itertools.count()
-
-
-def entry(account: str, at: datetime, kind: str, detail: str, template: str | None = None) -> AuditEntry:
-    return AuditEntry(
-        event_key=f"simulate-cli/{next(_keys)}",
-        account_id=account,
-        at=at,
-        kind=kind,
-        detail=detail,
-        template=template,
-        recorded_at=at,
-    )
+entry = row
 
 
 def test_observed_responses_come_from_the_audit_log_and_too_few_sms_are_refused(own_settings: Path) -> None:
