@@ -46,7 +46,7 @@ OBSERVED = "observed"
 BUILT_IN = "built-in policies"
 ROW_ERRORS_SHOWN = 10
 ZONE_SAMPLE = 1_000
-"""Synthetic accounts looked at for the most common time zone: segments are dealt in turn, so a
+"""Synthetic accounts looked at for the most common time zone: segments are drawn at random, so a
 thousand show every segment's zones in their shares."""
 
 Book = SyntheticBook | Sequence[AccountInput]
