@@ -226,8 +226,10 @@ def _figures(reports: Iterable[SimulationReport]) -> list[_Figure]:
     prices = reports[0].prices
     reasons = sorted({reason for report in reports for reason in report.deferrals})
     currencies = sorted({currency for report in reports for currency in report.total.collected})
+    templates = sorted({template for report in reports for template in report.sms_by_template})
     rows = [
         _Figure("SMS sent", lambda r: r.total.sms, _count),
+        *(_Figure(f"  {template}", _sent(template), _count) for template in templates),
         _Figure("SMS parts billed", lambda r: r.total.sms_parts, _count),
         _Figure(f"SMS cost ({prices.sms_price} a part)", lambda r: r.total.sms_cost, _money),
         _Figure(
@@ -249,6 +251,10 @@ def _figures(reports: Iterable[SimulationReport]) -> list[_Figure]:
     ]
     rows += [_Figure(f"collected {currency}", _collected(currency), _money) for currency in currencies]
     return rows
+
+
+def _sent(template: str) -> Callable[[SimulationReport], int]:
+    return lambda report: report.sms_by_template.get(template, 0)
 
 
 def _deferred(reason: str) -> Callable[[SimulationReport], int]:

@@ -76,6 +76,7 @@ class SimulationReport(BaseModel):
     timezone: str
     prices: Prices
     total: ArmFigures
+    sms_by_template: dict[str, int]
     peak_per_minute: int
     minutes_over_rate: int
     deferrals: dict[str, int]
@@ -111,6 +112,7 @@ def build_report(
     before = [counts for day, counts in tally.days.items() if day < start]
     open_accounts += sum(c.started - c.ended for c in before)
     deferrals: dict[str, int] = {}
+    templates: dict[str, int] = {}
     for offset in range(days):
         day = start + timedelta(days=offset)
         counts = tally.days.get(day, DayTally())
@@ -118,6 +120,8 @@ def build_report(
         by_day.append(_day(day, counts, open_accounts, prices))
         for reason, count in counts.deferrals.items():
             deferrals[reason] = deferrals.get(reason, 0) + count
+        for template, sent in counts.sms.items():
+            templates[template] = templates.get(template, 0) + sent
     whole = ArmTally()
     for arm in tally.arms.values():
         whole.add(arm)
@@ -130,6 +134,7 @@ def build_report(
         timezone=timezone,
         prices=prices,
         total=_arm("total", whole, prices),
+        sms_by_template=dict(sorted(templates.items())),
         peak_per_minute=max((d.peak_per_minute for d in by_day), default=0),
         minutes_over_rate=sum(d.minutes_over_rate for d in by_day),
         deferrals=dict(sorted(deferrals.items())),
@@ -143,6 +148,7 @@ def compare(base: SimulationReport, other: SimulationReport) -> Comparison:
     a, b = base.total, other.total
     total = {
         "sms": float(b.sms - a.sms),
+        "sms_parts": float(b.sms_parts - a.sms_parts),
         "sms_cost": float(b.sms_cost - a.sms_cost),
         "call_tasks": float(b.call_tasks - a.call_tasks),
         "agent_hours": round(b.agent_hours - a.agent_hours, 2),
@@ -151,6 +157,7 @@ def compare(base: SimulationReport, other: SimulationReport) -> Comparison:
         "cure_rate": round(b.cure_rate - a.cure_rate, 4),
         "opt_outs": float(b.opt_outs - a.opt_outs),
         "peak_per_minute": float(other.peak_per_minute - base.peak_per_minute),
+        "minutes_over_rate": float(other.minutes_over_rate - base.minutes_over_rate),
         "cap_collisions": float(other.cap_collisions - base.cap_collisions),
     }
     by_day = [
