@@ -21,6 +21,17 @@
             5xx, timeout or connection failure: Temporal retries the activity with backoff, sending the
             same idempotency key each time.
 
+        ``FrequencyLimitedError``
+            The provider refused the message because the number reached its per-number frequency limit
+            (Alibaba Cloud's ``isv.BUSINESS_LIMIT_CONTROL``, Tencent Cloud's
+            ``LimitExceeded.PhoneNumberDailyLimit`` and kin). Nothing went out; retrying soon cannot help,
+            so the touch is deferred to its next allowed moment and recorded as such.
+
+        ``ProviderAccountError``
+            The lender's account with the provider cannot send (balance exhausted, signature or
+            template suspended, credentials refused). Nothing went out; no retry can help until an
+            operator acts, so sending stops and an alarm is raised.
+
     ``AccountNotFoundError``
         No workflow exists for this account id (an operator's typo, an account never imported).
 
@@ -95,6 +106,22 @@ class PermanentDeliveryError(DeliveryError):
 
 class TransientDeliveryError(DeliveryError):
     """5xx, timeout or connection failure: worth retrying with the same idempotency key."""
+
+
+class FrequencyLimitedError(DeliveryError):
+    """The provider's per-number frequency limit refused the message; ``code`` is the provider's."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message, not_taken=True)
+        self.code = code
+
+
+class ProviderAccountError(DeliveryError):
+    """The lender's provider account cannot send until an operator acts; ``code`` is the provider's."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message, not_taken=True)
+        self.code = code
 
 
 class AccountNotFoundError(KindlyError):
