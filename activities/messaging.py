@@ -20,13 +20,13 @@ from temporalio.exceptions import ApplicationError
 
 from activities.audit_rows import action_row, decision_rows
 from activities.cancellation import announce_attempt, finish_request, raise_if_cancelled
+from activities.composition import MessageComposer
 from activities.inputs import SendSmsInput, SendSmsResult
 from activities.sms_providers import OutgoingSms, SmsProvider
 from kindly.domain.messages.content_check import carries_link
 from kindly.domain.messages.context import MessageContext
 from kindly.domain.messages.formatting import sms_segments
 from kindly.domain.messages.links import self_service_link
-from kindly.domain.messages.rendering import MessageRenderer
 from kindly.errors import DeliveryError, PermanentDeliveryError, TemplateError, TransientDeliveryError
 from kindly.store import AuditEntry, AuditStore, OutboxEntry, SelfServiceLinks
 
@@ -38,7 +38,7 @@ class MessagingActivities:
     def __init__(
         self,
         provider: SmsProvider,
-        renderer: MessageRenderer,
+        composer: MessageComposer,
         store: AuditStore,
         links: SelfServiceLinks,
         *,
@@ -46,7 +46,7 @@ class MessagingActivities:
         link_lifetime: timedelta,
     ) -> None:
         self._provider = provider
-        self._renderer = renderer
+        self._composer = composer
         self._store = store
         self._links = links
         self._public_base_url = public_base_url
@@ -69,7 +69,7 @@ class MessagingActivities:
             return SendSmsResult(status="window_closed", detail="contact window closed")
         context = await self._with_link(request, attempt_time)
         try:
-            body = self._renderer.render(request.template, request.locale, context)
+            composed = self._composer.compose(request.template, request.locale, context)
         except TemplateError as err:
             await self._append(decisions)
             raise ApplicationError(str(err), type="TemplateError") from err
@@ -88,6 +88,7 @@ class MessagingActivities:
                 decisions,
             )
         )
+        body = composed.body
         segments = sms_segments(body)
         if outbox.status == "cancelled":
             # The workflow gave this touchpoint up; a message planned again has a touchpoint of its own.
@@ -109,6 +110,9 @@ class MessagingActivities:
             idempotency_key=request.idempotency_key,
             account_id=request.account_id,
             template=request.template,
+            locale=request.locale,
+            template_code=composed.template_code,
+            params=composed.params,
         )
         if activity.is_cancelled():
             await asyncio.to_thread(self._store.release, request.idempotency_key)  # nothing went out

@@ -33,6 +33,11 @@ class OutgoingSms(BaseModel):
     idempotency_key: str
     account_id: str
     template: str
+    locale: str = ""
+    template_code: str | None = None
+    """The provider's registered template (mainland providers); None for free text."""
+    params: dict[str, str] | None = None
+    """The registered template's placeholders and their values."""
 
 
 class ProviderReceipt(BaseModel):

@@ -56,12 +56,29 @@ class Settings(BaseSettings):
     database_url: str = f"sqlite:///{DATA_DIR / 'kindly.db'}"
 
     # SMS gateway
-    sms_provider: Literal["console", "webhook", "twilio"] = "console"
+    sms_provider: Literal["console", "webhook", "twilio", "aliyun", "tencent"] = "console"
     sms_webhook_url: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_from_number: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
+    # Mainland providers send registered templates, not free text: ``registered_templates_file`` maps each
+    # Kindly template to the provider's code, text and parameters (``kindly.domain.messages.registered``).
+    # Endpoints and protocols point the official SDKs elsewhere (the sandbox of ``make run``).
+    registered_templates_file: Path | None = None
+    aliyun_access_key_id: str | None = None
+    aliyun_access_key_secret: SecretStr | None = None
+    aliyun_endpoint: str = "dysmsapi.aliyuncs.com"
+    aliyun_protocol: Literal["https", "http"] = "https"
+    tencent_secret_id: str | None = None
+    tencent_secret_key: SecretStr | None = None
+    tencent_sms_app_id: str | None = None
+    tencent_region: str = "ap-guangzhou"
+    tencent_endpoint: str = "sms.tencentcloudapi.com"
+    tencent_protocol: Literal["https", "http"] = "https"
+    # The secret in the URL path of the providers' receipt and reply callbacks
+    # (``/callbacks/<provider>/<secret>/...``), compared in constant time; unset refuses every callback.
+    sms_callback_secret: SecretStr | None = None
 
     # Hand-offs to a lender's own systems; when unset, call tasks and cases go to the built-in work queues.
     phone_webhook_url: str | None = None

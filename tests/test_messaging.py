@@ -17,6 +17,7 @@ from sqlalchemy import Engine, func, select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.composition import FreeTextComposer
 from activities.inputs import AuditRecord, SendSmsInput
 from activities.messaging import MessagingActivities
 from activities.sms_providers import ConsoleSmsProvider, SmsProvider, WebhookSmsProvider
@@ -58,7 +59,7 @@ def activities(
     provider = ConsoleSmsProvider(outbox) if isinstance(outbox, io.StringIO) else outbox
     return MessagingActivities(
         provider,
-        renderer,
+        FreeTextComposer(renderer),
         AuditStore(engine),
         SelfServiceLinks(engine, KEYRING),
         public_base_url=BASE_URL,

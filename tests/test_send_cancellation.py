@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.composition import FreeTextComposer
 from activities.handoffs import HandoffActivities
 from activities.inputs import (
     AuditRecord,
@@ -180,7 +181,7 @@ def messaging(engine: Engine, client: httpx.AsyncClient, gateway: HoldingGateway
     )
     return MessagingActivities(
         WebhookSmsProvider(client, f"{gateway.url}/sms"),
-        renderer,
+        FreeTextComposer(renderer),
         AuditStore(engine),
         SelfServiceLinks(engine, KEYRING),
         public_base_url="https://pay.lender.example",

@@ -28,6 +28,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.composition import FreeTextComposer
 from activities.handoffs import HandoffActivities
 from activities.messaging import MessagingActivities
 from activities.records import RecordActivities
@@ -117,7 +118,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
     async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http, watch, guardrails:
         messaging = MessagingActivities(
             build_sms_provider(settings, http),
-            renderer,
+            FreeTextComposer(renderer),
             store,
             SelfServiceLinks(engine, keyring),
             public_base_url=settings.public_base_url,

@@ -20,37 +20,23 @@ import html
 import json
 import re
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
 from fastapi import FastAPI, Form, Header, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import BaseModel, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel
 
+from kindly.programs.sandbox import aliyun, tencent
+from kindly.programs.sandbox.config import SandboxSettings
+from kindly.programs.sandbox.limits import FrequencyLimiter
 from kindly.programs.sandbox.store import Inbox, Mailbox, StoredMessage
-from kindly.settings import DATA_DIR
 
 __all__ = ["Mailbox", "SandboxSettings", "StoredMessage", "create_sandbox_app", "sign", "signed_headers"]
 
-
-class SandboxSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="COLLECTIONS_SANDBOX_", extra="ignore")
-
-    inbound_url: str | None = None
-    """Kindly's JSON inbound-SMS webhook that typed replies are posted to."""
-    webhook_secret: SecretStr | None = None
-    """Shared secret of the ``X-Kindly-Signature`` HMAC-SHA256 over ``"<timestamp>.<body>"``."""
-    receipts_url: str | None = None
-    """Kindly's JSON delivery-receipt webhook; each accepted send gets a receipt there."""
-    undeliverable_suffix: str = "0000"
-    """Numbers ending so behave like dead numbers: their receipt is a permanent failure."""
-    host: str = "127.0.0.1"
-    port: int = 8025
-    database: Path = DATA_DIR / "sandbox.sqlite3"
-    """The SQLite file the served sandbox keeps its messages in, so they outlive a restart."""
+ReceiptLater = Callable[[SandboxSettings, Mailbox, StoredMessage], None]
 
 
 class SandboxSms(BaseModel):
@@ -84,6 +70,13 @@ def create_sandbox_app(settings: SandboxSettings, mailbox: Mailbox | None = None
     app = FastAPI(title="Kindly SMS sandbox")
     box = mailbox if mailbox is not None else Mailbox()
     app.state.mailbox = box
+    limiter = FrequencyLimiter(
+        per_minute=settings.frequency_per_minute,
+        per_hour=settings.frequency_per_hour,
+        per_day=settings.frequency_per_day,
+    )
+    app.include_router(aliyun.router(settings, box, limiter, _receipt_later))
+    app.include_router(tencent.router(settings, box, limiter, _receipt_later))
 
     @app.post("/sms")
     async def send_sms(
@@ -166,10 +159,17 @@ RECEIPT_ATTEMPTS = 20
 
 
 def _receipt_later(settings: SandboxSettings, box: Mailbox, message: StoredMessage) -> None:
-    """Send the delivery receipt after answering, as a carrier does, without blocking the send."""
-    if settings.receipts_url is None:
+    """Send the delivery receipt after answering, as a carrier does, without blocking the send: to
+    Kindly's JSON receipt webhook, or in the provider's own shape to its callback."""
+    if settings.push_format == "aliyun":
+        push = aliyun.push_receipt(settings, box, message)
+    elif settings.push_format == "tencent":
+        push = tencent.push_receipt(settings, box, message)
+    elif settings.receipts_url is not None:
+        push = _post_receipt(settings, box, message)
+    else:
         return
-    task = asyncio.create_task(_post_receipt(settings, box, message))
+    task = asyncio.create_task(push)
     _background.add(task)
     task.add_done_callback(_background.discard)
 
@@ -205,7 +205,14 @@ async def _post_receipt(settings: SandboxSettings, box: Mailbox, message: Stored
 
 
 async def _post_reply(settings: SandboxSettings, box: Mailbox, message: StoredMessage) -> None:
-    """Forward a typed reply to Kindly's inbound webhook; a 502 when Kindly cannot take it."""
+    """Forward a typed reply to Kindly's inbound webhook (or, in a provider's shape, to its callback);
+    a 502 when Kindly cannot take it."""
+    if settings.push_format == "aliyun":
+        await aliyun.push_reply(settings, box, message)
+        return
+    if settings.push_format == "tencent":
+        await tencent.push_reply(settings, box, message)
+        return
     if settings.inbound_url is None:
         return
     body = json.dumps({"from": message.phone, "text": message.body, "message_id": message.id}).encode()
