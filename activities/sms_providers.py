@@ -1,8 +1,10 @@
-"""SMS gateways: one small protocol, three implementations, one factory.
+"""SMS gateways: one small protocol, its implementations, one factory.
 
 * :class:`ConsoleSmsProvider` prints each message (phone number masked); for development.
 * :class:`WebhookSmsProvider` POSTs JSON to an operator-run gateway.
 * :class:`TwilioSmsProvider` calls Twilio's Messages API.
+* ``AliyunSmsProvider`` and ``TencentSmsProvider`` (``activities.sms_aliyun``, ``activities.sms_tencent``)
+  send registered templates through the providers' official SDKs.
 
 Every provider sends the message's idempotency key so a retried activity never texts twice. HTTP
 providers raise ``PermanentDeliveryError`` (4xx) or ``TransientDeliveryError`` (5xx, timeout,
@@ -183,4 +185,12 @@ def build_sms_provider(settings: Settings, client: httpx.AsyncClient) -> SmsProv
             from_number=from_number,
             api_base=settings.twilio_api_base,
         )
+    if kind == "aliyun":
+        from activities.sms_aliyun import AliyunSmsProvider
+
+        return AliyunSmsProvider.from_settings(settings)
+    if kind == "tencent":
+        from activities.sms_tencent import TencentSmsProvider
+
+        return TencentSmsProvider.from_settings(settings)
     raise ConfigurationError(f"unknown COLLECTIONS_SMS_PROVIDER={kind!r}")

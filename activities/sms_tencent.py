@@ -1,0 +1,17 @@
+"""Placeholder: Tencent Cloud SMS through its official SDK."""
+
+from __future__ import annotations
+
+from activities.sms_providers import OutgoingSms, ProviderReceipt
+from kindly.settings import Settings
+
+
+class TencentSmsProvider:
+    name = "tencent"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TencentSmsProvider:
+        return cls()
+
+    async def send(self, sms: OutgoingSms) -> ProviderReceipt:
+        raise NotImplementedError
