@@ -5,7 +5,6 @@ reads, which the outbox, the audit log and the billed-parts count use."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import NamedTuple, Protocol
 
 from kindly.domain.contract import TemplateName
@@ -13,7 +12,6 @@ from kindly.domain.messages.context import MessageContext
 from kindly.domain.messages.registered import (
     ProviderName,
     ProviderTemplates,
-    RegisteredTemplate,
     parameter_values,
     registered_body,
 )
@@ -62,8 +60,8 @@ class RegisteredComposer:
         self._brand, self._hotline, self._channels = brand, hotline, channels
 
     def compose(self, template: TemplateName, locale: str, context: MessageContext) -> ComposedSms:
-        by_locale: Mapping[str, RegisteredTemplate] = self.templates.templates.get(template, {})
-        registered = by_locale.get(locale)
+        by_locale = self.templates.templates.get(template, {})
+        registered = next((found for key, found in by_locale.items() if key == locale), None)
         if registered is None:
             raise TemplateError(
                 f"template {template!s} for locale {locale} has no {self.provider} registered template"
