@@ -3,6 +3,12 @@
 The Temporal dev server (SQLite under ``.data/``, Web UI), the worker with its search attributes, the
 HTTP API, the SMS sandbox as the gateway (its messages kept in ``.data/sandbox.sqlite3``), and a demo
 portfolio. Replies typed in the sandbox reach the workflows through the API's signed inbound webhook.
+
+``COLLECTIONS_SMS_PROVIDER=aliyun`` (or ``tencent``) sends through that provider's official SDK to the
+sandbox's imitation of its API instead, with the sandbox's credentials and the demo's registered templates
+(``registered_demo.json``) unless ``COLLECTIONS_REGISTERED_TEMPLATES_FILE`` names others; the sandbox then
+pushes receipts and replies to the API's callbacks for that provider, under a secret kept in
+``.data/sms-callback-secret``.
 The Web UI decrypts payloads through the API's codec server, at a path holding a secret made anew at
 each start (the dev UI cannot send the API key; ``kindly.programs.api.codec_server``). Ctrl-C stops it
 all.
@@ -14,10 +20,12 @@ import asyncio
 import logging
 import os
 import secrets
+from pathlib import Path
 
 from pydantic import SecretStr
 from temporalio.client import Client
 
+from kindly.domain.messages.registered_check import REGISTERED_DEMO_FILE
 from kindly.keyring import ensure_development_keys
 from kindly.programs.api.app import create_app
 from kindly.programs.api.settings import ApiSettings
@@ -32,6 +40,8 @@ logger = logging.getLogger("kindly.programs.stack")
 
 DEV_API_KEY = "dev-api-key"
 DEV_WEBHOOK_SECRET = "dev-webhook-secret"
+CALLBACK_SECRET_FILE = DATA_DIR / "sms-callback-secret"
+"""The path secret of the providers' callbacks in ``make run``, made once per data folder and kept."""
 
 
 def stack_settings() -> tuple[Settings, ApiSettings, SandboxSettings]:
@@ -67,7 +77,67 @@ def stack_settings() -> tuple[Settings, ApiSettings, SandboxSettings]:
                 "sms_webhook_url": f"http://{sandbox.host}:{sandbox.port}/sms",
             }
         )
+    elif settings.sms_provider in ("aliyun", "tencent"):
+        settings, sandbox = through_provider(settings, sandbox, api_port=api_settings.api_port)
     return settings, api_settings, sandbox
+
+
+def through_provider(
+    settings: Settings, sandbox: SandboxSettings, *, api_port: int, secret_file: Path = CALLBACK_SECRET_FILE
+) -> tuple[Settings, SandboxSettings]:
+    """The worker's and the sandbox's settings for sending through ``settings.sms_provider`` (Alibaba
+    Cloud or Tencent Cloud) to the sandbox's imitation of its API, with the sandbox's credentials; the
+    registered templates the settings name, else the demo's; and the callbacks' secret, the settings' or the
+    one kept in ``secret_file``, in the base URL the sandbox pushes receipts and replies to."""
+    provider = settings.sms_provider
+    endpoint = f"{sandbox.host}:{sandbox.port}"
+    templates_file = settings.registered_templates_file or REGISTERED_DEMO_FILE
+    secret = settings.sms_callback_secret or kept_secret(secret_file)
+    update: dict[str, object] = {"registered_templates_file": templates_file, "sms_callback_secret": secret}
+    if provider == "aliyun":
+        update |= {
+            "aliyun_endpoint": endpoint,
+            "aliyun_protocol": "http",
+            "aliyun_access_key_id": sandbox.aliyun_access_key_id,
+            "aliyun_access_key_secret": sandbox.aliyun_access_key_secret,
+        }
+    else:
+        update |= {
+            "tencent_endpoint": endpoint,
+            "tencent_protocol": "http",
+            "tencent_secret_id": sandbox.tencent_secret_id,
+            "tencent_secret_key": sandbox.tencent_secret_key,
+            "tencent_sms_app_id": sandbox.tencent_sms_app_id,
+        }
+    callbacks = f"http://127.0.0.1:{api_port}/callbacks/{provider}/{secret.get_secret_value()}"
+    sandbox = sandbox.model_copy(
+        update={
+            "push_format": provider,
+            "callback_base_url": callbacks,
+            "registered_templates_file": sandbox.registered_templates_file or templates_file,
+        }
+    )
+    return settings.model_copy(update=update), sandbox
+
+
+def kept_secret(path: Path) -> SecretStr:
+    """The secret in ``path``, made there (readable by its owner only) when there is none yet."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process of the stack made it first
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(32))
+    return SecretStr(path.read_text().strip())
+
+
+def _imitating(sandbox: SandboxSettings) -> str:
+    names = {"aliyun": "Alibaba Cloud SMS", "tencent": "Tencent Cloud SMS"}
+    name = names.get(sandbox.push_format)
+    return f"  (as {name}; registered templates {sandbox.registered_templates_file})" if name else ""
 
 
 def ui_codec_endpoint(api_settings: ApiSettings) -> str:
@@ -101,7 +171,7 @@ def main() -> None:
     print(
         "\nKindly is starting:\n"
         f"  Temporal Web UI   http://localhost:{settings.dev_server_ui_port}\n"
-        f"  SMS sandbox inbox http://{sandbox.host}:{sandbox.port}/\n"
+        f"  SMS sandbox inbox http://{sandbox.host}:{sandbox.port}/{_imitating(sandbox)}\n"
         f"  Staff console     http://{api_settings.api_host}:{api_settings.api_port}/console/"
         f"  (demo logins in {DATA_DIR / 'console-logins.txt'})\n"
         f"  HTTP API docs     http://{api_settings.api_host}:{api_settings.api_port}/docs"

@@ -43,6 +43,8 @@ _NAMED = re.compile(r"\$\{([A-Za-z][A-Za-z0-9_]*)\}")
 """Alibaba Cloud's placeholders: ``${name}``."""
 _NUMBERED = re.compile(r"\{([1-9][0-9]*)\}")
 """Tencent Cloud's placeholders: ``{1}``, ``{2}``..."""
+_STRAY = re.compile(r"\$?\{[^{}]*\}")
+"""What looks like a placeholder once a provider's own are taken out: the other provider's, or a typo."""
 
 
 class Param(StrEnum):
@@ -124,6 +126,10 @@ def placeholders(provider: ProviderName, text: str) -> list[str]:
 def placeholder_problem(provider: ProviderName, registered: RegisteredTemplate) -> str | None:
     """What is wrong between a text's placeholders and its ``params``, or None."""
     found = placeholders(provider, registered.text)
+    stray = _STRAY.findall((_NAMED if provider == "aliyun" else _NUMBERED).sub("", registered.text))
+    if stray:
+        syntax = "${name}" if provider == "aliyun" else "{1}, {2}, ..."
+        return f"text has {', '.join(stray)}, which is not {provider}'s placeholder syntax ({syntax})"
     missing = [name for name in found if name not in registered.params]
     if missing:
         return f"text has placeholder(s) {', '.join(missing)} without a value in params"
