@@ -50,7 +50,10 @@ class SendSmsInput(_ActivityModel):
 
 
 class SendSmsResult(_ActivityModel):
-    status: Literal["sent", "duplicate", "rejected", "window_closed"]
+    status: Literal["sent", "duplicate", "rejected", "window_closed", "frequency_limited", "provider_blocked"]
+    """``frequency_limited``: the provider's per-number frequency limit refused the message;
+    ``provider_blocked``: the lender's provider account cannot send (an alarm is open). Nothing went out
+    in either case, and ``detail`` holds the provider's code."""
     provider_message_id: str | None = None
     segments: int = 0
     detail: str = ""

@@ -8,12 +8,23 @@ the gateway so that a crash between its 2xx and our commit is deduplicated there
 A reminder (any message but a service message) ends with its touchpoint's self-service link, issued
 here under the same key: every attempt renders the same link, and the link reaches only the gateway,
 never the workflow's history.
+
+Two refusals of the provider are answers, not failures to retry; nothing went out in either, so the
+outbox claim is released and the same key goes again in the touch's next window:
+
+* its per-number frequency limit (``FrequencyLimitedError``): ``frequency_limited``;
+* the lender's account with it cannot send (``ProviderAccountError``): a provider alarm opens
+  (``kindly.store.alarms``), with an ERROR in the log and ``kindly_provider_alarms``, and the answer is
+  ``provider_blocked``. While an alarm is open for the provider, sends do not reach it at all (the
+  circuit): they answer ``provider_blocked`` at once, until an operator clears the alarm.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
+from time import monotonic
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -27,13 +38,29 @@ from kindly.domain.messages.content_check import carries_link
 from kindly.domain.messages.context import MessageContext
 from kindly.domain.messages.formatting import sms_segments
 from kindly.domain.messages.links import self_service_link
-from kindly.errors import DeliveryError, PermanentDeliveryError, TemplateError, TransientDeliveryError
-from kindly.store import AuditEntry, AuditStore, OutboxEntry, SelfServiceLinks
+from kindly.errors import (
+    DeliveryError,
+    FrequencyLimitedError,
+    PermanentDeliveryError,
+    ProviderAccountError,
+    TemplateError,
+    TransientDeliveryError,
+)
+from kindly.store import AuditEntry, AuditStore, OutboxEntry, ProviderAlarm, ProviderAlarms, SelfServiceLinks
+
+alarm_log = logging.getLogger("kindly.alarms")
+
+CIRCUIT_RECHECK_SECONDS = 5.0
+"""How long a worker trusts "no alarm is open for its provider" before it asks the database again. An
+open alarm is never trusted from memory: once an operator clears it, the next send goes."""
+PROVIDER_ALARMS = "kindly_provider_alarms"
+"""The worker's counter of provider alarms opened, by provider and the provider's code."""
 
 
 class MessagingActivities:
     """``links`` issues the self-service links reminders end with, ``public_base_url`` + ``/p/<token>``,
-    each working for ``link_lifetime`` from its first attempt."""
+    each working for ``link_lifetime`` from its first attempt. ``alarms`` holds the provider alarms
+    (by default in the store's database)."""
 
     def __init__(
         self,
@@ -44,6 +71,7 @@ class MessagingActivities:
         *,
         public_base_url: str,
         link_lifetime: timedelta,
+        alarms: ProviderAlarms | None = None,
     ) -> None:
         self._provider = provider
         self._composer = composer
@@ -51,12 +79,15 @@ class MessagingActivities:
         self._links = links
         self._public_base_url = public_base_url
         self._link_lifetime = link_lifetime
+        self._alarms = alarms if alarms is not None else ProviderAlarms(store.engine)
+        self._no_alarm_until = 0.0  # monotonic: until then, no alarm was open for the provider
 
     @activity.defn(name="send_sms")
     async def send_sms(self, request: SendSmsInput) -> SendSmsResult:
         """The request's decisions (what the workflow decided since its last activity) are written
         whatever the outcome: with the outbox claim, in its transaction, when the SMS goes out; on
-        their own when the window has closed or the template cannot be rendered."""
+        their own when the window has closed, a provider alarm holds sending, or the template cannot be
+        rendered."""
         announce_attempt()
         decisions = decision_rows(request.decisions)
         info = activity.info()
@@ -67,6 +98,11 @@ class MessagingActivities:
             # A retry that comes after the window closed must not text the customer at night.
             await self._append(decisions)
             return SendSmsResult(status="window_closed", detail="contact window closed")
+        alarm = await self._open_alarm()
+        if alarm is not None:
+            # The circuit: the provider cannot send for the lender until an operator clears the alarm.
+            await self._append(decisions)
+            return SendSmsResult(status="provider_blocked", detail=alarm.code)
         context = await self._with_link(request, attempt_time)
         try:
             composed = self._composer.compose(request.template, request.locale, context)
@@ -119,6 +155,14 @@ class MessagingActivities:
             raise_if_cancelled()
         try:
             return await finish_request(self._send_and_record(request, sms, segments))
+        except FrequencyLimitedError as err:  # the claim was released: nothing went out
+            activity.logger.warning(
+                "SMS %s deferred: provider frequency limit (%s)", request.idempotency_key, err.code
+            )
+            return SendSmsResult(status="frequency_limited", detail=err.code)
+        except ProviderAccountError as err:  # the claim was released: nothing went out
+            await self._raise_alarm(err)
+            return SendSmsResult(status="provider_blocked", detail=err.code)
         except PermanentDeliveryError as err:
             await self._complete(request, "rejected", None, str(err), segments)
             activity.logger.warning("SMS %s rejected: %s", request.idempotency_key, err)
@@ -139,6 +183,37 @@ class MessagingActivities:
         return SendSmsResult(
             status="sent", provider_message_id=receipt.provider_message_id, segments=segments
         )
+
+    async def _open_alarm(self) -> ProviderAlarm | None:
+        """The alarm open for this worker's provider, if any (``CIRCUIT_RECHECK_SECONDS``)."""
+        if monotonic() < self._no_alarm_until:
+            return None
+        alarm = await asyncio.to_thread(self._alarms.open_alarm, self._provider.name)
+        if alarm is None:
+            self._no_alarm_until = monotonic() + CIRCUIT_RECHECK_SECONDS
+        return alarm
+
+    async def _raise_alarm(self, err: ProviderAccountError) -> None:
+        """Open the provider's alarm for this refusal, or bump the one open; the circuit holds from now.
+        The log names the provider, its code and the alarm, never an account or a customer."""
+        provider = self._provider.name
+        at = datetime.now(UTC)
+        alarm, opened = await asyncio.to_thread(self._alarms.raise_alarm, provider, err.code, str(err), at)
+        self._no_alarm_until = 0.0
+        if not opened:
+            return
+        alarm_log.error(
+            "provider alarm %s opened: the SMS provider %s refused the lender's account (%s); nothing "
+            "is sent through it until an operator clears the alarm (kindly alarms clear %s)",
+            alarm.id,
+            provider,
+            alarm.code,
+            alarm.id,
+        )
+        counter = activity.metric_meter().create_counter(
+            PROVIDER_ALARMS, "Provider alarms opened, by provider and code", "alarms"
+        )
+        counter.add(1, {"provider": provider, "code": alarm.code})
 
     async def _with_link(self, request: SendSmsInput, now: datetime) -> MessageContext:
         """The context to render: a reminder's with its touchpoint's link (the same on every attempt), a

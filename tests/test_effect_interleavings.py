@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kindly.domain.completions import (
+    PROVIDER_DEFERRALS,
     SmsAction,
     call_task_created,
     handoff_cancelled,
@@ -296,7 +297,17 @@ class Driver:
         today = local_date(self.state, self.now)
 
         def finished(status: str) -> None:
-            self.take(sms_finished(self.state, action, status, segments=1, detail="d", today=today))
+            self.take(
+                sms_finished(
+                    self.state,
+                    action,
+                    status,
+                    segments=1,
+                    detail="d",
+                    today=today,
+                    not_after=flight.not_after,
+                )
+            )
             if status in ("sent", "duplicate", "rejected") and action.kind is ActionKind.SERVICE_SMS:
                 self.answered.add(action.template)
 
@@ -310,9 +321,16 @@ class Driver:
                 self.sent.append((action.template, flight.opted_out_at_start))
                 finished("sent")
             return
-        status = ["sent", "duplicate", "rejected", "window_closed", "not_accepted"][choice % 5]
+        statuses = ["sent", "duplicate", "rejected", "window_closed", "not_accepted", *PROVIDER_DEFERRALS]
+        status = statuses[choice % len(statuses)]
         if status == "not_accepted":
             self.take(sms_not_accepted(self.state, action, flight.not_after, "gateway outage"))
+            return
+        if status in PROVIDER_DEFERRALS:
+            # Nothing went out: the touchpoint stays unused (its key goes again), the touch waits.
+            finished(status)
+            assert self.state.touchpoints < action.touchpoint
+            assert flight.not_after is None or self.state.sms_not_before == flight.not_after
             return
         if status in ("sent", "duplicate"):
             self.sent.append((action.template, self.state.opted_out))

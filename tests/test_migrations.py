@@ -29,6 +29,7 @@ from kindly.store import (
     LinkTarget,
     OutboxEntry,
     PhoneIndex,
+    ProviderAlarms,
     SelfServiceLinks,
     current_revision,
     head_revision,
@@ -51,6 +52,8 @@ CONSOLE = {"console_user": 0, "call_task": 0, "specialist_case": 0, "case_note":
 """The staff console's tables (0004, 0005), empty until the console is used."""
 LINKS = {"self_service_link": 0}
 """The reminders' self-service links (0006), empty until a reminder is sent."""
+ALARMS = {"provider_alarm": 0}
+"""The provider alarms (0007), empty until a provider refuses the lender's account."""
 
 
 def console_tables_added() -> set[tuple[str, str | None]]:
@@ -66,6 +69,12 @@ def console_tables_added() -> set[tuple[str, str | None]]:
 def links_table_added() -> set[tuple[str, str | None]]:
     """What autogenerate reports for a database without the self-service links (0006)."""
     [table] = [table for table in migrate.TABLES if table.name in LINKS]
+    return {("add_table", table.name)} | {("add_index", index.name) for index in table.indexes}
+
+
+def alarms_table_added() -> set[tuple[str, str | None]]:
+    """What autogenerate reports for a database without the provider alarms (0007)."""
+    [table] = [table for table in migrate.TABLES if table.name in ALARMS]
     return {("add_table", table.name)} | {("add_index", index.name) for index in table.indexes}
 
 
@@ -220,7 +229,7 @@ def assert_release_rows_read(engine: Engine, *, encrypted: bool) -> None:
 
 def test_an_empty_database_is_migrated_to_what_the_models_define(engine: Engine) -> None:
     assert current_revision(engine) is None and inspect(engine).get_table_names() == []
-    assert migrate.upgrade(engine) == head_revision() == "0006"
+    assert migrate.upgrade(engine) == head_revision() == "0007"
     assert set(inspect(engine).get_table_names()) == {*MANAGED, "alembic_version"}
     assert schema_differences(engine) == []
     assert version_rows(engine) == [head_revision()]
@@ -297,7 +306,7 @@ def test_a_database_at_0004_gets_the_console_queues_and_keeps_its_audit_rows(eng
             ),
             {"at": AT},
         )
-    assert migrate.upgrade(engine) == head_revision() == "0006"
+    assert migrate.upgrade(engine) == head_revision() == "0007"
     assert schema_differences(engine) == []
     [entry] = AuditStore(engine).audit_for("LN-OLD")
     assert (entry.event_key, entry.actor) == ("old/ev-1", None)
@@ -317,9 +326,9 @@ def test_a_database_at_0005_gets_the_self_service_links_and_keeps_its_rows(engin
             {"at": AT},
         )
     assert {(change[0], getattr(change[-1], "name", None)) for change in schema_differences(engine)} == (
-        links_table_added()
+        links_table_added() | alarms_table_added()
     )
-    assert migrate.upgrade(engine) == head_revision() == "0006"
+    assert migrate.upgrade(engine) == head_revision() == "0007"
     assert schema_differences(engine) == []
     assert [row.idempotency_key for row in AuditStore(engine).outbox_for("LN-OLD")] == ["old/tp-1"]
     unique = {index["name"] for index in inspect(engine).get_indexes("self_service_link") if index["unique"]}
@@ -327,6 +336,27 @@ def test_a_database_at_0005_gets_the_self_service_links_and_keeps_its_rows(engin
     links = SelfServiceLinks(engine, KEYRING)
     token = links.issue("new/tp-1", "LN-OLD", 2, AT, timedelta(days=30))
     assert links.resolve(token, AT) == LinkTarget("LN-OLD", 2, AT + timedelta(days=30))
+
+
+def test_a_database_at_0006_gets_the_provider_alarms_and_keeps_its_rows(engine: Engine) -> None:
+    with engine.begin() as connection:
+        command.upgrade(migrate.alembic_config(connection), "0006")
+        connection.execute(
+            text(
+                "INSERT INTO outbox (idempotency_key, account_id, touchpoint, channel, status, attempts, "
+                "created_at) VALUES ('old/tp-1', 'LN-OLD', 1, 'sms', 'pending', 1, :at)"
+            ),
+            {"at": AT},
+        )
+    assert {(change[0], getattr(change[-1], "name", None)) for change in schema_differences(engine)} == (
+        alarms_table_added()
+    )
+    assert migrate.upgrade(engine) == head_revision() == "0007"
+    assert schema_differences(engine) == []
+    assert [row.idempotency_key for row in AuditStore(engine).outbox_for("LN-OLD")] == ["old/tp-1"]
+    alarms = ProviderAlarms(engine)
+    alarm, opened = alarms.raise_alarm("aliyun", "isv.AMOUNT_NOT_ENOUGH", "balance", AT)
+    assert opened and alarms.open_alarm("aliyun") == alarm
 
 
 # --- databases of the releases before migrations -----------------------------------------------------
@@ -343,7 +373,10 @@ def test_the_last_release_before_migrations_is_adopted_with_its_rows(engine: Eng
     after = row_counts(engine)
     kept = {name: count for name, count in before.items() if name != "worker_policy"}
     added_since = {name: 0 for name in set(after) - set(before)}
-    assert added_since == {"experiments": 0, **CONSOLE, **DERIVED, **LINKS} and after == kept | added_since
+    assert (
+        added_since == {"experiments": 0, **CONSOLE, **DERIVED, **LINKS, **ALARMS}
+        and after == kept | added_since
+    )
     assert schema_differences(engine) == []
     assert version_rows(engine) == [head_revision()]
     assert_release_rows_read(engine, encrypted=True)
@@ -366,6 +399,7 @@ def test_an_older_release_gets_the_columns_and_index_added_since(engine: Engine)
         ("add_index", "ix_audit_log_account_id_at"),
         *console_tables_added(),
         *links_table_added(),
+        *alarms_table_added(),
     }
     url = engine.url.render_as_string(hide_password=False)
 
@@ -382,7 +416,7 @@ def test_an_older_release_gets_the_columns_and_index_added_since(engine: Engine)
     assert outcomes == [head_revision()] * 3
     assert [process.exitcode for process in processes] == [0, 0, 0]
 
-    assert row_counts(engine) == before | {"experiments": 0, **CONSOLE, **DERIVED, **LINKS}
+    assert row_counts(engine) == before | {"experiments": 0, **CONSOLE, **DERIVED, **LINKS, **ALARMS}
     assert version_rows(engine) == [head_revision()]
     assert schema_differences(engine) == []
     assert "ix_audit_log_at" in {index["name"] for index in inspect(engine).get_indexes("audit_log")}

@@ -11,6 +11,8 @@ from __future__ import annotations
 from temporalio import workflow
 from temporalio.common import MetricCounter
 
+from kindly.domain.completions import PROVIDER_DEFERRALS
+
 SMS_SENT = "kindly_sms"
 DEFERRALS = "kindly_deferrals"
 ESCALATIONS = "kindly_escalations"
@@ -26,13 +28,17 @@ class WorkflowMetrics:
 
     def sms(self, template: str, outcome: str) -> None:
         """One SMS touchpoint's outcome: sent, rejected (by the gateway), not_accepted (window closed
-        while retrying), window_closed (found closed when the activity started) or cancelled (a change
-        made it unwanted while it retried)."""
+        while retrying), window_closed (found closed when the activity started), cancelled (a change
+        made it unwanted while it retried), frequency_limited (the provider's per-number limit) or
+        provider_blocked (a provider alarm holds sending). The last two defer the touch to its next
+        window, so they also count as a deferral (``provider_limit``, ``provider_alarm``)."""
         if self._sms is None:
             self._sms = workflow.metric_meter().create_counter(
                 SMS_SENT, "SMS touchpoints by template and outcome", "messages"
             )
         self._sms.add(1, {"template": template, "outcome": outcome})
+        if outcome in PROVIDER_DEFERRALS:
+            self.deferral(PROVIDER_DEFERRALS[outcome])
 
     def deferral(self, reason: str) -> None:
         """A contact day passed over, by reason (``DEFERRAL_REASONS``)."""

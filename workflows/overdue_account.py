@@ -262,12 +262,8 @@ class OverdueAccountWorkflow(AccountHandlers):
             return
         AuditTrail.written(self.state, decisions)
         self._metrics.sms(action.template, result.status)
-        today, segments = local_date(self.state, now), result.segments
-        self._take(
-            completions.sms_finished(
-                self.state, action, result.status, segments=segments, detail=result.detail, today=today
-            )
-        )
+        today = local_date(self.state, now)
+        self._take(completions.sms_result(self.state, action, result, today=today, not_after=step.not_after))
 
     async def _cancel_sms(self, action: SmsAction, reason: CancelReason) -> None:
         """Close the cancelled touchpoint's outbox row as ``cancelled`` with its reason. Should the row

@@ -2,15 +2,18 @@
 ``kindly.domain.effects``, whose :class:`~kindly.domain.effects.Effect` they return.
 
 "The activity finished" is one more input to the account's state: a send that went out, one the gateway
-refused, one cancelled while it retried, a call task or a hand-off made or cancelled. None of them
-raises, whatever signals came between the action's start and its end (a property test runs random
-interleavings of both).
+refused, one the provider deferred (its frequency limit, a provider alarm), one cancelled while it retried,
+a call task or a hand-off made or cancelled. None of them raises, whatever signals came between the
+action's start and its end (a property test runs random interleavings of both).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
+from types import MappingProxyType
+from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from kindly.domain.contract import Stage, TemplateName, TimelineKind
 from kindly.domain.effects import ActionKind, CancelReason, Effect, Entry
@@ -20,6 +23,16 @@ from kindly.domain.state import AccountState
 
 SMS_DAYS_KEPT = 14
 """Local dates of reminders kept in the state: the daily and 7-day caps look no further back."""
+
+FREQUENCY_LIMITED = "frequency_limited"
+"""The SMS activity's status when the provider's per-number frequency limit refused the message."""
+PROVIDER_BLOCKED = "provider_blocked"
+"""The SMS activity's status when the lender's provider account cannot send (an open provider alarm)."""
+PROVIDER_DEFERRALS = MappingProxyType(
+    {FREQUENCY_LIMITED: "provider_limit", PROVIDER_BLOCKED: "provider_alarm"}
+)
+"""The SMS outcomes that defer the touch to its next window (nothing went out), and the deferral reason
+each counts as (``kindly_deferrals``)."""
 
 
 @dataclass(frozen=True)
@@ -53,16 +66,55 @@ class Handoff:
         )
 
 
-def sms_finished(
-    state: AccountState, action: SmsAction, status: str, *, segments: int, detail: str, today: date
+class SmsOutcome(Protocol):
+    """What the SMS activity answers (``activities.inputs.SendSmsResult``)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def segments(self) -> int: ...
+    @property
+    def detail(self) -> str: ...
+
+
+def sms_result(
+    state: AccountState, action: SmsAction, result: SmsOutcome, *, today: date, not_after: datetime | None
 ) -> Effect:
-    """The SMS activity ended with ``status`` (``sent``, ``duplicate``, ``rejected``, ``window_closed``),
-    or a cancelled one found that an attempt's answer was lost (``unknown``): the gateway may have taken
-    it, so it counts as sent (caps, cadence, unanswered count), and the timeline says "may have".
+    """The SMS activity answered ``result`` for a send planned in a window ending at ``not_after``."""
+    return sms_finished(
+        state,
+        action,
+        result.status,
+        segments=result.segments,
+        detail=result.detail,
+        today=today,
+        not_after=not_after,
+    )
+
+
+def sms_finished(
+    state: AccountState,
+    action: SmsAction,
+    status: str,
+    *,
+    segments: int,
+    detail: str,
+    today: date,
+    not_after: datetime | None = None,
+) -> Effect:
+    """The SMS activity ended with ``status`` (``sent``, ``duplicate``, ``rejected``, ``window_closed``,
+    ``frequency_limited``, ``provider_blocked``), or a cancelled one found that an attempt's answer was
+    lost (``unknown``): the gateway may have taken it, so it counts as sent (caps, cadence, unanswered
+    count), and the timeline says "may have".
+
+    ``not_after`` is the end of the window the send was planned in: a provider's refusal
+    (``PROVIDER_DEFERRALS``) defers the touch past it (``sms_refused_by_provider``).
 
     A service reply leaves the pending list only if it is still there: a STOP that arrived while it
     was retrying has replaced the list with the confirmation, which must not be lost.
     """
+    if status in PROVIDER_DEFERRALS:
+        return sms_refused_by_provider(state, action, status, detail, not_after=not_after, today=today)
     state = state.model_copy()
     template = action.template
     if status == "window_closed":
@@ -115,6 +167,36 @@ def sms_not_accepted(
         f"{action.template} not accepted before the window closed ({cause}); next window",
     )
     return Effect(state, (entry,))
+
+
+def sms_refused_by_provider(
+    state: AccountState, action: SmsAction, status: str, code: str, *, not_after: datetime | None, today: date
+) -> Effect:
+    """The provider took nothing: its per-number frequency limit refused the message
+    (``frequency_limited``), or the lender's account with it cannot send and an alarm holds every send
+    (``provider_blocked``). ``code`` is the provider's.
+
+    The touch waits for the next day's window, as after ``sms_not_accepted``: the provider's limits
+    count up to a day, and Kindly sends at most one reminder a day, so a sooner try would only meet the
+    limit again. ``sms_not_before`` becomes the end of the window the send was planned in
+    (``not_after``), or the start of the next local day when the send had none. Nothing else changes:
+    the touchpoint stays unused, so the same touchpoint (the same idempotency key, whose outbox row the
+    activity released) goes next time; a service reply stays pending; no cap, cadence or escalation
+    counts it. The timeline entry says why; the audit trail writes it (the activity wrote no row of it).
+    """
+    state = state.model_copy()
+    state.sms_not_before = not_after if not_after is not None else _next_local_day(state, today)
+    if status == FREQUENCY_LIMITED:
+        why = f"{action.template} deferred: provider frequency limit ({code}); next window"
+    else:
+        why = f"{action.template} held: sending stopped by a provider alarm ({code}); next window"
+    return Effect(state, (Entry(TimelineKind.DEFERRED, why),))
+
+
+def _next_local_day(state: AccountState, today: date) -> datetime:
+    """The first instant of the customer's local day after ``today``."""
+    zone = ZoneInfo(state.account.timezone)
+    return datetime.combine(today + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
 
 
 def sms_cancelled(state: AccountState, action: SmsAction, reason: CancelReason) -> Effect:

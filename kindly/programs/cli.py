@@ -41,6 +41,7 @@ from kindly.domain.contract import (
     SignalName,
     UpdateContact,
 )
+from kindly.programs.cli_alarms import alarms
 from kindly.programs.cli_experiments import experiment
 from kindly.programs.cli_reports import report as report_commands
 from kindly.programs.cli_simulate import simulate_command
@@ -55,6 +56,7 @@ from kindly.programs.cli_support import (
     run_with_client,
     validated_payload,
 )
+from kindly.programs.cli_templates import templates
 from kindly.programs.cli_users import users
 from kindly.programs.cli_visibility import (
     bulk_pause,
@@ -83,6 +85,8 @@ app = typer.Typer(
 app.add_typer(db, name="db")
 app.add_typer(experiment, name="experiment")
 app.add_typer(users, name="users")
+app.add_typer(templates, name="templates")
+app.add_typer(alarms, name="alarms")
 
 
 # --- import --------------------------------------------------------------------------------------

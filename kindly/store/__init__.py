@@ -7,11 +7,13 @@
 * ``work_queue``: the phone team's call tasks (``WorkQueue``); ``cases``: the specialists' cases and their
   notes (``SpecialistCases``); ``console_sessions``: the staff console's sessions (``ConsoleSessions``);
 * ``self_service_links``: the links reminders end with, by the hash of their token (``SelfServiceLinks``);
+* ``alarms``: the provider alarms that hold SMS sending until an operator clears them (``ProviderAlarms``);
 * ``claims``: how one request takes a row whose work must happen once; ``writes``: inserts that race
   duplicates;
 * ``engine``, ``migrate``: the engine, and the schema's Alembic migrations (``migrations/``).
 """
 
+from kindly.store.alarms import AlarmNotFoundError, ProviderAlarm, ProviderAlarms
 from kindly.store.audit import CONSOLE_ACTION, DELIVERY_RECEIPT, AuditEntry, AuditLog
 from kindly.store.call_tasks import CallRecord, CallTask, NewCallTask, TaskUnavailable
 from kindly.store.cases import CaseNote, CaseUnavailable, NewCase, SpecialistCase, SpecialistCases
@@ -31,6 +33,7 @@ __all__ = [
     "CONSOLE_ACTION",
     "DELIVERY_RECEIPT",
     "FAILED_STATES",
+    "AlarmNotFoundError",
     "AuditEntry",
     "AuditLog",
     "AuditStore",
@@ -52,6 +55,8 @@ __all__ = [
     "PaymentNotification",
     "PhoneBook",
     "PhoneIndex",
+    "ProviderAlarm",
+    "ProviderAlarms",
     "SelfServiceLinks",
     "SpecialistCase",
     "SpecialistCases",

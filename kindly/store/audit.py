@@ -64,6 +64,11 @@ class AuditLog:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
+    @property
+    def engine(self) -> Engine:
+        """The database it writes to (the activities' other tables live there too)."""
+        return self._engine
+
     def append(self, entries: Sequence[AuditEntry]) -> int:
         """Insert the entries whose event key is new; returns how many were new.
 

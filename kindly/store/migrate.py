@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, MetaData, Table, inspect, text
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
+from kindly.store.alarms import ProviderAlarm
 from kindly.store.audit import AuditEntry
 from kindly.store.call_tasks import CallTask
 from kindly.store.cases import CaseNote, SpecialistCase
@@ -68,6 +69,7 @@ TABLES: tuple[Table, ...] = tuple(
         CaseNote,
         ConsoleSession,
         SelfServiceLink,
+        ProviderAlarm,
     )
 )
 """Every table the migrations manage, as the models define them now."""

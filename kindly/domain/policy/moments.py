@@ -46,6 +46,8 @@ DEFERRAL_REASONS = frozenset(
         "call_cap",
         "after_conversation",
         "no_calendar",
+        "provider_limit",
+        "provider_alarm",
     }
 )
 
@@ -71,6 +73,11 @@ class Deferral:
       regime (Regulation F: not on its day or the 6 days after);
     - ``no_calendar``: the policy's holiday calendar has no data for the day's year. The step then
       has no moment (``at`` is None) and waits until a policy refresh brings the year.
+
+    Two more are a send's outcome, never the planner's (``kindly.domain.completions.PROVIDER_DEFERRALS``,
+    counted by the workflow's metrics): ``provider_limit``, the provider's per-number frequency limit
+    refused the message, and ``provider_alarm``, a provider alarm holds every send. Either defers the
+    touch to the next day's window.
     """
     day: date
 

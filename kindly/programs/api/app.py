@@ -25,7 +25,17 @@ from kindly.errors import (
     InvalidActionValueError,
 )
 from kindly.keyring import load_keyring
-from kindly.programs.api import codec_server, experiments, figures, ops, receipts, reports, webhooks
+from kindly.programs.api import (
+    alarms,
+    codec_server,
+    experiments,
+    figures,
+    ops,
+    provider_callbacks,
+    receipts,
+    reports,
+    webhooks,
+)
 from kindly.programs.api.deps import ApiContext
 from kindly.programs.api.docs_pages import add_docs_pages
 from kindly.programs.api.settings import ApiSettings
@@ -64,8 +74,10 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
     app.include_router(figures.router)
     app.include_router(reports.router)
     app.include_router(experiments.router)
+    app.include_router(alarms.router)
     app.include_router(webhooks.router)
     app.include_router(receipts.router)
+    app.include_router(provider_callbacks.router)
     app.include_router(codec_server.router)
     app.mount(CONSOLE_PREFIX, create_console(app.state.context, CONSOLE_PREFIX))
     app.mount(SELF_SERVICE_PREFIX, create_self_service(app.state.context, SELF_SERVICE_PREFIX))

@@ -79,7 +79,7 @@ class ReceiptResult(BaseModel):
     account_id: str | None = None
 
 
-async def _record(ctx: ApiContext, receipt: DeliveryReceipt) -> ReceiptResult:
+async def record_receipt(ctx: ApiContext, receipt: DeliveryReceipt) -> ReceiptResult:
     sent = await run_in_threadpool(ctx.audit.outbox_by_provider_id, receipt.message_id)
     if sent is None:
         log.info("receipt for unknown message %s ignored", receipt.message_id)
@@ -140,7 +140,7 @@ def _now() -> datetime:
 async def json_receipt(request: Request, ctx: Context) -> ReceiptResult:
     """A delivery receipt ``{message_id, status, error_code?, permanent?}``, signed like the SMS webhook."""
     async with kindly_webhook(request, ctx, DeliveryReceipt) as receipt:
-        return await _record(ctx, receipt)
+        return await record_receipt(ctx, receipt)
 
 
 @router.post(
@@ -165,4 +165,4 @@ async def twilio_receipt(request: Request, ctx: Context) -> ReceiptResult:
             "permanent": error_code in PERMANENT_TWILIO_ERRORS,
         }
         receipt = parse_form(DeliveryReceipt, fields)
-        return await _record(ctx, receipt)
+        return await record_receipt(ctx, receipt)

@@ -169,7 +169,7 @@ def body_error(err: ValidationError) -> RequestValidationError:
     )
 
 
-async def _route_reply(
+async def route_reply(
     ctx: ApiContext, provider: str, message_id: str, sender: str, text: str
 ) -> tuple[bool, int]:
     """Store the message and signal its accounts once.
@@ -257,7 +257,7 @@ async def kindly_webhook(request: Request, ctx: ApiContext, model: type[M]) -> A
 async def twilio_inbound(request: Request, ctx: Context) -> Response:
     """Twilio's inbound-SMS webhook, verified with ``X-Twilio-Signature``; answers empty TwiML."""
     async with twilio_webhook(request, ctx, ("From", "Body", "MessageSid")) as form:
-        await _route_reply(ctx, "twilio", form["MessageSid"], form["From"].strip(), form["Body"])
+        await route_reply(ctx, "twilio", form["MessageSid"], form["From"].strip(), form["Body"])
     return Response(content=EMPTY_TWIML, media_type="application/xml")
 
 
@@ -271,7 +271,7 @@ async def json_inbound(request: Request, ctx: Context) -> InboundResult:
     """An inbound SMS as JSON ``{from, text, message_id}``, signed (``X-Kindly-Timestamp``,
     ``X-Kindly-Signature``)."""
     async with kindly_webhook(request, ctx, InboundSms) as sms:
-        routed, matched = await _route_reply(ctx, "json", sms.message_id, sms.from_.strip(), sms.text)
+        routed, matched = await route_reply(ctx, "json", sms.message_id, sms.from_.strip(), sms.text)
     return InboundResult(status="accepted" if routed else "duplicate", matched_accounts=matched)
 
 

@@ -1,5 +1,6 @@
 """``/console/dashboard``: where the open accounts stand, what Kindly did today, the last 30 days as charts,
-and the way into the outcome reports and experiments.
+and the way into the outcome reports and experiments. Above them, a banner for each open provider alarm:
+SMS through that provider are held until an operator clears it (``kindly.store.alarms``).
 
 Bounded work, so the page answers in well under a second on a large portfolio: one visibility count per
 open stage (concurrently), today's figures (``kindly.programs.figures.day_figures``: five indexed
@@ -30,7 +31,7 @@ from kindly.programs.console.i18n import Translate
 from kindly.programs.console.pages import render, translator
 from kindly.programs.figures import OPEN_STAGES, day_figures, local_day_bounds
 from kindly.programs.operations import account_query, count_accounts
-from kindly.store import AuditEntry
+from kindly.store import AuditEntry, ProviderAlarms
 from kindly.store.experiments import ExperimentStore
 from kindly.store.users import User
 
@@ -62,11 +63,12 @@ async def dashboard(
     today = datetime.now(zone).date()
     engine = console.api.engine
     kinds = tuple(kind for _, drawn in CHARTS for kind in drawn)
-    open_by_stage, figures, counts, experiments = await asyncio.gather(
+    open_by_stage, figures, counts, experiments, alarms = await asyncio.gather(
         open_accounts_by_stage(console.api.client),
         run_in_threadpool(day_figures, engine, today, zone),
         run_in_threadpool(daily_counts, engine, today, CHART_DAYS, zone, kinds),
         run_in_threadpool(ExperimentStore(engine).all),
+        run_in_threadpool(ProviderAlarms(engine).alarms),
     )
     t = translator(request)
     first = today - timedelta(days=CHART_DAYS - 1)
@@ -80,6 +82,7 @@ async def dashboard(
         "charts": charts,
         "reports": [name.value for name in ReportName],
         "experiments": experiments,
+        "alarms": alarms,
     }
     return render(request, "dashboard.html", context)
 
