@@ -49,6 +49,10 @@ SELF_SERVICE_PREFIX = "/p"
 """The customer's page, ``/p/<token>`` (``kindly.domain.messages.links.LINK_PATH``)."""
 
 
+CALLBACK_MAX_BODY_BYTES = 1024 * 1024
+"""A provider's batch of reports or replies: larger than the API's usual bodies, still bounded."""
+
+
 def create_app(client: Client, settings: Settings, api_settings: ApiSettings, engine: Engine) -> FastAPI:
     app = FastAPI(
         title="Kindly",
@@ -91,7 +95,11 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
     app.add_middleware(
         BodySizeLimit,
         max_body_bytes=api_settings.max_body_bytes,
-        path_limits={codec_server.CODEC_PREFIX + "/": api_settings.codec_max_body_bytes},
+        # The codec server takes whole histories; a provider's callback batch may hold a hundred reports.
+        path_limits={
+            codec_server.CODEC_PREFIX + "/": api_settings.codec_max_body_bytes,
+            "/callbacks/": CALLBACK_MAX_BODY_BYTES,
+        },
     )
     # Outermost: CORS preflights for the codec paths are answered before anything else runs.
     app.add_middleware(codec_server.CodecCors, allow_origins=api_settings.codec_cors_origins)
