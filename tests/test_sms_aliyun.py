@@ -182,10 +182,10 @@ def test_each_code_has_one_kind_and_an_unknown_code_goes_by_whom_it_blames() -> 
 @pytest.mark.parametrize(
     ("to", "error", "code", "status", "not_taken"),
     [
-        ("+8613800130001", PermanentDeliveryError, "isv.MOBILE_NUMBER_ILLEGAL", 200, True),
-        ("+8613800130002", ProviderAccountError, "isv.AMOUNT_NOT_ENOUGH", None, True),
-        ("+8613800130003", TransientDeliveryError, "isp.SYSTEM_ERROR", 500, False),
-        ("+8613800130004", TransientDeliveryError, "Throttling.User", 400, True),
+        ("+8613800199001", PermanentDeliveryError, "isv.MOBILE_NUMBER_ILLEGAL", 200, True),
+        ("+8613800199002", ProviderAccountError, "isv.AMOUNT_NOT_ENOUGH", None, True),
+        ("+8613800199003", TransientDeliveryError, "isp.SYSTEM_ERROR", 500, False),
+        ("+8613800199004", TransientDeliveryError, "Throttling.User", 400, True),
     ],
 )
 async def test_each_kind_of_refusal_maps_to_its_kindly_error(

@@ -169,11 +169,11 @@ async def test_the_frequency_limit_is_a_frequency_limited_error(
 PERMANENT, ACCOUNT, TRANSIENT = PermanentDeliveryError, ProviderAccountError, TransientDeliveryError
 REFUSALS = [
     # What is wrong (a message's field, or a provider's setting ``tencent_*``), the code, Kindly's error.
-    ({"to": "+8613800130001"}, "InvalidParameterValue.IncorrectPhoneNumber", PERMANENT),
-    ({"to": "+8613800130005"}, "FailedOperation.PhoneNumberInBlacklist", PERMANENT),
-    ({"to": "+8613800130002"}, "FailedOperation.InsufficientBalanceInSmsPackage", ACCOUNT),
-    ({"to": "+8613800130003"}, "InternalError.Timeout", TRANSIENT),
-    ({"to": "+8613800130004"}, "RequestLimitExceeded", TRANSIENT),  # the whole request refused
+    ({"to": "+8613800199001"}, "InvalidParameterValue.IncorrectPhoneNumber", PERMANENT),
+    ({"to": "+8613800199005"}, "FailedOperation.PhoneNumberInBlacklist", PERMANENT),
+    ({"to": "+8613800199002"}, "FailedOperation.InsufficientBalanceInSmsPackage", ACCOUNT),
+    ({"to": "+8613800199003"}, "InternalError.Timeout", TRANSIENT),
+    ({"to": "+8613800199004"}, "RequestLimitExceeded", TRANSIENT),  # the whole request refused
     ({"template_code": "9999999"}, "FailedOperation.TemplateIncorrectOrUnapproved", PERMANENT),
     ({"params": {"1": "x"}}, "FailedOperation.TemplateParamSetNotMatchApprovedTemplate", PERMANENT),
     ({"params": {**PARAMS, "2": "9" * 40}}, "InvalidParameterValue.TemplateParameterLengthLimit", PERMANENT),

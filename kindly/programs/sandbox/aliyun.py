@@ -26,9 +26,9 @@ placeholder ``isv.TEMPLATE_MISSING_PARAMETERS``, a value over ``max_param_length
 text filled in), under the Kindly template's name. More than the per-number frequency limits
 (``COLLECTIONS_SANDBOX_FREQUENCY_PER_*``) is ``isv.BUSINESS_LIMIT_CONTROL`` ("触发分钟级流控Permits:1").
 
-Numbers whose last four digits are magic get one refusal each, for tests: ``0001``
-``isv.MOBILE_NUMBER_ILLEGAL`` and ``0002`` ``isv.AMOUNT_NOT_ENOUGH`` (HTTP 200), ``0003``
-``isp.SYSTEM_ERROR`` (HTTP 500), ``0004`` ``Throttling.User`` (HTTP 400); ``undeliverable_suffix``
+Numbers whose last five digits are magic get one refusal each, for tests: ``99001``
+``isv.MOBILE_NUMBER_ILLEGAL`` and ``99002`` ``isv.AMOUNT_NOT_ENOUGH`` (HTTP 200), ``99003``
+``isp.SYSTEM_ERROR`` (HTTP 500), ``99004`` ``Throttling.User`` (HTTP 400); ``undeliverable_suffix``
 (``0000``) is accepted, then gets a failed delivery receipt (``MK:0001``, no such subscriber).
 
 Alibaba Cloud does NOT deduplicate on ``OutId`` (its SendSms "does not support idempotence"); the sandbox
@@ -85,10 +85,10 @@ DEST_CODE = "1234"
 NO_OUT_ID = "aliyun-nonce:"
 """The mailbox key of a send without ``OutId``: its nonce, so that nothing deduplicates it."""
 MAGIC: dict[str, tuple[int, str, str]] = {
-    "0001": (200, "isv.MOBILE_NUMBER_ILLEGAL", "非法手机号"),
-    "0002": (200, "isv.AMOUNT_NOT_ENOUGH", "账户余额不足"),
-    "0003": (500, "isp.SYSTEM_ERROR", "The request processing has failed due to some unknown error."),
-    "0004": (400, "Throttling.User", "Request was denied due to user flow control."),
+    "99001": (200, "isv.MOBILE_NUMBER_ILLEGAL", "非法手机号"),
+    "99002": (200, "isv.AMOUNT_NOT_ENOUGH", "账户余额不足"),
+    "99003": (500, "isp.SYSTEM_ERROR", "The request processing has failed due to some unknown error."),
+    "99004": (400, "Throttling.User", "Request was denied due to user flow control."),
 }
 _WINDOW_NAMES = {"minute": "分钟级", "hour": "小时级", "day": "天级"}
 _AUTHORIZATION = re.compile(r"(\S+) Credential=([^,]*),SignedHeaders=([^,]*),Signature=([0-9a-fA-F]*)")
@@ -164,8 +164,8 @@ def router(
         phone = inbox_number(params["PhoneNumbers"])
         if phone is None:
             return _refuse("isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
-        if phone[-4:] in MAGIC:
-            status, magic, said = MAGIC[phone[-4:]]
+        if phone[-5:] in MAGIC:
+            status, magic, said = MAGIC[phone[-5:]]
             return _refuse(magic, said) if status == 200 else _error(status, magic, said)
         sign, code = params["SignName"], params["TemplateCode"]
         try:

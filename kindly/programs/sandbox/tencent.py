@@ -16,11 +16,11 @@ name, the template and its values' count and length (``max_param_length``), stor
 as the customer reads it; then the number (one per request, as Kindly sends). Numbers ending so get a
 refusal, for tests:
 
-* ``0001``: ``InvalidParameterValue.IncorrectPhoneNumber`` (permanent);
-* ``0002``: ``FailedOperation.InsufficientBalanceInSmsPackage`` (the account);
-* ``0003``: ``InternalError.Timeout`` (transient);
-* ``0004``: the whole request refused with ``RequestLimitExceeded`` (transient, the SDK's exception);
-* ``0005``: ``FailedOperation.PhoneNumberInBlacklist`` (permanent: the customer unsubscribed);
+* ``99001``: ``InvalidParameterValue.IncorrectPhoneNumber`` (permanent);
+* ``99002``: ``FailedOperation.InsufficientBalanceInSmsPackage`` (the account);
+* ``99003``: ``InternalError.Timeout`` (transient);
+* ``99004``: the whole request refused with ``RequestLimitExceeded`` (transient, the SDK's exception);
+* ``99005``: ``FailedOperation.PhoneNumberInBlacklist`` (permanent: the customer unsubscribed);
 * ``undeliverable_suffix`` (``0000``): taken, then a ``FAIL`` status callback.
 
 Then the per-number frequency limit (``FrequencyLimiter``): the sandbox's minute, hour and day windows
@@ -64,12 +64,12 @@ ReceiptLater = Callable[[SandboxSettings, Mailbox, StoredMessage], None]
 ACTION_HEADER = "x-tc-action"
 VERSION = "2021-01-11"
 REFUSED_NUMBERS = {
-    "0001": "InvalidParameterValue.IncorrectPhoneNumber",
-    "0002": "FailedOperation.InsufficientBalanceInSmsPackage",
-    "0003": "InternalError.Timeout",
-    "0005": "FailedOperation.PhoneNumberInBlacklist",
+    "99001": "InvalidParameterValue.IncorrectPhoneNumber",
+    "99002": "FailedOperation.InsufficientBalanceInSmsPackage",
+    "99003": "InternalError.Timeout",
+    "99005": "FailedOperation.PhoneNumberInBlacklist",
 }
-REFUSED_REQUEST_SUFFIX = "0004"
+REFUSED_REQUEST_SUFFIX = "99004"
 LIMIT_CODES = {
     "minute": "LimitExceeded.PhoneNumberThirtySecondLimit",
     "hour": "LimitExceeded.PhoneNumberOneHourLimit",
@@ -232,14 +232,14 @@ def _send(
     phone, context = phones[0], str(params.get("SessionContext") or "")
     text, template = _rendered(settings, params)
     if phone.endswith(REFUSED_REQUEST_SUFFIX):
-        raise Refusal("RequestLimitExceeded", "request frequency limit exceeded (sandbox number ...0004)")
+        raise Refusal("RequestLimitExceeded", "request frequency limit exceeded (sandbox number ...99004)")
     key = context or str(uuid.uuid4())  # without a SessionContext nothing is deduplicated
     known = next((m for m in box.for_phone(phone) if m.idempotency_key == key), None)
     if known is not None:
         return [_status(phone, context, "Ok", "send success", known)]
-    code = REFUSED_NUMBERS.get(phone[-4:])
+    code = REFUSED_NUMBERS.get(phone[-5:])
     if code is not None:
-        return [_status(phone, context, code, f"refused by the sandbox (number ending {phone[-4:]})")]
+        return [_status(phone, context, code, f"refused by the sandbox (number ending {phone[-5:]})")]
     window = limiter.take(phone)
     if window is not None:
         return [_status(phone, context, LIMIT_CODES[window], f"the number's per-{window} limit is reached")]
