@@ -57,6 +57,9 @@ class SendSmsResult(_ActivityModel):
     provider_message_id: str | None = None
     segments: int = 0
     detail: str = ""
+    retry_after_seconds: int | None = None
+    """For ``frequency_limited``: how long the provider's limit lasts when it says (a minute's, an hour's);
+    None: a day's, so the next window."""
 
 
 class CancelSendInput(_ActivityModel):

@@ -159,7 +159,8 @@ class MessagingActivities:
             activity.logger.warning(
                 "SMS %s deferred: provider frequency limit (%s)", request.idempotency_key, err.code
             )
-            return SendSmsResult(status="frequency_limited", detail=err.code)
+            retry = None if err.retry_after is None else int(err.retry_after.total_seconds())
+            return SendSmsResult(status="frequency_limited", detail=err.code, retry_after_seconds=retry)
         except ProviderAccountError as err:  # the claim was released: nothing went out
             await self._raise_alarm(err)
             return SendSmsResult(status="provider_blocked", detail=err.code)

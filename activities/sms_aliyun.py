@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from typing import Literal, Protocol, cast
 
 from alibabacloud_dysmsapi20170525.client import Client  # type: ignore[import-untyped]
@@ -152,6 +153,15 @@ def classify(code: str, status: int) -> Kind:
 _LONG_NUMBER = re.compile(r"\d{7,}")
 
 
+FREQUENCY_WINDOWS = {"分钟级": timedelta(minutes=1), "小时级": timedelta(hours=1)}
+"""Alibaba Cloud names the limit a refusal met in its message (``触发分钟级流控Permits:1``): a minute's or
+an hour's limit allows the number again that much later; a day's (``天级``) waits for the next window."""
+
+
+def frequency_window(message: str) -> timedelta | None:
+    return next((window for word, window in FREQUENCY_WINDOWS.items() if word in message), None)
+
+
 def delivery_error(code: str, message: str, status: int, request_id: str | None = None) -> DeliveryError:
     """Kindly's error for Alibaba Cloud's refusal: see the tables above and :func:`classify`."""
     # Alibaba Cloud's explanation, cut short and without anything that looks like a phone number.
@@ -161,7 +171,7 @@ def delivery_error(code: str, message: str, status: int, request_id: str | None 
         text += f", request {request_id}"
     kind = classify(code, status)
     if kind == "frequency":
-        return FrequencyLimitedError(text, code=code)
+        return FrequencyLimitedError(text, code=code, retry_after=frequency_window(message))
     if kind == "account":
         return ProviderAccountError(text, code=code)
     if kind == "permanent":

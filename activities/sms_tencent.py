@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import Enum
 from typing import Any
 
@@ -170,6 +171,13 @@ def kind_of(code: str) -> Kind:
     return FAMILIES.get(code.split(".", 1)[0], Kind.RETRY_UNSURE)
 
 
+FREQUENCY_WINDOWS = {
+    "LimitExceeded.PhoneNumberThirtySecondLimit": timedelta(seconds=30),
+    "LimitExceeded.PhoneNumberOneHourLimit": timedelta(hours=1),
+}
+"""How long the limit a frequency refusal met lasts; the daily ones wait for the next window."""
+
+
 def refusal(code: str, detail: str, *, not_taken: bool | None = None) -> DeliveryError:
     """The Kindly error for Tencent Cloud's ``code``; ``not_taken`` overrides what the code implies (a
     network error that never reached Tencent Cloud)."""
@@ -178,7 +186,7 @@ def refusal(code: str, detail: str, *, not_taken: bool | None = None) -> Deliver
     if kind is Kind.PERMANENT:
         return PermanentDeliveryError(message)
     if kind is Kind.FREQUENCY_LIMITED:
-        return FrequencyLimitedError(message, code=code)
+        return FrequencyLimitedError(message, code=code, retry_after=FREQUENCY_WINDOWS.get(code))
     if kind is Kind.ACCOUNT:
         return ProviderAccountError(message, code=code)
     taken = kind is Kind.RETRY_REFUSED if not_taken is None else not_taken

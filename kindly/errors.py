@@ -70,6 +70,8 @@ Activities convert these into ``temporalio.exceptions.ApplicationError`` at the 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 
 class KindlyError(Exception):
     """Base of every error Kindly raises on purpose."""
@@ -109,11 +111,14 @@ class TransientDeliveryError(DeliveryError):
 
 
 class FrequencyLimitedError(DeliveryError):
-    """The provider's per-number frequency limit refused the message; ``code`` is the provider's."""
+    """The provider's per-number frequency limit refused the message; ``code`` is the provider's, and
+    ``retry_after`` how long its limit's window is when the provider says (a minute's, an hour's), or None
+    (a day's, or unknown)."""
 
-    def __init__(self, message: str, *, code: str) -> None:
+    def __init__(self, message: str, *, code: str, retry_after: timedelta | None = None) -> None:
         super().__init__(message, not_taken=True)
         self.code = code
+        self.retry_after = retry_after
 
 
 class ProviderAccountError(DeliveryError):

@@ -184,6 +184,7 @@ class Result:
     status: str
     segments: int = 0
     detail: str = ""
+    retry_after_seconds: int | None = None
 
 
 def test_the_activitys_answer_is_read_as_sms_finished_reads_it() -> None:
@@ -205,6 +206,25 @@ def test_the_activitys_answer_is_read_as_sms_finished_reads_it() -> None:
         )
         assert via_result.state.model_dump() == direct.state.model_dump()
         assert via_result.entries == direct.entries
+
+
+def test_a_minutes_limit_is_tried_again_a_minute_later_and_a_days_in_the_next_window() -> None:
+    state = account_state()
+    refused_at = WINDOW_END - timedelta(hours=2)
+    minute = Result(FREQUENCY_LIMITED, 0, LIMIT, retry_after_seconds=60)
+    soon = sms_result(state, FOLLOW_UP, minute, today=TODAY, not_after=WINDOW_END, now=refused_at)
+    assert soon.state.sms_not_before == refused_at + timedelta(minutes=1)
+    assert "again at" in soon.entries[0].detail
+    # An hour's limit met in the window's last minutes: the next window, not the night.
+    late = WINDOW_END - timedelta(minutes=5)
+    hour = Result(FREQUENCY_LIMITED, 0, LIMIT, retry_after_seconds=3600)
+    later = sms_result(state, FOLLOW_UP, hour, today=TODAY, not_after=WINDOW_END, now=late)
+    assert later.state.sms_not_before == WINDOW_END
+    day = sms_result(
+        state, FOLLOW_UP, Result(FREQUENCY_LIMITED, 0, LIMIT), today=TODAY, not_after=WINDOW_END, now=late
+    )
+    assert day.state.sms_not_before == WINDOW_END and "next window" in day.entries[0].detail
+    assert soon.state.touchpoints == state.touchpoints  # the touchpoint's key goes again
 
 
 class _Counter:

@@ -394,3 +394,16 @@ def test_registered_templates_need_an_aliyun_section(tmp_path: Path) -> None:
     only_tencent = _write(tmp_path / "t.json", {"tencent": {"sign_name": "金融助手", "templates": {}}})
     with pytest.raises(ConfigurationError, match="no aliyun section"):
         AliyunSmsProvider.from_settings(_settings("127.0.0.1:1", only_tencent))
+
+
+def test_a_minutes_or_hours_limit_says_when_the_number_may_have_another() -> None:
+    from datetime import timedelta
+
+    from activities.sms_aliyun import delivery_error
+
+    minute = delivery_error("isv.BUSINESS_LIMIT_CONTROL", "触发分钟级流控Permits:1", 200)
+    hour = delivery_error("isv.BUSINESS_LIMIT_CONTROL", "触发小时级流控Permits:5", 200)
+    day = delivery_error("isv.BUSINESS_LIMIT_CONTROL", "触发天级流控Permits:10", 200)
+    assert isinstance(minute, FrequencyLimitedError) and minute.retry_after == timedelta(minutes=1)
+    assert isinstance(hour, FrequencyLimitedError) and hour.retry_after == timedelta(hours=1)
+    assert isinstance(day, FrequencyLimitedError) and day.retry_after is None

@@ -263,7 +263,11 @@ class OverdueAccountWorkflow(AccountHandlers):
         AuditTrail.written(self.state, decisions)
         self._metrics.sms(action.template, result.status)
         today = local_date(self.state, now)
-        self._take(completions.sms_result(self.state, action, result, today=today, not_after=step.not_after))
+        self._take(
+            completions.sms_result(
+                self.state, action, result, today=today, not_after=step.not_after, now=workflow.now()
+            )
+        )
 
     async def _cancel_sms(self, action: SmsAction, reason: CancelReason) -> None:
         """Close the cancelled touchpoint's outbox row as ``cancelled`` with its reason. Should the row

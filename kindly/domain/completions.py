@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from kindly.domain.contract import Stage, TemplateName, TimelineKind
 from kindly.domain.effects import ActionKind, CancelReason, Effect, Entry
 from kindly.domain.policy.model import CALL_HISTORY_KEPT
-from kindly.domain.policy.schedule import local_date
+from kindly.domain.policy.schedule import local_date, local_iso
 from kindly.domain.state import AccountState
 
 SMS_DAYS_KEPT = 14
@@ -75,12 +75,33 @@ class SmsOutcome(Protocol):
     def segments(self) -> int: ...
     @property
     def detail(self) -> str: ...
+    @property
+    def retry_after_seconds(self) -> int | None: ...
 
 
 def sms_result(
-    state: AccountState, action: SmsAction, result: SmsOutcome, *, today: date, not_after: datetime | None
+    state: AccountState,
+    action: SmsAction,
+    result: SmsOutcome,
+    *,
+    today: date,
+    not_after: datetime | None,
+    now: datetime | None = None,
 ) -> Effect:
-    """The SMS activity answered ``result`` for a send planned in a window ending at ``not_after``."""
+    """The SMS activity answered ``result`` at ``now`` for a send planned in a window ending at
+    ``not_after``."""
+    if result.status == FREQUENCY_LIMITED and result.retry_after_seconds is not None and now is not None:
+        retry_at = now + timedelta(seconds=result.retry_after_seconds)
+        if not_after is None or retry_at < not_after:
+            return sms_refused_by_provider(
+                state,
+                action,
+                result.status,
+                result.detail,
+                not_after=not_after,
+                today=today,
+                retry_at=retry_at,
+            )
     return sms_finished(
         state,
         action,
@@ -170,24 +191,36 @@ def sms_not_accepted(
 
 
 def sms_refused_by_provider(
-    state: AccountState, action: SmsAction, status: str, code: str, *, not_after: datetime | None, today: date
+    state: AccountState,
+    action: SmsAction,
+    status: str,
+    code: str,
+    *,
+    not_after: datetime | None,
+    today: date,
+    retry_at: datetime | None = None,
 ) -> Effect:
     """The provider took nothing: its per-number frequency limit refused the message
     (``frequency_limited``), or the lender's account with it cannot send and an alarm holds every send
     (``provider_blocked``). ``code`` is the provider's.
 
-    The touch waits for the next day's window, as after ``sms_not_accepted``: the provider's limits
-    count up to a day, and Kindly sends at most one reminder a day, so a sooner try would only meet the
-    limit again. ``sms_not_before`` becomes the end of the window the send was planned in
-    (``not_after``), or the start of the next local day when the send had none. Nothing else changes:
-    the touchpoint stays unused, so the same touchpoint (the same idempotency key, whose outbox row the
-    activity released) goes next time; a service reply stays pending; no cap, cadence or escalation
-    counts it. The timeline entry says why; the audit trail writes it (the activity wrote no row of it).
+    The touch waits for the provider's next allowed moment: ``retry_at`` when the limit it met is a
+    minute's or an hour's and that moment is still inside the window (an opt-out confirmation right after
+    a reminder goes a minute later, not tomorrow); otherwise the next day's window, as after
+    ``sms_not_accepted`` (a day's limit, or an alarm): ``sms_not_before`` becomes the end of the window
+    the send was planned in (``not_after``), or the start of the next local day when the send had none.
+    Nothing else changes: the touchpoint stays unused, so the same touchpoint (the same idempotency
+    key, whose outbox row the activity released) goes next time; a service reply stays pending; no
+    cap, cadence or escalation counts it. The timeline entry says why; the audit trail writes it (the
+    activity wrote no row of it).
     """
     state = state.model_copy()
-    state.sms_not_before = not_after if not_after is not None else _next_local_day(state, today)
+    state.sms_not_before = retry_at or (not_after if not_after is not None else _next_local_day(state, today))
     if status == FREQUENCY_LIMITED:
-        why = f"{action.template} deferred: provider frequency limit ({code}); next window"
+        when = (
+            "next window" if retry_at is None else f"again at {local_iso(state.account.timezone, retry_at)}"
+        )
+        why = f"{action.template} deferred: provider frequency limit ({code}); {when}"
     else:
         why = f"{action.template} held: sending stopped by a provider alarm ({code}); next window"
     return Effect(state, (Entry(TimelineKind.DEFERRED, why),))
