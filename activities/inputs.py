@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from kindly.domain.complaints import Complaint
 from kindly.domain.contract import AccountInput, TemplateName
 from kindly.domain.experiments import Assignment
 from kindly.domain.messages.context import MessageContext
@@ -60,6 +61,9 @@ class SendSmsResult(_ActivityModel):
     retry_after_seconds: int | None = None
     """For ``frequency_limited``: how long the provider's limit lasts when it says (a minute's, an hour's);
     None: a day's, so the next window."""
+    variant: str | None = None
+    """The label of the template variant the message was made from (``default``, ``segments/gentle``,
+    ...) when it went out; None from sends before variants, and when nothing went out."""
 
 
 class CancelSendInput(_ActivityModel):
@@ -159,12 +163,27 @@ class PreparedAccount(_ActivityModel):
     """The arm of the experiment running for the segment, if any; ``policy`` is already the arm's."""
 
 
+class ComplaintRecord(_ActivityModel):
+    """A complaint as the complaints table keeps it (``kindly.store.complaints``), with the account's
+    facts its queue shows it by: none of them personal."""
+
+    account_id: str
+    segment: str
+    timezone: str
+    locale: str
+    complaint: Complaint
+
+
 class RecordChangesInput(_ActivityModel):
     """What signals changed beyond the workflow, written together: the number to index in place of the
-    account's old one, an opt-out to keep, and the audit entries since the last activity."""
+    account's old one, an opt-out to keep, the complaints that changed, and the audit entries since the
+    last activity."""
 
     account_id: str
     phone: str
     phone_changed: bool
     opted_out: bool
     decisions: list[AuditRecord] = []
+    complaints: list[ComplaintRecord] = []
+    """Each complaint that opened, was acknowledged, resolved or escalated since the last write, as it
+    stands now (an upsert by account and number)."""

@@ -38,6 +38,7 @@ from kindly.domain.messages.content_check import carries_link
 from kindly.domain.messages.context import MessageContext
 from kindly.domain.messages.formatting import sms_segments
 from kindly.domain.messages.links import self_service_link
+from kindly.domain.messages.variants import DEFAULT_VARIANT
 from kindly.errors import (
     DeliveryError,
     FrequencyLimitedError,
@@ -139,6 +140,7 @@ class MessagingActivities:
                 provider_message_id=outbox.provider_message_id,
                 segments=segments,
                 detail="already sent for this touchpoint",
+                variant=composed.variant,
             )
         sms = OutgoingSms(
             to=request.to,
@@ -154,7 +156,7 @@ class MessagingActivities:
             await asyncio.to_thread(self._store.release, request.idempotency_key)  # nothing went out
             raise_if_cancelled()
         try:
-            return await finish_request(self._send_and_record(request, sms, segments))
+            return await finish_request(self._send_and_record(request, sms, segments, composed.variant))
         except FrequencyLimitedError as err:  # the claim was released: nothing went out
             activity.logger.warning(
                 "SMS %s deferred: provider frequency limit (%s)", request.idempotency_key, err.code
@@ -165,13 +167,15 @@ class MessagingActivities:
             await self._raise_alarm(err)
             return SendSmsResult(status="provider_blocked", detail=err.code)
         except PermanentDeliveryError as err:
-            await self._complete(request, "rejected", None, str(err), segments)
+            await self._complete(request, "rejected", None, str(err), segments, composed.variant)
             activity.logger.warning("SMS %s rejected: %s", request.idempotency_key, err)
             return SendSmsResult(status="rejected", segments=segments, detail=str(err))
         except TransientDeliveryError as err:
             raise ApplicationError(str(err), type="TransientDeliveryError") from err
 
-    async def _send_and_record(self, request: SendSmsInput, sms: OutgoingSms, segments: int) -> SendSmsResult:
+    async def _send_and_record(
+        self, request: SendSmsInput, sms: OutgoingSms, segments: int, variant: str
+    ) -> SendSmsResult:
         """Send, and record the send: one step that a cancellation does not split (``finish_request``),
         so a message the gateway took is always recorded and reported as sent."""
         try:
@@ -180,9 +184,9 @@ class MessagingActivities:
             if err.not_taken:
                 await asyncio.to_thread(self._store.release, request.idempotency_key)
             raise
-        await self._complete(request, "sent", receipt.provider_message_id, "sent", segments)
+        await self._complete(request, "sent", receipt.provider_message_id, "sent", segments, variant)
         return SendSmsResult(
-            status="sent", provider_message_id=receipt.provider_message_id, segments=segments
+            status="sent", provider_message_id=receipt.provider_message_id, segments=segments, variant=variant
         )
 
     async def _open_alarm(self) -> ProviderAlarm | None:
@@ -242,12 +246,15 @@ class MessagingActivities:
         provider_message_id: str | None,
         detail: str,
         segments: int,
+        variant: str = DEFAULT_VARIANT,
     ) -> None:
+        """The send's audit row; it names the template's variant when not the default."""
+        shown = "" if variant == DEFAULT_VARIANT else f", variant {variant}"
         audit = action_row(
             idempotency_key=request.idempotency_key,
             account_id=request.account_id,
             kind="sms_sent" if status == "sent" else "sms_failed",
-            detail=f"{request.template}, {segments} segment(s): {detail}",
+            detail=f"{request.template}, {segments} segment(s){shown}: {detail}",
             touchpoint=request.touchpoint,
             template=request.template,
             provider=self._provider.name,

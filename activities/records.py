@@ -1,5 +1,6 @@
 """Small bookkeeping activities, run as local activities: prepare a new account (policy, phone index,
-opt-out, its first audit entries), write what signals changed, close a cancelled send, resolve a policy."""
+opt-out, its first audit entries), write what signals changed (complaints among them), close a cancelled
+send, resolve a policy."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from activities.inputs import (
 from kindly.domain.experiments import assign, policy_for_arm
 from kindly.domain.policy.model import ContactPolicy, policy_for
 from kindly.domain.state import audit_event_key, start_entries
-from kindly.store import AuditEntry, AuditStore, OutboxEntry, PhoneBook
+from kindly.store import AuditEntry, AuditStore, ComplaintStore, OutboxEntry, PhoneBook
 from kindly.store.experiments import ExperimentStore
 
 
@@ -32,11 +33,14 @@ class RecordActivities:
         phones: PhoneBook,
         policies: dict[str, ContactPolicy],
         experiments: ExperimentStore | None = None,
+        *,
+        complaints: ComplaintStore,
     ) -> None:
         self._store = store
         self._phones = phones
         self._policies = policies
         self._experiments = experiments
+        self._complaints = complaints
 
     @activity.defn(name="prepare_account")
     async def prepare_account(self, request: PrepareAccountInput) -> PreparedAccount:
@@ -74,12 +78,15 @@ class RecordActivities:
     async def record_changes(self, request: RecordChangesInput) -> None:
         """Write what signals changed beyond the workflow: the account's number in the phone index in
         place of its old one (replies then reach it), an opt-out kept beyond this account (no new
-        account texts the number), and the decisions no action carried (pauses, replies, promises).
-        Each write is idempotent, so a retry repeats them harmlessly."""
+        account texts the number), the complaints that changed (their table follows the workflow, and
+        never loses a fact to an older snapshot), and the decisions no action carried (pauses, replies,
+        promises). Each write is idempotent, so a retry repeats them harmlessly."""
         if request.phone_changed:
             await asyncio.to_thread(self._phones.replace, request.account_id, request.phone)
         if request.opted_out:
             await asyncio.to_thread(self._phones.record_opt_out, request.phone, request.account_id)
+        if request.complaints:
+            await asyncio.to_thread(self._complaints.upsert, request.complaints)
         if request.decisions:
             await asyncio.to_thread(self._store.append, decision_rows(request.decisions))
 

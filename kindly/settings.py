@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     strict_workflow_sandbox: bool = False
     # Continue-as-new once a run's history has this many events (or when Temporal suggests it).
     continue_as_new_after_events: int = Field(default=2000, ge=100)
+    # A complaint's deadlines, in business days on the segment's holiday calendar after the day it was
+    # received: to acknowledge it, and to resolve it. A run keeps the values it started with.
+    complaint_acknowledge_business_days: int = Field(default=1, ge=1, le=60)
+    complaint_resolve_business_days: int = Field(default=15, ge=1, le=120)
     # Prometheus endpoint of the worker's metrics (Temporal SDK metrics and Kindly's own counters);
     # unset disables it.
     metrics_bind_address: str | None = None

@@ -4,7 +4,8 @@ Run ``.venv/bin/python -m tests.capture_histories`` after a release, commit the 
 the old ones: the replay test then fails the build whenever a change would break accounts in flight
 (``docs/versioning.md``). The ``1.0-*`` files are the baseline every later version must replay; the
 ``1.1-*`` files take the paths of the ``kindly-1.1`` patch, and the operator actions as updates; the
-``1.2-*`` files those of ``kindly-1.2`` (a call-back, a specialist's account handed back). The
+``1.2-*`` files those of ``kindly-1.2`` (a call-back, a specialist's account handed back); the ``1.3-*``
+files those of ``kindly-1.3`` (a complaint opened by a reply, escalated, resolved). The
 scenarios run on the time-skipping server, and those with updates on the dev server, with fake
 customers only.
 
@@ -51,7 +52,7 @@ from tests.lifecycle_helpers import local_today, make_account, start
 
 HISTORIES = Path(__file__).parent / "histories"
 KEYS_FILE = HISTORIES / "keys.json"
-VERSION = "1.2"
+VERSION = "1.3"
 
 
 def history_encryption_settings() -> dict[str, Any]:
@@ -226,6 +227,42 @@ async def _specialist_hand_back(env: WorkflowEnvironment, client: Client, queue:
     return handle
 
 
+async def _complaint(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    """A reply that complains opens a complaint and holds contact; its acknowledgement's deadline passes
+    (escalated by the workflow's timer); it is acknowledged and resolved, an operator resumes contact,
+    the next reminder goes and a payment in full ends the account."""
+    handle = await start(client, queue, make_account((await local_today(env)) - timedelta(days=1)))
+    await env.sleep(timedelta(days=1))
+    await handle.signal("customer_reply", {"text": "我要投诉 12378"})
+    await env.sleep(timedelta(days=4))
+    await handle.signal("acknowledge_complaint", {"complaint": 1, "note": "capture"})
+    await handle.signal("resolve_complaint", {"complaint": 1, "outcome": "upheld", "note": "capture"})
+    await env.sleep(timedelta(days=1))
+    await handle.signal("resume", {})
+    await env.sleep(timedelta(days=2))
+    await handle.signal("repayment", {"amount": "1500", "reference": "C-1"})
+    await handle.result()
+    return handle
+
+
+async def _complaint_updates(env: WorkflowEnvironment, client: Client, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    """Complaints as updates (the dev server's): one opened, a second refused, acknowledged, resolved,
+    a resume, and a settlement."""
+    handle = await start(client, queue, make_account((await local_today(env)) + timedelta(days=20)))
+    await handle.execute_update("open_complaint", {"channel": "console"}, result_type=AccountStatus)
+    with contextlib.suppress(WorkflowUpdateFailedError):
+        await handle.execute_update("open_complaint", {"channel": "api"})
+    await handle.execute_update(
+        "acknowledge_complaint", {"complaint": 1, "note": "capture"}, result_type=AccountStatus
+    )
+    resolve = {"complaint": 1, "outcome": "not_upheld", "note": "capture"}
+    await handle.execute_update("resolve_complaint", resolve, result_type=AccountStatus)
+    await handle.execute_update("resume", {}, result_type=AccountStatus)
+    await handle.execute_update("settle", {"amount": "500", "reference": "S-C"}, result_type=AccountStatus)
+    await handle.result()
+    return handle
+
+
 SHADOW_EXPERIMENT = {
     "name": "capture-shadow",
     "segments": ["shadowed"],
@@ -250,9 +287,13 @@ SCENARIOS: dict[str, Scenario] = {
     "experiment_shadow": _experiment_shadow,
     "call_back": _call_back,
     "specialist_hand_back": _specialist_hand_back,
+    "complaint": _complaint,
 }
 """Scenarios on the time-skipping server."""
-UPDATE_SCENARIOS: dict[str, Scenario] = {"operator_updates": _operator_updates}
+UPDATE_SCENARIOS: dict[str, Scenario] = {
+    "operator_updates": _operator_updates,
+    "complaint_updates": _complaint_updates,
+}
 """Scenarios on the dev server, which takes workflow updates (in real time: they must be quick)."""
 
 

@@ -10,9 +10,11 @@ A-CURED    standard  01-10 CNY  gentle 3 SMS, a reply, a promise kept by a part 
 B-SETTLED  standard  01-25 CNY  firm   promise broken, part payments, a second promise kept, call task,
                                        specialist, settled (collected 1,800)
 C-OPTOUT   gentle    02-15 USD  -      STOP after first_overdue, a call task, closed
-D-DISPUTE  standard  02-20 CNY  gentle dispute after pre_due, specialist, still open
+D-DISPUTE  standard  02-20 CNY  gentle dispute after pre_due, specialist, a complaint acknowledged and
+                                       resolved late, still open
 E-EARLY    gentle    03-05 USD  -      hardship after pre_due, repaid the day before the due date
-F-PROMISES standard  03-20 CNY  -      paid after a promise's date, a promise replaced, one broken, open
+F-PROMISES standard  03-20 CNY  -      a complaint before any SMS, resolved in time; paid after a promise's
+                                       date, a promise replaced, one broken, open
 G-NOSTART  -         -          -      no ``started`` entry: an outcome, but no report counts it
 H-LATER    standard  07-02 CNY  -      due after the reports' day (2026-06-30)
 =========  ========  =========  =====  ======================================================================
@@ -69,6 +71,18 @@ def promise(account_id: str, at: str, by: str, via: str = "customer") -> AuditEn
 def broken(account_id: str, at: str, by: str) -> AuditEntry:
     detail = f"promised payment by {by} not received; firmer reminder"
     return entry(account_id, at, "promise_broken", detail)
+
+
+def complaint(account_id: str, at: str, kind: str, number: int = 1) -> AuditEntry:
+    """A complaint's entry, worded as ``kindly.domain.complaint_effects`` writes it (the parts read)."""
+    said = {
+        "complaint_opened": f"opened (sms_reply), received {at}; automated contact held",
+        "complaint_acknowledgement_overdue": f"not acknowledged by its deadline {at}: escalated",
+        "complaint_resolution_overdue": f"not resolved by its deadline {at}: escalated",
+        "complaint_resolved": "resolved: upheld; contact stays held",
+    }[kind]
+    detail = f"complaint {number} {said}"
+    return entry(account_id, at, kind, detail)
 
 
 def arm(account_id: str, at: str, name: str) -> AuditEntry:
@@ -145,6 +159,10 @@ def stories() -> list[AuditEntry]:
         entry(
             "D-DISPUTE", "2026-02-15T03:00:00", "escalated_specialist", "customer reported dispute: accepted"
         ),
+        # ... and a complaint after it, neither acknowledged nor resolved in time: all three against pre_due.
+        complaint("D-DISPUTE", "2026-02-14T03:00:01", "complaint_opened"),
+        complaint("D-DISPUTE", "2026-02-16T03:00:00", "complaint_acknowledgement_overdue"),
+        complaint("D-DISPUTE", "2026-03-09T03:00:00", "complaint_resolution_overdue"),
         # E: cure day -1 (4 Mar - 5 Mar, UTC dates).
         started("E-EARLY", "2026-02-26T14:00:00", "gentle", "300.00", "USD", "2026-03-05"),
         sms("E-EARLY", "2026-02-26T15:00:00", "pre_due"),
@@ -157,6 +175,9 @@ def stories() -> list[AuditEntry]:
         # F: paid after the first promise's date (unresolved), the second replaced, the third broken; one
         # SMS row without its template column.
         started("F-PROMISES", "2026-03-13T02:00:00", "standard", "1500.00", "CNY", "2026-03-20"),
+        # A complaint before any SMS: the account's and its group's, no template's.
+        complaint("F-PROMISES", "2026-03-14T02:00:00", "complaint_opened"),
+        complaint("F-PROMISES", "2026-03-18T02:00:00", "complaint_resolved"),
         sms("F-PROMISES", "2026-03-21T02:00:00", "first_overdue"),
         promise("F-PROMISES", "2026-03-22T02:00:00", "2026-03-25"),
         paid("F-PROMISES", "2026-03-27T02:00:00", "200.00", "1300.00", "P-F"),

@@ -13,7 +13,7 @@ from kindly.domain.masking import mask_reference
 from kindly.keyring import load_keyring
 from kindly.programs.case_queue import ResolutionKind
 from kindly.programs.console.audit_query import ACCEPTED, FORBIDDEN, REFUSED
-from kindly.programs.console.cases import CHOICES, KINDS, kind_words, resolution_words
+from kindly.programs.console.case_words import CHOICES, KINDS, kind_words, resolution_words
 from kindly.programs.console.i18n import LOCALES, Catalogs
 from kindly.programs.operations import account_status, account_timeline
 from kindly.store.cases import MAX_TEXT, SpecialistCase, SpecialistCases

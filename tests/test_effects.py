@@ -517,6 +517,9 @@ VALID: dict[SignalName, dict[str, Any]] = {
     SignalName.SMS_UNDELIVERABLE: {"reason": "number does not exist"},
     SignalName.REFRESH_POLICY: {"reason": "policy file changed"},
     SignalName.SELF_SERVICE: {"choice": "plan", "date": "2030-01-01", "instalments": 3, "touchpoint": 2},
+    SignalName.OPEN_COMPLAINT: {"channel": "console", "note": "unhappy with the calls"},
+    SignalName.ACKNOWLEDGE_COMPLAINT: {"complaint": 1, "note": "called back and explained"},
+    SignalName.RESOLVE_COMPLAINT: {"complaint": 1, "outcome": "upheld", "note": "apologised"},
 }
 
 
@@ -864,6 +867,7 @@ CANCELLED_BY: dict[tuple[ActionKind, TemplateName | None], set[CancelReason]] = 
         CancelReason.OPTED_OUT,
         CancelReason.AMOUNT_CHANGED,
         CancelReason.PAUSED,
+        CancelReason.COMPLAINT,
         CancelReason.NUMBER_CHANGED,
         CancelReason.SMS_UNDELIVERABLE,
     },
@@ -875,7 +879,7 @@ CANCELLED_BY: dict[tuple[ActionKind, TemplateName | None], set[CancelReason]] = 
         CancelReason.CLOSED,
     },
     (ActionKind.CALL_TASK, None): ENDED
-    | {CancelReason.REACHED, CancelReason.PROMISE_TO_PAY, CancelReason.PLAN_CHOSEN},
+    | {CancelReason.REACHED, CancelReason.PROMISE_TO_PAY, CancelReason.PLAN_CHOSEN, CancelReason.COMPLAINT},
     (ActionKind.SPECIALIST, None): ENDED,
 }
 

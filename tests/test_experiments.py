@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from sqlalchemy import Engine
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
@@ -396,6 +397,33 @@ def test_the_status_shows_each_arms_cure_rate_and_a_guardrail_closes_an_arm(engi
     assert closed is not None and set(closed.closed_arms) == {"gentle"}
     arms = [assign(closed.definition, f"N-{i}", closed_arms=closed.closed_arms) for i in range(50)]
     assert {a.arm for a in arms if a is not None} == {"champion"}
+
+
+def test_complaints_per_1000_sms_are_shown_per_arm_and_their_guardrail_closes_an_arm(engine: Engine) -> None:  # noqa: F811
+    rails = {"complaint_per_1000_sms": 5}
+    ExperimentStore(engine).start(ExperimentDefinition.model_validate(definition(guardrails=rails)))
+    rows: list[AuditEntry] = []
+    for number in range(100):  # each arm: 300 SMS; champion 1 complaint (3.33), gentle 3 (10 per 1,000)
+        for arm, complaints in (("champion", 1), ("gentle", 3)):
+            rows += _account(arm, number, cured=False, sms=3, opted_out=False)
+            if number < complaints:
+                rows.append(story.complaint(f"R-{arm}-{number}", "2026-10-05T02:00:00", "complaint_opened"))
+                rows.append(
+                    story.complaint(
+                        f"R-{arm}-{number}", "2026-10-07T02:00:00", "complaint_acknowledgement_overdue"
+                    )
+                )
+    AuditStore(engine).append(rows)
+
+    found = experiment_report(engine, "gentle-test")
+    assert found is not None
+    champion, gentle = found.arms
+    assert (champion.complaints_per_1000_sms, gentle.complaints_per_1000_sms) == (3.33, 10.0)
+    assert champion.breaches == [] and gentle.breaches == ["complaints 10.0 per 1,000 SMS above 5"]
+    assert enforce_guardrails(engine) == [("gentle-test", "gentle", "complaints 10.0 per 1,000 SMS above 5")]
+    refused = definition(guardrails={"complaint_per_1000_sms": 0})
+    with pytest.raises(ValidationError, match="complaint_per_1000_sms"):
+        ExperimentDefinition.model_validate(refused)
 
 
 def test_young_accounts_do_not_count_for_the_cure_rate_until_their_window_ends(engine: Engine) -> None:  # noqa: F811

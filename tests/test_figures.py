@@ -19,7 +19,14 @@ from temporalio.testing import WorkflowEnvironment
 from kindly.domain.contract import TimelineKind
 from kindly.programs.api.app import create_app
 from kindly.programs.api.settings import ApiSettings
-from kindly.programs.figures import MAX_DAYS, WAITING_FOR_CALENDAR, daily_figures, day_figures
+from kindly.programs.figures import (
+    MAX_DAYS,
+    WAITING_FOR_CALENDAR,
+    ComplaintRates,
+    complaint_rates,
+    daily_figures,
+    day_figures,
+)
 from kindly.settings import Settings
 from kindly.store import DELIVERY_RECEIPT, AuditEntry, AuditStore, make_engine
 from kindly.store.audit import CONSOLE_ACTION
@@ -157,6 +164,44 @@ def test_a_range_is_oldest_first_and_refuses_days_past_its_limits(engine: Engine
         daily_figures(engine, date(1, 1, 3), 5, ZoneInfo("UTC"))
 
 
+def test_complaints_are_counted_and_weighed_per_1000_sms_of_the_same_period(engine: Engine) -> None:  # noqa: F811
+    sms = [
+        event(f"D-{n}", f"2026-12-01T0{n % 8}:00:00+00:00", TimelineKind.SMS_SENT, "follow_up")
+        for n in range(8)
+    ]
+    AuditStore(engine).append(
+        [
+            *sms,
+            event(
+                "D-1", "2026-12-01T09:00:00+00:00", TimelineKind.COMPLAINT_OPENED, detail="complaint 1 opened"
+            ),
+            event(
+                "D-2", "2026-12-01T10:00:00+00:00", TimelineKind.COMPLAINT_OPENED, detail="complaint 1 opened"
+            ),
+            event("D-1", "2026-12-02T09:00:00+00:00", TimelineKind.COMPLAINT_ACKNOWLEDGEMENT_OVERDUE),
+            event("D-1", "2026-12-02T09:30:00+00:00", TimelineKind.SMS_SENT, "pre_due"),
+            event("D-2", "2026-12-03T09:00:00+00:00", TimelineKind.COMPLAINT_RESOLUTION_OVERDUE),
+        ]
+    )
+    first, second, third = daily_figures(engine, date(2026, 12, 3), 3, ZoneInfo("UTC"))
+    opened = next(figure for figure in first.figures if figure.kind == TimelineKind.COMPLAINT_OPENED)
+    assert (opened.label, opened.events, opened.accounts) == ("complaints opened", 2, 2)
+    assert first.complaints_per_1000_sms == ComplaintRates(
+        opened=250.0, acknowledged_late=0.0, resolved_late=0.0
+    )
+    assert second.events(TimelineKind.COMPLAINT_ACKNOWLEDGEMENT_OVERDUE) == 1
+    assert second.complaints_per_1000_sms == ComplaintRates(
+        opened=0.0, acknowledged_late=1000.0, resolved_late=0.0
+    )
+    assert third.events(TimelineKind.COMPLAINT_RESOLUTION_OVERDUE) == 1
+    assert third.complaints_per_1000_sms == ComplaintRates(
+        opened=None, acknowledged_late=None, resolved_late=None
+    ), "no SMS that day: nothing to weigh by"
+    # The whole range: 2 opened, 1 acknowledged late, 1 resolved late against 9 SMS.
+    whole = complaint_rates(lambda kind: sum(day.events(kind) for day in (first, second, third)))
+    assert whole == ComplaintRates(opened=222.22, acknowledged_late=111.11, resolved_late=111.11)
+
+
 def test_an_older_audit_log_gets_the_index_the_figures_count_by(database_url: str) -> None:  # noqa: F811
     older = make_engine(database_url)
     with older.begin() as connection:
@@ -204,6 +249,10 @@ async def test_cli_and_api_show_todays_figures_and_open_accounts_by_stage(
     svg = drawn.read_text(encoding="utf-8")
     assert "Daily volumes (Asia/Shanghai)" in svg and "SMS sent" in svg and svg.count("<polyline") == 4
     assert WAITING_FOR_CALENDAR in table.output
+    assert (
+        "complaints resolved late" in table.output and "per 1,000 SMS sent: complaints opened" in table.output
+    )
+    assert set(shown["complaints_per_1000_sms"]) == {"opened", "acknowledged_late", "resolved_late"}
     unknown = await kindly(dev_env, settings, "figures", "--timezone", "Mars/Olympus")
     assert unknown.exit_code == 2 and "--timezone" in unknown.output and "Mars/Olympus" in unknown.output
 

@@ -109,6 +109,13 @@ VALID_SIGNALS: dict[SignalName, dict[str, Any]] = {
     SignalName.SMS_UNDELIVERABLE: {"reason": "number does not exist"},
     SignalName.SELF_SERVICE: {"choice": "promise", "date": "2030-01-01", "touchpoint": 1},
     SignalName.REFRESH_POLICY: {"reason": "policy file changed"},
+    SignalName.OPEN_COMPLAINT: {
+        "channel": "console",
+        "received_at": "2026-12-01T09:00:00+08:00",
+        "note": "unhappy with the calls",
+    },
+    SignalName.ACKNOWLEDGE_COMPLAINT: {"complaint": 1, "note": "called back and explained"},
+    SignalName.RESOLVE_COMPLAINT: {"complaint": 1, "outcome": "upheld", "note": "apologised"},
 }
 # Misspelt or invented signal names: rejected as unknown, whatever their payload.
 UNKNOWN_SIGNALS = ["pasue", "REPAYMENT", "repayment ", "../../etc/passwd", "x" * 1000, "信号"]

@@ -54,6 +54,14 @@ LINKS = {"self_service_link": 0}
 """The reminders' self-service links (0006), empty until a reminder is sent."""
 ALARMS = {"provider_alarm": 0}
 """The provider alarms (0007), empty until a provider refuses the lender's account."""
+COMPLAINTS = {"complaint": 0}
+"""The complaints (0008), empty until a complaint opens."""
+OUTCOME_COMPLAINT_COLUMNS = {
+    ("add_column", "complaints_opened"),
+    ("add_column", "complaints_acknowledged_late"),
+    ("add_column", "complaints_resolved_late"),
+}
+"""What autogenerate reports for an ``account_outcomes`` from before complaints were counted (0009)."""
 
 
 def console_tables_added() -> set[tuple[str, str | None]]:
@@ -75,6 +83,12 @@ def links_table_added() -> set[tuple[str, str | None]]:
 def alarms_table_added() -> set[tuple[str, str | None]]:
     """What autogenerate reports for a database without the provider alarms (0007)."""
     [table] = [table for table in migrate.TABLES if table.name in ALARMS]
+    return {("add_table", table.name)} | {("add_index", index.name) for index in table.indexes}
+
+
+def complaints_table_added() -> set[tuple[str, str | None]]:
+    """What autogenerate reports for a database without the complaints (0008)."""
+    [table] = [table for table in migrate.TABLES if table.name in COMPLAINTS]
     return {("add_table", table.name)} | {("add_index", index.name) for index in table.indexes}
 
 
@@ -229,7 +243,7 @@ def assert_release_rows_read(engine: Engine, *, encrypted: bool) -> None:
 
 def test_an_empty_database_is_migrated_to_what_the_models_define(engine: Engine) -> None:
     assert current_revision(engine) is None and inspect(engine).get_table_names() == []
-    assert migrate.upgrade(engine) == head_revision() == "0007"
+    assert migrate.upgrade(engine) == head_revision() == "0009"
     assert set(inspect(engine).get_table_names()) == {*MANAGED, "alembic_version"}
     assert schema_differences(engine) == []
     assert version_rows(engine) == [head_revision()]
@@ -306,7 +320,7 @@ def test_a_database_at_0004_gets_the_console_queues_and_keeps_its_audit_rows(eng
             ),
             {"at": AT},
         )
-    assert migrate.upgrade(engine) == head_revision() == "0007"
+    assert migrate.upgrade(engine) == head_revision() == "0009"
     assert schema_differences(engine) == []
     [entry] = AuditStore(engine).audit_for("LN-OLD")
     assert (entry.event_key, entry.actor) == ("old/ev-1", None)
@@ -326,9 +340,9 @@ def test_a_database_at_0005_gets_the_self_service_links_and_keeps_its_rows(engin
             {"at": AT},
         )
     assert {(change[0], getattr(change[-1], "name", None)) for change in schema_differences(engine)} == (
-        links_table_added() | alarms_table_added()
+        links_table_added() | alarms_table_added() | complaints_table_added() | OUTCOME_COMPLAINT_COLUMNS
     )
-    assert migrate.upgrade(engine) == head_revision() == "0007"
+    assert migrate.upgrade(engine) == head_revision() == "0009"
     assert schema_differences(engine) == []
     assert [row.idempotency_key for row in AuditStore(engine).outbox_for("LN-OLD")] == ["old/tp-1"]
     unique = {index["name"] for index in inspect(engine).get_indexes("self_service_link") if index["unique"]}
@@ -349,14 +363,47 @@ def test_a_database_at_0006_gets_the_provider_alarms_and_keeps_its_rows(engine: 
             {"at": AT},
         )
     assert {(change[0], getattr(change[-1], "name", None)) for change in schema_differences(engine)} == (
-        alarms_table_added()
+        alarms_table_added() | complaints_table_added() | OUTCOME_COMPLAINT_COLUMNS
     )
-    assert migrate.upgrade(engine) == head_revision() == "0007"
+    assert migrate.upgrade(engine) == head_revision() == "0009"
     assert schema_differences(engine) == []
     assert [row.idempotency_key for row in AuditStore(engine).outbox_for("LN-OLD")] == ["old/tp-1"]
     alarms = ProviderAlarms(engine)
     alarm, opened = alarms.raise_alarm("aliyun", "isv.AMOUNT_NOT_ENOUGH", "balance", AT)
     assert opened and alarms.open_alarm("aliyun") == alarm
+
+
+def test_a_database_at_0007_gets_the_complaints_and_keeps_its_outcome_rows(engine: Engine) -> None:
+    with engine.begin() as connection:
+        command.upgrade(migrate.alembic_config(connection), "0007")
+        connection.execute(
+            text(
+                "INSERT INTO account_outcomes (account_id, experiments, collected, repayments, sms_sent, "
+                "templates, call_tasks, replies, opted_out, hardship, dispute, promises_made, promises_kept, "
+                "promises_broken, escalated_specialist, last_audit_id) "
+                "VALUES ('LN-OLD', '{}', '0', 0, 3, '{}', 0, 0, false, false, false, 0, 0, 0, false, 9)"
+            )
+        )
+    assert {(change[0], getattr(change[-1], "name", None)) for change in schema_differences(engine)} == (
+        complaints_table_added() | OUTCOME_COMPLAINT_COLUMNS
+    )
+    assert migrate.upgrade(engine) == head_revision() == "0009"
+    assert schema_differences(engine) == []
+    with engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT sms_sent, complaints_opened, complaints_resolved_late FROM account_outcomes")
+        ).one()
+    assert tuple(row) == (3, 0, 0)
+    unique = {index["name"] for index in inspect(engine).get_indexes("complaint") if index["unique"]}
+    assert unique == {"ux_complaint_account_number"}
+    # And back: the complaints' table and columns go, the outcome row stays.
+    with engine.begin() as connection:
+        command.downgrade(migrate.alembic_config(connection), "0007")
+    assert "complaint" not in inspect(engine).get_table_names()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT account_id FROM account_outcomes")).scalars().all() == [
+            "LN-OLD"
+        ]
 
 
 # --- databases of the releases before migrations -----------------------------------------------------
@@ -374,7 +421,7 @@ def test_the_last_release_before_migrations_is_adopted_with_its_rows(engine: Eng
     kept = {name: count for name, count in before.items() if name != "worker_policy"}
     added_since = {name: 0 for name in set(after) - set(before)}
     assert (
-        added_since == {"experiments": 0, **CONSOLE, **DERIVED, **LINKS, **ALARMS}
+        added_since == {"experiments": 0, **CONSOLE, **DERIVED, **LINKS, **ALARMS, **COMPLAINTS}
         and after == kept | added_since
     )
     assert schema_differences(engine) == []
@@ -400,6 +447,7 @@ def test_an_older_release_gets_the_columns_and_index_added_since(engine: Engine)
         *console_tables_added(),
         *links_table_added(),
         *alarms_table_added(),
+        *complaints_table_added(),
     }
     url = engine.url.render_as_string(hide_password=False)
 
@@ -416,7 +464,14 @@ def test_an_older_release_gets_the_columns_and_index_added_since(engine: Engine)
     assert outcomes == [head_revision()] * 3
     assert [process.exitcode for process in processes] == [0, 0, 0]
 
-    assert row_counts(engine) == before | {"experiments": 0, **CONSOLE, **DERIVED, **LINKS, **ALARMS}
+    assert row_counts(engine) == before | {
+        "experiments": 0,
+        **CONSOLE,
+        **DERIVED,
+        **LINKS,
+        **ALARMS,
+        **COMPLAINTS,
+    }
     assert version_rows(engine) == [head_revision()]
     assert schema_differences(engine) == []
     assert "ix_audit_log_at" in {index["name"] for index in inspect(engine).get_indexes("audit_log")}

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from kindly.analytics import details
-from kindly.domain import actions
+from kindly.domain import actions, complaint_effects
+from kindly.domain.complaints import ComplaintChannel
 from kindly.domain.completions import SmsAction, sms_finished
 from kindly.domain.contract import AccountInput, SignalName, TemplateName, TimelineKind
 from kindly.domain.effects import ActionKind, Effect, apply_signal
@@ -105,3 +106,14 @@ def test_the_template_of_a_sent_sms() -> None:
     action = SmsAction(kind=ActionKind.REMINDER, template=TemplateName.FIRST_OVERDUE, touchpoint=3)
     effect = sms_finished(state(), action, "sent", segments=2, detail="", today=NOW.date())
     assert details.sms_template(written(effect, TimelineKind.SMS_SENT)) == "first_overdue"
+
+
+def test_each_entry_of_a_complaint_names_its_number() -> None:
+    opened = complaint_effects.complaint_opened(state(), ComplaintChannel.CONSOLE, NOW, note="rude caller")
+    assert details.complaint_number(written(opened, TimelineKind.COMPLAINT_OPENED)) == 1
+    passed = complaint_effects.deadlines_passed(opened.state, NOW + timedelta(days=60))
+    assert [(entry.kind, details.complaint_number(entry.detail)) for entry in passed.entries] == [
+        (TimelineKind.COMPLAINT_ACKNOWLEDGEMENT_OVERDUE, 1),
+        (TimelineKind.COMPLAINT_RESOLUTION_OVERDUE, 1),
+    ]
+    assert details.complaint_number("complaints are welcome") is None

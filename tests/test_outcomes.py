@@ -22,7 +22,7 @@ from kindly.analytics import (
     rebuild_outcomes,
     refresh_outcomes,
 )
-from kindly.analytics.outcomes import AuditEvent
+from kindly.analytics.outcomes import OUTCOMES_VERSION, AuditEvent
 from kindly.store import AuditEntry, AuditStore, make_engine, migrate
 from kindly.store.audit import AUDIT_TABLE
 from kindly.store.outcomes import WATERMARK_TABLE
@@ -128,7 +128,17 @@ def test_each_story_comes_to_its_outcome() -> None:
         False,
         False,
     )
-    assert d.templates["pre_due"] == {"sent": 1, "replies": 1, "opt_outs": 0, "disputes": 1, "hardships": 0}
+    assert (d.complaints_opened, d.complaints_acknowledged_late, d.complaints_resolved_late) == (1, 1, 1)
+    assert d.templates["pre_due"] == {
+        "sent": 1,
+        "replies": 1,
+        "opt_outs": 0,
+        "disputes": 1,
+        "hardships": 0,
+        "complaints": 1,
+        "complaints_acknowledged_late": 1,
+        "complaints_resolved_late": 1,
+    }
 
     e = outcomes["E-EARLY"]
     assert (e.hardship, e.cure_day, e.days_past_due_at_cure, e.cured_within(0)) == (True, -1, 0, True)
@@ -137,6 +147,10 @@ def test_each_story_comes_to_its_outcome() -> None:
     f = outcomes["F-PROMISES"]
     assert (f.promises_made, f.promises_kept, f.promises_broken, f.collected) == (3, 0, 1, Decimal("200.00"))
     assert f.templates["broken_promise"]["sent"] == 1  # read from the detail: the column is empty
+    # Its complaint came before any SMS, and was resolved in time.
+    assert (f.complaints_opened, f.complaints_acknowledged_late, f.complaints_resolved_late) == (1, 0, 0)
+    assert not any("complaints" in counts for counts in f.templates.values())
+    assert a.complaints_opened == 0
 
     g = outcomes["G-NOSTART"]
     assert (g.segment, g.due_date, g.started_at, g.cohort, g.sms_sent) == (None, None, None, None, 1)
@@ -283,7 +297,7 @@ def test_other_definitions_rebuild_the_table(engine: Engine, monkeypatch: pytest
     AuditStore(engine).append(stories())
     assert refresh_outcomes(engine, now=LATER).rebuilt
     assert not refresh_outcomes(engine, now=LATER).rebuilt
-    monkeypatch.setattr(outcome_table, "OUTCOMES_VERSION", 2)
+    monkeypatch.setattr(outcome_table, "OUTCOMES_VERSION", OUTCOMES_VERSION + 1)
     again = refresh_outcomes(engine, now=LATER)
     assert again.rebuilt and again.accounts == 8
     assert not refresh_outcomes(engine, now=LATER).rebuilt

@@ -33,7 +33,8 @@ from kindly.domain.policy.sendable import ALWAYS_SENDABLE, arm_policies, sendabl
 from kindly.domain.policy.tones import choose_template
 from kindly.errors import ConfigurationError
 from kindly.programs.cli import app
-from kindly.programs.worker import build_worker, checked_composer
+from kindly.programs.composers import checked_composer
+from kindly.programs.worker import build_worker
 from kindly.settings import Settings
 from tests.conftest import ENCRYPTION_SETTINGS
 

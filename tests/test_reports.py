@@ -153,10 +153,21 @@ def test_promises_kept(engine: Engine) -> None:
     ]
 
 
-def rates(group: str, sms: int, replies: int, opt_outs: int, disputes: int, hardships: int) -> dict[str, Any]:
+def rates(
+    group: str,
+    sms: int,
+    replies: int,
+    opt_outs: int,
+    disputes: int,
+    hardships: int,
+    complaints: tuple[int, int, int] = (0, 0, 0),
+) -> dict[str, Any]:
+    """A row of the rates; ``complaints``: opened, acknowledged late, resolved late."""
+
     def per_1000(count: int) -> float | None:
         return round(1000 * count / sms, 2) if sms else None
 
+    opened, acknowledged_late, resolved_late = complaints
     return {
         "group": group,
         "sms_sent": sms,
@@ -164,27 +175,35 @@ def rates(group: str, sms: int, replies: int, opt_outs: int, disputes: int, hard
         "opt_outs": opt_outs,
         "disputes": disputes,
         "hardships": hardships,
+        "complaints": opened,
+        "complaints_acknowledged_late": acknowledged_late,
+        "complaints_resolved_late": resolved_late,
         "replies_per_1000_sms": per_1000(replies),
         "opt_outs_per_1000_sms": per_1000(opt_outs),
         "disputes_per_1000_sms": per_1000(disputes),
+        "complaints_per_1000_sms": per_1000(opened),
+        "complaints_acknowledged_late_per_1000_sms": per_1000(acknowledged_late),
+        "complaints_resolved_late_per_1000_sms": per_1000(resolved_late),
     }
 
 
 def test_rates_per_1000_sms_by_the_template_of_the_sms(engine: Engine) -> None:
-    assert rows(engine, ReportName.RATES) == [rates("all", 15, 5, 1, 1, 1)]
+    # D's complaint (acknowledged and resolved late) and F's (before any SMS) count for their groups.
+    assert rows(engine, ReportName.RATES) == [rates("all", 15, 5, 1, 1, 1, complaints=(2, 1, 1))]
     assert rows(engine, ReportName.RATES)[0]["replies_per_1000_sms"] == 333.33
+    assert rows(engine, ReportName.RATES)[0]["complaints_per_1000_sms"] == 133.33
     assert rows(engine, ReportName.RATES, by=Split.TEMPLATE) == [
         rates("broken_promise", 2, 0, 0, 0, 0),
         rates("due_today", 1, 0, 0, 0, 0),
         rates("first_overdue", 4, 3, 1, 0, 0),  # A's, B's and C's replies; C's STOP
         rates("follow_up", 2, 0, 0, 0, 0),  # B's two (G's is not counted: no start)
         rates("opt_out_confirmation", 1, 0, 0, 0, 0),
-        rates("pre_due", 5, 2, 0, 1, 1),  # D's dispute, E's hardship
+        rates("pre_due", 5, 2, 0, 1, 1, complaints=(1, 1, 1)),  # D's dispute and complaint, E's hardship
     ]
     assert rows(engine, ReportName.RATES, by=Split.COHORT) == [
         rates("2026-01", 7, 2, 0, 0, 0),
-        rates("2026-02", 4, 2, 1, 1, 0),
-        rates("2026-03", 3, 1, 0, 0, 1),
+        rates("2026-02", 4, 2, 1, 1, 0, complaints=(1, 1, 1)),
+        rates("2026-03", 3, 1, 0, 0, 1, complaints=(1, 0, 0)),
         rates("2026-07", 1, 0, 0, 0, 0),
     ]
 

@@ -14,8 +14,8 @@ from pydantic import SecretStr
 
 from activities.composition import RegisteredComposer
 from kindly.domain.messages.registered_check import REGISTERED_DEMO_FILE
+from kindly.programs.composers import checked_composer
 from kindly.programs.stack import CALLBACK_SECRET_FILE, stack_settings
-from kindly.programs.worker import checked_composer
 
 
 @pytest.fixture(autouse=True)

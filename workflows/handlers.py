@@ -16,10 +16,18 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from kindly.domain.contract import ACTION_REFUSED, AccountStatus, QueryName, SignalName, TimelineKind
+    from kindly.domain.contract import (
+        ACTION_REFUSED,
+        AccountStatus,
+        QueryName,
+        SignalName,
+        TimelineEntry,
+        TimelineKind,
+    )
     from kindly.domain.plans import SelfServiceOffer
     from kindly.domain.refusals import Refusal
     from kindly.domain.self_service import self_service_offer as offer_for
+    from kindly.domain.status import account_status, status_before_start
 
 
 def signal_handler(name: SignalName) -> Callable[[Any, Any], None]:
@@ -72,6 +80,9 @@ class AccountHandlers:
     update_contact = signal_handler(SignalName.UPDATE_CONTACT)
     refresh_policy = signal_handler(SignalName.REFRESH_POLICY)
     self_service = signal_handler(SignalName.SELF_SERVICE)
+    open_complaint = signal_handler(SignalName.OPEN_COMPLAINT)
+    acknowledge_complaint = signal_handler(SignalName.ACKNOWLEDGE_COMPLAINT)
+    resolve_complaint = signal_handler(SignalName.RESOLVE_COMPLAINT)
 
     # The operator actions as updates, under the same names (``contract.UPDATE_NAMES``).
     repayment_update = update_handler(SignalName.REPAYMENT)
@@ -84,6 +95,25 @@ class AccountHandlers:
     update_contact_update = update_handler(SignalName.UPDATE_CONTACT)
     refresh_policy_update = update_handler(SignalName.REFRESH_POLICY)
     self_service_update = update_handler(SignalName.SELF_SERVICE)
+    open_complaint_update = update_handler(SignalName.OPEN_COMPLAINT)
+    acknowledge_complaint_update = update_handler(SignalName.ACKNOWLEDGE_COMPLAINT)
+    resolve_complaint_update = update_handler(SignalName.RESOLVE_COMPLAINT)
+
+    @workflow.query(name=QueryName.STATUS)
+    def status(self) -> AccountStatus:
+        """Where the account stands; before the run has prepared, what its input says."""
+        workflow_self: Any = self
+        if workflow_self._state is not None:
+            status: AccountStatus = account_status(workflow_self._state, workflow.now())
+            return status
+        if workflow_self._account_at_start is None:
+            raise ApplicationError("the account's input is invalid: see the workflow's failure")
+        return status_before_start(workflow_self._account_at_start, workflow.now())
+
+    @workflow.query(name=QueryName.TIMELINE)
+    def timeline(self) -> list[TimelineEntry]:
+        workflow_self: Any = self
+        return [] if workflow_self._state is None else list(workflow_self._state.timeline)
 
     @workflow.query(name=QueryName.SELF_SERVICE)
     def self_service_offer(self) -> SelfServiceOffer:

@@ -8,14 +8,29 @@ template names, outcomes and reasons only: never an account id, name or phone nu
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
 from temporalio import workflow
 from temporalio.common import MetricCounter
 
 from kindly.domain.completions import PROVIDER_DEFERRALS
+from kindly.domain.contract import TimelineKind
 
 SMS_SENT = "kindly_sms"
 DEFERRALS = "kindly_deferrals"
 ESCALATIONS = "kindly_escalations"
+COMPLAINTS = "kindly_complaints"
+COMPLAINT_EVENTS: Mapping[TimelineKind, str] = MappingProxyType(
+    {
+        TimelineKind.COMPLAINT_OPENED: "opened",
+        TimelineKind.COMPLAINT_ACKNOWLEDGED: "acknowledged",
+        TimelineKind.COMPLAINT_RESOLVED: "resolved",
+        TimelineKind.COMPLAINT_ACKNOWLEDGEMENT_OVERDUE: "acknowledgement_overdue",
+        TimelineKind.COMPLAINT_RESOLUTION_OVERDUE: "resolution_overdue",
+    }
+)
+"""The ``event`` of each complaint entry in ``kindly_complaints``."""
 
 
 class WorkflowMetrics:
@@ -25,6 +40,7 @@ class WorkflowMetrics:
         self._sms: MetricCounter | None = None
         self._deferrals: MetricCounter | None = None
         self._escalations: MetricCounter | None = None
+        self._complaints: MetricCounter | None = None
 
     def sms(self, template: str, outcome: str) -> None:
         """One SMS touchpoint's outcome: sent, rejected (by the gateway), not_accepted (window closed
@@ -55,3 +71,18 @@ class WorkflowMetrics:
                 ESCALATIONS, "Escalations to the phone team and specialists", "accounts"
             )
         self._escalations.add(1, {"to": to})
+
+    def complaints(self, kinds: Iterable[TimelineKind]) -> None:
+        """Complaint events among an effect's entries: opened, acknowledged, resolved, and the two
+        escalations of a deadline passed unmet (what an alert on late complaints watches)."""
+        for kind in kinds:
+            event = COMPLAINT_EVENTS.get(kind)
+            if event is None:
+                continue
+            if self._complaints is None:
+                self._complaints = workflow.metric_meter().create_counter(
+                    COMPLAINTS,
+                    "Complaint events: opened, acknowledged, resolved, deadlines missed",
+                    "complaints",
+                )
+            self._complaints.add(1, {"event": event})

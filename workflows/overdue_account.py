@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 # Passed through: modules without workflow state, which the sandbox need not re-import per instance.
 with workflow.unsafe.imports_passed_through():
@@ -24,12 +24,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.messaging import MessagingActivities
     from activities.records import RecordActivities
     from kindly.domain import actions, completions, contract
+    from kindly.domain.complaint_effects import deadlines_passed
     from kindly.domain.completions import SmsAction
     from kindly.domain.contract import (
         WORKFLOW_TYPE,
         AccountInput,
         AccountResult,
-        QueryName,
         SignalName,
         TimelineKind,
     )
@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from kindly.domain.refusals import Refusal, parsed, refusal
     from kindly.domain.search_attributes import Published, changed, published_by_start
     from kindly.domain.state import AccountState, current_stage, published_values, start_entries
-    from kindly.domain.status import account_status, status_before_start
+    from kindly.domain.status import account_status
     from kindly.domain.summaries import describe_position
     from workflows import requests
     from workflows.arguments import history_is_long, parsed_or_none, unpacked, validated
@@ -66,6 +66,7 @@ class OverdueAccountWorkflow(AccountHandlers):
         self._published: Published = published_by_start(workflow.info().typed_search_attributes)
         self._phone_changed = False
         self._opt_out_to_store = False
+        self._complaints_changed = False
         self._policy_refresh: contract.RefreshPolicy | None = None
         info = workflow.info()
         self._trail = AuditTrail(
@@ -100,7 +101,11 @@ class OverdueAccountWorkflow(AccountHandlers):
             step = plan_next(self.state, workflow.now(), spread=True, same_day=self._rules.v1_1)
             self._note_plan(step)
             self._publish(step)
-            if self._woken or AuditTrail.would_lag(self.state, step.at, workflow.now()):
+            if (
+                self._woken
+                or self._complaints_changed
+                or AuditTrail.would_lag(self.state, step.at, workflow.now())
+            ):
                 self._woken = False
                 await self._persist_changes()
             if await self._sleep_until(step):
@@ -206,6 +211,8 @@ class OverdueAccountWorkflow(AccountHandlers):
             self._take(actions.pause_ended(self.state, hand_back_from_specialists=self._rules.v1_2))
         elif step.kind is StepKind.PLAN_BROKEN:
             self._take(actions.plan_broken(self.state))
+        elif step.kind is StepKind.COMPLAINT_DEADLINE:
+            self._take(deadlines_passed(self.state, workflow.now()))
 
     def _key(self, touchpoint: int) -> str:
         return requests.idempotency_key(self._trail.run, touchpoint)
@@ -329,6 +336,8 @@ class OverdueAccountWorkflow(AccountHandlers):
             self._stale.append(effect.stale)
         self._opt_out_to_store |= effect.store_opt_out
         self._phone_changed |= effect.phone_changed
+        self._complaints_changed |= effect.complaint_changed
+        self._metrics.complaints(entry.kind for entry in effect.entries)
         if effect.refresh is not None:
             self._policy_refresh = effect.refresh
         if effect.escalated_to_person:
@@ -336,10 +345,11 @@ class OverdueAccountWorkflow(AccountHandlers):
 
     async def _persist_changes(self) -> None:
         """Write what changed beyond the workflow (phone index, opt-out, audit entries) in one go."""
-        decisions = self._trail.pending(self.state)
-        if decisions or self._phone_changed or self._opt_out_to_store:
-            changes = requests.changes(self.state, self._phone_changed, self._opt_out_to_store, decisions)
-            self._phone_changed = self._opt_out_to_store = False
+        decisions, complaints = self._trail.pending(self.state), self._complaints_changed
+        if decisions or self._phone_changed or self._opt_out_to_store or complaints:
+            changed = (self._phone_changed, self._opt_out_to_store)
+            changes = requests.changes(self.state, *changed, decisions, complaints_changed=complaints)
+            self._phone_changed = self._opt_out_to_store = self._complaints_changed = False
             await workflow.execute_local_activity_method(
                 RecordActivities.record_changes, changes, start_to_close_timeout=LOCAL
             )
@@ -353,10 +363,10 @@ class OverdueAccountWorkflow(AccountHandlers):
             self._buffered.append((name, payload))
         elif self.state.outcome is None:
             rules = self._rules
+            now = workflow.now()
+            strict, v1_2, v1_3 = rules.v1_1, rules.v1_2, rules.v1_3
             self._take(
-                apply_signal(
-                    self.state, name, payload, workflow.now(), strict=rules.v1_1, rules_1_2=rules.v1_2
-                )
+                apply_signal(self.state, name, payload, now, strict=strict, rules_1_2=v1_2, rules_1_3=v1_3)
             )
             self._woken = True
 
@@ -374,23 +384,14 @@ class OverdueAccountWorkflow(AccountHandlers):
         """Apply an accepted update, as its signal would be, and answer with the status it leads to."""
         await workflow.wait_condition(lambda: self._state is not None)
         self._refuse(name, payload)  # the run may have prepared, or taken another action, since
-        self._take(apply_signal(self.state, name, payload, workflow.now(), rules_1_2=self._rules.v1_2))
+        rules = self._rules
+        self._take(
+            apply_signal(
+                self.state, name, payload, workflow.now(), rules_1_2=rules.v1_2, rules_1_3=rules.v1_3
+            )
+        )
         self._woken = True
         if self._policy_refresh is not None:
             await self._refresh_policy()
         step = plan_next(self.state, now := workflow.now(), spread=True, same_day=self._rules.v1_1)
         return account_status(actions.plan_noted(self.state, step, now).state, now)
-
-    # --- queries -----------------------------------------------------------------------------
-
-    @workflow.query(name=QueryName.STATUS)
-    def status(self) -> contract.AccountStatus:
-        if self._state is not None:
-            return account_status(self._state, workflow.now())
-        if self._account_at_start is None:
-            raise ApplicationError("the account's input is invalid: see the workflow's failure")
-        return status_before_start(self._account_at_start, workflow.now())
-
-    @workflow.query(name=QueryName.TIMELINE)
-    def timeline(self) -> list[contract.TimelineEntry]:
-        return [] if self._state is None else list(self._state.timeline)

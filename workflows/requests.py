@@ -20,6 +20,7 @@ from activities.inputs import (
     AuditRecord,
     CallTaskInput,
     CancelSendInput,
+    ComplaintRecord,
     RecordChangesInput,
     RunIdentity,
     SendSmsInput,
@@ -145,12 +146,30 @@ def specialist_handoff(
 
 
 def changes(
-    state: AccountState, phone_changed: bool, opted_out: bool, decisions: list[AuditRecord]
+    state: AccountState,
+    phone_changed: bool,
+    opted_out: bool,
+    decisions: list[AuditRecord],
+    complaints_changed: bool = False,
 ) -> RecordChangesInput:
+    """What ``record_changes`` writes; with ``complaints_changed``, every complaint of the account as it
+    stands (an account has few: the table upserts them)."""
+    account = state.account
+    complaints = [
+        ComplaintRecord(
+            account_id=account.account_id,
+            segment=account.segment,
+            timezone=account.timezone,
+            locale=account.locale,
+            complaint=complaint,
+        )
+        for complaint in (state.complaints if complaints_changed else [])
+    ]
     return RecordChangesInput(
-        account_id=state.account.account_id,
-        phone=state.account.phone,
+        account_id=account.account_id,
+        phone=account.phone,
         phone_changed=phone_changed,
         opted_out=opted_out,
         decisions=decisions,
+        complaints=complaints,
     )

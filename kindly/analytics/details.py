@@ -26,6 +26,7 @@ _SETTLED = re.compile(rf"^settled for (?P<amount>{_AMOUNT}) \(.*\)$")
 _PROMISE = re.compile(rf"promised to pay by (?P<date>{_DATE}); contact held$")
 _SMS = re.compile(r"^(?P<template>[a-z_]+) touchpoint \d+")
 _CALL_OUTCOME = re.compile(r"^(?P<outcome>[a-z_]+) \(attempt \d+\)$")
+_COMPLAINT = re.compile(r"^complaint (?P<number>\d+) ")
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,13 @@ def sms_template(detail: str) -> str | None:
     """``<template> touchpoint <n> (...)``: the template of an ``sms_sent`` entry whose column is empty."""
     match = _SMS.match(detail)
     return None if match is None else match["template"]
+
+
+def complaint_number(detail: str) -> int | None:
+    """``complaint <n> opened (...)``, ``complaint <n> not acknowledged by its deadline ...`` and the
+    other complaint entries: the complaint's number on the account."""
+    match = _COMPLAINT.match(detail)
+    return None if match is None else int(match["number"])
 
 
 def _decimal(text: str) -> Decimal | None:

@@ -35,6 +35,8 @@ class ArmResult:
     sms: int
     opt_outs_per_1000_sms: float | None
     disputes_per_1000_sms: float | None
+    complaints_per_1000_sms: float | None
+    """Complaints opened by the arm's accounts (every one, whatever the channel)."""
     breaches: tuple[str, ...]
     """The guardrails this arm is above (empty until it has sent ``GUARDRAIL_MIN_SMS``)."""
     comparison: Comparison | None
@@ -59,6 +61,7 @@ def arm_results(
         sms = sum(outcome.sms_sent for outcome in accounts)
         opt_outs = _per_1000(sum(outcome.opted_out for outcome in accounts), sms)
         disputes = _per_1000(sum(outcome.dispute for outcome in accounts), sms)
+        complaints = _per_1000(sum(outcome.complaints_opened for outcome in accounts), sms)
         interval = wilson_interval(own) if own.accounts else None
         comparable = arm.name != definition.champion and own.accounts and champion.accounts
         results.append(
@@ -72,7 +75,8 @@ def arm_results(
                 sms=sms,
                 opt_outs_per_1000_sms=opt_outs,
                 disputes_per_1000_sms=disputes,
-                breaches=_breaches(definition, sms, opt_outs, disputes),
+                complaints_per_1000_sms=complaints,
+                breaches=_breaches(definition, sms, opt_outs, disputes, complaints),
                 comparison=compare_arms(champion, own) if comparable else None,
             )
         )
@@ -89,7 +93,11 @@ def _per_1000(events: int, sms: int) -> float | None:
 
 
 def _breaches(
-    definition: ExperimentDefinition, sms: int, opt_outs: float | None, disputes: float | None
+    definition: ExperimentDefinition,
+    sms: int,
+    opt_outs: float | None,
+    disputes: float | None,
+    complaints: float | None,
 ) -> tuple[str, ...]:
     if sms < GUARDRAIL_MIN_SMS:
         return ()
@@ -107,4 +115,7 @@ def _breaches(
         and disputes > rails.dispute_per_1000_sms
     ):
         found.append(f"disputes {disputes} per 1,000 SMS above {rails.dispute_per_1000_sms:g}")
+    ceiling = rails.complaint_per_1000_sms
+    if ceiling is not None and complaints is not None and complaints > ceiling:
+        found.append(f"complaints {complaints} per 1,000 SMS above {ceiling:g}")
     return tuple(found)

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from kindly.analytics import details
 from kindly.domain.contract import TimelineKind
 
-OUTCOMES_VERSION = 1
+OUTCOMES_VERSION = 2
 """The definitions' version: a table folded under another version is rebuilt at the next refresh."""
 
 NO_ARM = "none"
@@ -38,11 +38,17 @@ FOLDED_KINDS: tuple[str, ...] = (
     TimelineKind.PROMISE_BROKEN,
     TimelineKind.ESCALATED_PHONE,
     TimelineKind.ESCALATED_SPECIALIST,
+    TimelineKind.COMPLAINT_OPENED,
+    TimelineKind.COMPLAINT_ACKNOWLEDGEMENT_OVERDUE,
+    TimelineKind.COMPLAINT_RESOLUTION_OVERDUE,
 )
 """The audit kinds an outcome reads; the others (deferrals, receipts, pauses, ...) change none."""
 
 RESPONSES = ("replies", "opt_outs", "disputes", "hardships")
 """What a customer did after an SMS, counted against the template of the last SMS before it."""
+COMPLAINT_FIGURES = ("complaints", "complaints_acknowledged_late", "complaints_resolved_late")
+"""A complaint opened, and those of its deadlines the lender missed: counted against the template of the
+last SMS before the complaint opened."""
 
 
 class AuditEvent(NamedTuple):
@@ -78,8 +84,9 @@ class AccountOutcome:
     repayments: int = 0
     sms_sent: int = 0
     templates: dict[str, dict[str, int]] = field(default_factory=dict)
-    """``{template: {"sent": n, "replies": n, "opt_outs": n, "disputes": n, "hardships": n}}``; the
-    responses are those that followed an SMS of the template (the last one sent before them)."""
+    """``{template: {"sent": n, "replies": n, ..., "complaints": n, ...}}`` (``RESPONSES`` and
+    ``COMPLAINT_FIGURES``); the responses and complaints are those that followed an SMS of the template
+    (the last one sent before them, or before the complaint opened)."""
     call_tasks: int = 0
     replies: int = 0
     opted_out: bool = False
@@ -89,6 +96,11 @@ class AccountOutcome:
     promises_kept: int = 0
     promises_broken: int = 0
     escalated_specialist: bool = False
+    complaints_opened: int = 0
+    complaints_acknowledged_late: int = 0
+    """``complaint_acknowledgement_overdue`` entries: complaints not acknowledged by their deadline."""
+    complaints_resolved_late: int = 0
+    """``complaint_resolution_overdue`` entries: complaints not resolved by their deadline."""
     last_audit_id: int = 0
 
     @property
@@ -164,6 +176,9 @@ class AccountOutcome:
             "promises_kept": self.promises_kept,
             "promises_broken": self.promises_broken,
             "escalated_specialist": self.escalated_specialist,
+            "complaints_opened": self.complaints_opened,
+            "complaints_acknowledged_late": self.complaints_acknowledged_late,
+            "complaints_resolved_late": self.complaints_resolved_late,
             "last_audit_id": self.last_audit_id,
         }
 
@@ -199,6 +214,8 @@ class _Fold:
         self.outcome = outcome
         self.promises: list[_Promise] = []
         self.last_template: str | None = None
+        self.complaint_templates: dict[int | None, str | None] = {}
+        """The template of the last SMS before each complaint opened, by its number."""
 
     def take(self, event: AuditEvent) -> None:
         o = self.outcome
@@ -241,6 +258,8 @@ class _Fold:
             o.call_tasks += 1
         elif kind == TimelineKind.ESCALATED_SPECIALIST:
             o.escalated_specialist = True
+        elif kind in _COMPLAINT_KINDS:
+            self._on_complaint(kind, details.complaint_number(event.detail))
         elif kind == TimelineKind.STARTED:
             self._on_started(event)
         elif kind == EXPERIMENT_ASSIGNED:
@@ -275,6 +294,25 @@ class _Fold:
             o.dispute = True
             self._respond("disputes")
 
+    def _on_complaint(self, kind: str, number: int | None) -> None:
+        o = self.outcome
+        if kind == TimelineKind.COMPLAINT_OPENED:
+            o.complaints_opened += 1
+            self.complaint_templates[number] = self.last_template
+            what = "complaints"
+        elif kind == TimelineKind.COMPLAINT_ACKNOWLEDGEMENT_OVERDUE:
+            o.complaints_acknowledged_late += 1
+            what = "complaints_acknowledged_late"
+        else:
+            o.complaints_resolved_late += 1
+            what = "complaints_resolved_late"
+        # A deadline missed counts against the template its complaint followed (the latest complaint's,
+        # for a text that names none).
+        latest = next(reversed(self.complaint_templates.values()), None)
+        template = self.complaint_templates.get(number, latest)
+        if template is not None:
+            self._count(template, what)
+
     def _money(self, amount: Decimal | None, at: datetime) -> None:
         if amount is not None:
             self.outcome.collected += amount
@@ -287,4 +325,11 @@ class _Fold:
 
     def _count(self, template: str, what: str) -> None:
         counts = self.outcome.templates.setdefault(template, {"sent": 0, **dict.fromkeys(RESPONSES, 0)})
-        counts[what] += 1
+        counts[what] = counts.get(what, 0) + 1
+
+
+_COMPLAINT_KINDS = (
+    TimelineKind.COMPLAINT_OPENED,
+    TimelineKind.COMPLAINT_ACKNOWLEDGEMENT_OVERDUE,
+    TimelineKind.COMPLAINT_RESOLUTION_OVERDUE,
+)

@@ -112,9 +112,18 @@ class ResponseRates(BaseModel):
     opt_outs: int
     disputes: int
     hardships: int
+    complaints: int
+    """Complaints opened about how the lender collects."""
+    complaints_acknowledged_late: int
+    """Complaints not acknowledged by their deadline (the workflow escalated them)."""
+    complaints_resolved_late: int
+    """Complaints not resolved by their deadline (the workflow escalated them)."""
     replies_per_1000_sms: float | None
     opt_outs_per_1000_sms: float | None
     disputes_per_1000_sms: float | None
+    complaints_per_1000_sms: float | None
+    complaints_acknowledged_late_per_1000_sms: float | None
+    complaints_resolved_late_per_1000_sms: float | None
 
 
 class Efficiency(BaseModel):

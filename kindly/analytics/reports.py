@@ -1,6 +1,6 @@
 """The outcome reports, computed from the per-account outcomes (``kindly.analytics.outcomes``): the cure
-curve, roll rates between days-past-due buckets, promises kept, reply/opt-out/dispute rates per 1,000
-SMS, and SMS and money per cure. ``build_report`` refreshes the derived table first, so an answer is as
+curve, roll rates between days-past-due buckets, promises kept, reply/opt-out/dispute/complaint rates per
+1,000 SMS, and SMS and money per cure. ``build_report`` refreshes the derived table first, so an answer is as
 fresh as the audit log; ``compute_report`` is the pure part. Definitions: ``docs/analytics.md``.
 """
 
@@ -15,7 +15,7 @@ from decimal import Decimal
 from sqlalchemy import Engine
 
 from kindly.analytics.outcome_table import load_outcomes, refresh_outcomes
-from kindly.analytics.outcomes import RESPONSES, AccountOutcome
+from kindly.analytics.outcomes import COMPLAINT_FIGURES, RESPONSES, AccountOutcome
 from kindly.analytics.report_models import (
     CureCurveReport,
     CurePoint,
@@ -69,7 +69,12 @@ _COLUMNS: dict[ReportName, tuple[str, ...]] = {
     ReportName.CURE_CURVE: ("cured_at",),
     ReportName.ROLL_RATES: ("started_at", "cured_at", "settled_at", "closed_at"),
     ReportName.PROMISES: ("promises_made", "promises_kept", "promises_broken"),
-    ReportName.RATES: ("templates",),
+    ReportName.RATES: (
+        "templates",
+        "complaints_opened",
+        "complaints_acknowledged_late",
+        "complaints_resolved_late",
+    ),
     ReportName.EFFICIENCY: ("currency", "cured_at", "collected", "sms_sent", "call_tasks"),
 }
 
@@ -283,8 +288,12 @@ def _promises(group: str, members: list[AccountOutcome]) -> PromiseFigures:
 
 
 def _rates(groups: list[tuple[str, list[AccountOutcome]]], by_template: bool) -> list[ResponseRates]:
-    """Per group, or per template of the SMS a response followed: responses per 1,000 SMS."""
-    totals: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(("sent", *RESPONSES), 0))
+    """Per group, or per template of the SMS a response followed: responses per 1,000 SMS. A group
+    counts every complaint of its accounts (one opened before any SMS too); a template, those that
+    followed an SMS of it."""
+    totals: dict[str, dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(("sent", *RESPONSES, *COMPLAINT_FIGURES), 0)
+    )
     for group, members in groups:
         if not by_template:
             totals[group]  # a group without SMS still has its row
@@ -292,21 +301,38 @@ def _rates(groups: list[tuple[str, list[AccountOutcome]]], by_template: bool) ->
             for template, counts in outcome.templates.items():
                 total = totals[template if by_template else group]
                 for what, count in counts.items():
-                    total[what] += count
-    return [
-        ResponseRates(
-            group=group,
-            sms_sent=counts["sent"],
-            replies=counts["replies"],
-            opt_outs=counts["opt_outs"],
-            disputes=counts["disputes"],
-            hardships=counts["hardships"],
-            replies_per_1000_sms=_per_1000(counts["replies"], counts["sent"]),
-            opt_outs_per_1000_sms=_per_1000(counts["opt_outs"], counts["sent"]),
-            disputes_per_1000_sms=_per_1000(counts["disputes"], counts["sent"]),
-        )
-        for group, counts in sorted(totals.items())
-    ]
+                    if by_template or what not in COMPLAINT_FIGURES:
+                        total[what] += count
+            if not by_template:
+                _add_complaints(totals[group], outcome)
+    return [_rate_row(group, counts) for group, counts in sorted(totals.items())]
+
+
+def _add_complaints(total: dict[str, int], outcome: AccountOutcome) -> None:
+    total["complaints"] += outcome.complaints_opened
+    total["complaints_acknowledged_late"] += outcome.complaints_acknowledged_late
+    total["complaints_resolved_late"] += outcome.complaints_resolved_late
+
+
+def _rate_row(group: str, counts: dict[str, int]) -> ResponseRates:
+    sms = counts["sent"]
+    return ResponseRates(
+        group=group,
+        sms_sent=sms,
+        replies=counts["replies"],
+        opt_outs=counts["opt_outs"],
+        disputes=counts["disputes"],
+        hardships=counts["hardships"],
+        complaints=counts["complaints"],
+        complaints_acknowledged_late=counts["complaints_acknowledged_late"],
+        complaints_resolved_late=counts["complaints_resolved_late"],
+        replies_per_1000_sms=_per_1000(counts["replies"], sms),
+        opt_outs_per_1000_sms=_per_1000(counts["opt_outs"], sms),
+        disputes_per_1000_sms=_per_1000(counts["disputes"], sms),
+        complaints_per_1000_sms=_per_1000(counts["complaints"], sms),
+        complaints_acknowledged_late_per_1000_sms=_per_1000(counts["complaints_acknowledged_late"], sms),
+        complaints_resolved_late_per_1000_sms=_per_1000(counts["complaints_resolved_late"], sms),
+    )
 
 
 def _efficiency(groups: list[tuple[str, list[AccountOutcome]]], days: int) -> Iterator[Efficiency]:

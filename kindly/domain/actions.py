@@ -17,7 +17,7 @@ from kindly.domain.contract import AccountInput, NextStep, RefreshPolicy, Timeli
 from kindly.domain.effects import ActionKind, Effect, Entry, hand_back
 from kindly.domain.experiments import Assignment
 from kindly.domain.masking import mask_reference
-from kindly.domain.messages.context import InstalmentShown, MessageContext
+from kindly.domain.messages.context import InstalmentShown, MessageContext, VariantKey
 from kindly.domain.policy.model import ContactPolicy
 from kindly.domain.policy.schedule import Step, StepKind, local_date, local_iso, plan_next, zone_date
 from kindly.domain.policy.tones import choose_template
@@ -221,7 +221,11 @@ def specialist_reason(state: AccountState) -> str:
 
 def message_context(state: AccountState, now: datetime) -> MessageContext:
     """The only values a message may show: no name, number or full reference. An ended account owes
-    nothing a message could ask for (only its opt-out confirmation goes)."""
+    nothing a message could ask for (only its opt-out confirmation goes). The consequences of being
+    overdue its policy declares, which a post-due reminder states, and what picks the template's variant
+    (segment, region, the policy's named variant) travel with them, so the sending activity needs
+    nothing else."""
+    consequences = state.policy.consequences
     return MessageContext(
         amount_due=state.amount_due if state.outcome is None else Decimal(0),
         currency=state.account.currency,
@@ -230,6 +234,12 @@ def message_context(state: AccountState, now: datetime) -> MessageContext:
         days_past_due=days_past_due(state, now),
         promise_date=state.promise_date,
         instalment=_next_instalment(state),
+        consequences=consequences if consequences.declared else None,
+        variant_key=VariantKey(
+            segment=state.account.segment,
+            region=state.account.region,
+            template_variant=state.policy.template_variant,
+        ),
     )
 
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from kindly.domain.contract import Stage, TemplateName, TimelineKind
 from kindly.domain.effects import ActionKind, CancelReason, Effect, Entry
+from kindly.domain.messages.variants import DEFAULT_VARIANT
 from kindly.domain.policy.model import CALL_HISTORY_KEPT
 from kindly.domain.policy.schedule import local_date, local_iso
 from kindly.domain.state import AccountState
@@ -102,6 +103,8 @@ def sms_result(
                 today=today,
                 retry_at=retry_at,
             )
+    # Answers recorded before variants existed have none.
+    variant = getattr(result, "variant", None)
     return sms_finished(
         state,
         action,
@@ -110,6 +113,7 @@ def sms_result(
         detail=result.detail,
         today=today,
         not_after=not_after,
+        variant=variant if isinstance(variant, str) else None,
     )
 
 
@@ -122,11 +126,13 @@ def sms_finished(
     detail: str,
     today: date,
     not_after: datetime | None = None,
+    variant: str | None = None,
 ) -> Effect:
     """The SMS activity ended with ``status`` (``sent``, ``duplicate``, ``rejected``, ``window_closed``,
     ``frequency_limited``, ``provider_blocked``), or a cancelled one found that an attempt's answer was
     lost (``unknown``): the gateway may have taken it, so it counts as sent (caps, cadence, unanswered
-    count), and the timeline says "may have".
+    count), and the timeline says "may have". A message made from a template variant other than the
+    default says which (``variant``), so that wording can be told apart in the timeline and audit log.
 
     ``not_after`` is the end of the window the send was planned in: a provider's refusal
     (``PROVIDER_DEFERRALS``) defers the touch past it (``sms_refused_by_provider``).
@@ -172,6 +178,8 @@ def sms_finished(
         if status == "unknown"
         else f"{segments} segment(s)"
     )
+    if variant is not None and variant != DEFAULT_VARIANT:
+        shown = f"{shown}; variant {variant}"
     entry = Entry(TimelineKind.SMS_SENT, f"{template} touchpoint {action.touchpoint} ({shown})", True)
     return Effect(state, (entry,))
 

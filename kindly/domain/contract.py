@@ -20,7 +20,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from kindly.domain.complaints import AcknowledgeComplaint, Complaint, OpenComplaint, ResolveComplaint
 from kindly.domain.plans import InstalmentPlan, SelfServiceChoice
+from kindly.domain.vocabulary import TemplateName as TemplateName
+from kindly.domain.vocabulary import TimelineKind as TimelineKind
 
 WORKFLOW_TYPE = "OverdueAccountWorkflow"
 WORKFLOW_ID_PREFIX = "overdue-"
@@ -47,6 +50,10 @@ class SignalName(StrEnum):
     REFRESH_POLICY = "refresh_policy"
     SELF_SERVICE = "self_service"
     """What the customer chose on the self-service page (an update only: ``kindly.domain.plans``)."""
+    OPEN_COMPLAINT = "open_complaint"
+    """A complaint about how the lender collects, received by a person (console, API)."""
+    ACKNOWLEDGE_COMPLAINT = "acknowledge_complaint"
+    RESOLVE_COMPLAINT = "resolve_complaint"
 
 
 UPDATE_NAMES: tuple[SignalName, ...] = (
@@ -60,6 +67,9 @@ UPDATE_NAMES: tuple[SignalName, ...] = (
     SignalName.UPDATE_CONTACT,
     SignalName.REFRESH_POLICY,
     SignalName.SELF_SERVICE,
+    SignalName.OPEN_COMPLAINT,
+    SignalName.ACKNOWLEDGE_COMPLAINT,
+    SignalName.RESOLVE_COMPLAINT,
 )
 """The operator actions that are also workflow updates, under the signal's name and payload: an update
 is validated before anything is written and answers with the account's new status (or why not)."""
@@ -95,72 +105,12 @@ class Outcome(StrEnum):
     CLOSED = "closed"
 
 
-class TimelineKind(StrEnum):
-    """Every decision the workflow takes shows in its timeline under one of these kinds."""
-
-    STARTED = "started"
-    SMS_SENT = "sms_sent"
-    SMS_FAILED = "sms_failed"
-    REMINDER_CANCELLED = "reminder_cancelled"
-    """An SMS still retrying was cancelled before the gateway took it: the change that made it unwanted
-    (an opt-out, a payment, a pause, ...) is named in the detail."""
-    DEFERRED = "deferred"
-    SKIPPED = "skipped"
-    REPLY_RECEIVED = "reply_received"
-    OPTED_OUT = "opted_out"
-    REPAYMENT_RECEIVED = "repayment_received"
-    PAUSED = "paused"
-    RESUMED = "resumed"
-    PROMISE = "promise"
-    PROMISE_BROKEN = "promise_broken"
-    ESCALATED_PHONE = "escalated_phone"
-    ESCALATED_SPECIALIST = "escalated_specialist"
-    HANDOFF_CANCELLED = "handoff_cancelled"
-    """A call task or specialist hand-off still retrying was cancelled: the account no longer needs it."""
-    CALL_OUTCOME = "call_outcome"
-    CONTACT_UPDATED = "contact_updated"
-    SETTLED = "settled"
-    CLOSED = "closed"
-    REPAID = "repaid"
-    SMS_UNDELIVERABLE = "sms_undeliverable"
-    HANDED_TO_PERSON = "handed_to_person"
-    SIGNAL_REJECTED = "signal_rejected"
-    CONTINUED_AS_NEW = "continued_as_new"
-    POLICY_REFRESHED = "policy_refreshed"
-    SHADOW_PLAN = "shadow_plan"
-    """What a shadow arm's policy would do next, given the account's real history (it sends nothing):
-    ``arm <arm> would <send the template / escalate / ...> at <instant>``."""
-    SELF_SERVICE = "self_service"
-    """A choice the customer made on the self-service page (pay, promise, a plan, help, stop SMS)."""
-    PLAN_BROKEN = "plan_broken"
-    EXPERIMENT_ASSIGNED = "experiment_assigned"
-    """The account's arm in a running experiment, taken once as the account started: ``experiment
-    <name> arm <arm>``."""
-
-
-class TemplateName(StrEnum):
-    """Message templates; each exists for every supported locale."""
-
-    PRE_DUE = "pre_due"
-    DUE_TODAY = "due_today"
-    FIRST_OVERDUE = "first_overdue"
-    FOLLOW_UP = "follow_up"
-    BROKEN_PROMISE = "broken_promise"
-    GENTLE_REMINDER = "gentle_reminder"
-    INSTALMENT_OFFER = "instalment_offer"
-    INSTALMENT_DUE = "instalment_due"
-    """The day before an instalment of the customer's plan."""
-    PLAN_BROKEN = "plan_broken"
-    """An instalment was missed past its grace: the plan ends and the overdue cadence resumes."""
-    HELP = "help"
-    OPT_OUT_CONFIRMATION = "opt_out_confirmation"
-
-
 Locale = Literal["zh-CN", "en-US"]
 SUPPORTED_LOCALES: tuple[str, ...] = ("zh-CN", "en-US")
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_REGION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,15}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 Money = Annotated[Decimal, Field(max_digits=18, decimal_places=2)]
@@ -204,6 +154,9 @@ class AccountInput(_Message):
     currency: str = "CNY"
     due_date: date
     segment: str = Field(default="standard", min_length=1, max_length=64)
+    region: str | None = None
+    """Where the customer lives, as the lender codes it (a province code such as ``GD`` or ``440000``):
+    it selects the region's message variants. Upper-cased; no personal data."""
     birthday: date | None = None
     # The customer's own stated window ("not before 10:00"), local time; it only ever narrows.
     contact_after: time | None = None
@@ -225,6 +178,16 @@ class AccountInput(_Message):
     @classmethod
     def _timezone(cls, value: str) -> str:
         return _check_timezone(value)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        cleaned = value.strip().upper()
+        if not _REGION.fullmatch(cleaned):
+            raise ValueError("must be 1-16 letters, digits, '_' or '-', such as GD or 440000")
+        return cleaned
 
     @field_validator("currency")
     @classmethod
@@ -342,6 +305,9 @@ SIGNAL_MODELS: dict[SignalName, type[BaseModel]] = {
     SignalName.SMS_UNDELIVERABLE: SmsUndeliverable,
     SignalName.REFRESH_POLICY: RefreshPolicy,
     SignalName.SELF_SERVICE: SelfServiceChoice,
+    SignalName.OPEN_COMPLAINT: OpenComplaint,
+    SignalName.ACKNOWLEDGE_COMPLAINT: AcknowledgeComplaint,
+    SignalName.RESOLVE_COMPLAINT: ResolveComplaint,
 }
 
 
@@ -381,6 +347,10 @@ class AccountStatus(BaseModel):
     """``phone`` or ``specialist`` once the account has left the SMS cadence."""
     plan: InstalmentPlan | None = None
     """The instalment plan the customer chose, with what is paid of each instalment and its status."""
+    complaints: list[Complaint] = []
+    """The account's complaints, open and resolved, with their deadlines (UTC)."""
+    contact_held_for_complaint: bool = False
+    """Automated contact is held for a complaint: until an operator resumes it after its resolution."""
 
 
 class TimelineEntry(BaseModel):

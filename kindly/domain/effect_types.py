@@ -33,6 +33,9 @@ class CancelReason(StrEnum):
     """A call outcome (wrong number, refused) sends the account to the specialists."""
     PLAN_CHOSEN = "plan_chosen"
     """The customer chose an instalment plan: its reminders replace the overdue cadence and calls."""
+    COMPLAINT = "complaint"
+    """A complaint opened: automated contact is held (reminders, replies that are not the opt-out
+    confirmation, and call tasks)."""
 
 
 class ActionKind(StrEnum):
@@ -52,6 +55,7 @@ _NO_LONGER_TRUE = frozenset(
         CancelReason.NUMBER_CHANGED,
         CancelReason.AMOUNT_CHANGED,
         CancelReason.PAUSED,
+        CancelReason.COMPLAINT,
     }
 )
 
@@ -66,7 +70,8 @@ def cancels(kind: ActionKind, template: TemplateName | None, reason: CancelReaso
     - The opt-out confirmation: when the number cannot receive SMS, or its amount would no longer be
       true (a payment, the account's end). The customer is owed it: it stays pending and goes again,
       re-rendered, also after the account ended.
-    - A call task: when the account ended, or a call, a promise or a plan ended the phone stage.
+    - A call task: when the account ended, or a call, a promise or a plan ended the phone stage, or a
+      complaint holds contact.
     - A specialist hand-off: only when the account ended.
     """
     if kind is ActionKind.REMINDER:
@@ -80,6 +85,7 @@ def cancels(kind: ActionKind, template: TemplateName | None, reason: CancelReaso
             CancelReason.REACHED,
             CancelReason.PROMISE_TO_PAY,
             CancelReason.PLAN_CHOSEN,
+            CancelReason.COMPLAINT,
         )
     return reason in _ENDED
 
@@ -107,6 +113,8 @@ class Effect:
     refresh: RefreshPolicy | None = None
     """The segment's policy must be resolved again."""
     escalated_to_person: bool = False
+    complaint_changed: bool = False
+    """A complaint opened, was acknowledged, resolved or escalated: the complaints table must follow."""
 
 
 # --- signals -------------------------------------------------------------------------------------

@@ -20,6 +20,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from kindly.domain.complaint_effects import (
+    complaint_acknowledged,
+    complaint_opened,
+    complaint_resolved,
+    open_complaint,
+)
+from kindly.domain.complaints import AcknowledgeComplaint, ComplaintChannel, OpenComplaint, ResolveComplaint
 from kindly.domain.contract import (
     CallOutcome,
     CallOutcomeKind,
@@ -67,13 +74,14 @@ def apply_signal(
     *,
     strict: bool = True,
     rules_1_2: bool = True,
+    rules_1_3: bool = True,
 ) -> Effect:
     """The effect of signal ``name`` with ``payload`` (raw JSON, possibly garbage) at ``now``.
 
     A payload that does not validate, or a signal the account cannot take now
     (``kindly.domain.refusals``), leaves the state as it was and records why it was rejected. An ended
     account ignores signals. ``strict`` and ``rules_1_2`` are the refusals' (runs recorded before 1.1
-    and 1.2 pass False).
+    and 1.2 pass False); ``rules_1_3`` hears complaints in replies (runs recorded before 1.3 pass False).
     """
     if state.outcome is not None:
         return Effect(state)
@@ -83,20 +91,28 @@ def apply_signal(
     refused = refusal(state, message, now, strict=strict, rules_1_2=rules_1_2)
     if refused is not None:
         return _rejected(state, f"{name}: {refused}")
-    return _apply(state.model_copy(), message, now, rules_1_2=rules_1_2)
+    return _apply(state.model_copy(), message, now, rules_1_2=rules_1_2, rules_1_3=rules_1_3)
 
 
 def _rejected(state: AccountState, why: str) -> Effect:
     return Effect(state, (Entry(TimelineKind.SIGNAL_REJECTED, why),))
 
 
-def _apply(state: AccountState, message: BaseModel, now: datetime, *, rules_1_2: bool) -> Effect:
+def _apply(
+    state: AccountState, message: BaseModel, now: datetime, *, rules_1_2: bool, rules_1_3: bool
+) -> Effect:
     """``state`` is the caller's own copy."""
     today = local_date(state, now)
     if isinstance(message, Repayment):
         return _credit(state, message)
     if isinstance(message, CustomerReply):
-        return _on_reply(state, message)
+        return _on_reply(state, message, now, complaints=rules_1_3)
+    if isinstance(message, OpenComplaint):
+        return complaint_opened(state, message.channel, message.received_at or now, note=message.note)
+    if isinstance(message, AcknowledgeComplaint):
+        return complaint_acknowledged(state, message, now)
+    if isinstance(message, ResolveComplaint):
+        return complaint_resolved(state, message, now)
     if isinstance(message, Pause):
         state.paused, state.pause_reason, state.paused_until = True, message.reason, message.until
         until = f" until {local_iso(state.account.timezone, message.until)}" if message.until else ""
@@ -171,9 +187,9 @@ def _self_service(state: AccountState, choice: SelfServiceChoice, today: date) -
 
 
 def _resume(state: AccountState, *, rules_1_2: bool) -> Effect:
-    """Contact starts again from now: a pause ends, and on the 1.2 rules an account the specialists held
-    goes back to the automated cadence."""
-    state.paused, state.paused_until = False, None
+    """Contact starts again from now: a pause ends, so does the hold of a resolved complaint, and on the
+    1.2 rules an account the specialists held goes back to the automated cadence."""
+    state.paused, state.paused_until, state.complaint_hold = False, None, False
     if not (rules_1_2 and hand_back(state)):
         return Effect(state, (Entry(TimelineKind.RESUMED, "resumed by operator; cadence restarts from now"),))
     why = "handed back to automated contact by the specialist team; cadence restarts from now"
@@ -211,11 +227,15 @@ def _credit(state: AccountState, payment: Repayment) -> Effect:
     return Effect(state, tuple(entries), CancelReason.REPAID)
 
 
-def _on_reply(state: AccountState, reply: CustomerReply) -> Effect:
+def _on_reply(state: AccountState, reply: CustomerReply, now: datetime, *, complaints: bool) -> Effect:
     state.unanswered_sms = 0
-    intent = classify_reply(reply.text, state.policy.reply_keywords)
+    intent = classify_reply(reply.text, state.policy.reply_keywords, complaints=complaints)
     # The reply's text may hold personal data: the timeline keeps only what it meant.
     received = Entry(TimelineKind.REPLY_RECEIVED, f"reply ({intent}, {len(reply.text)} chars)")
+    if intent is ReplyIntent.COMPLAINT:
+        if open_complaint(state) is not None:
+            return Effect(state, (received,))  # heard with the complaint already open
+        return complaint_opened(state, ComplaintChannel.SMS_REPLY, now, said=received)
     if intent is ReplyIntent.OPT_OUT:
         return _opt_out(state, received)
     if intent in (ReplyIntent.HARDSHIP, ReplyIntent.DISPUTE):

@@ -2,11 +2,11 @@
 account gets.
 
 An arm is an overlay on the segment's policy (tone, cadence, the send window's offset, the instalment
-offer's day, the escalation threshold). The overlaid policy goes through ``ContactPolicy``'s own
-validation, so an arm can never break a regime's rule: a definition whose overlay would is refused,
-naming the arm, the segment and the rule. The assignment is a pure function of the experiment's name and
-the account id (a hash), so it is the same wherever and whenever it is computed; the workflow takes it
-once, when it starts, and carries it across continue-as-new.
+offer's day, the escalation threshold, the template variant). The overlaid policy goes through
+``ContactPolicy``'s own validation, so an arm can never break a regime's rule: a definition whose
+overlay would is refused, naming the arm, the segment and the rule. The assignment is a pure function
+of the experiment's name and the account id (a hash), so it is the same wherever and whenever it is
+computed; the workflow takes it once, when it starts, and carries it across continue-as-new.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from kindly.domain.policy.model import ContactPolicy
+from kindly.domain.policy.model import TEMPLATE_VARIANT_PATTERN, ContactPolicy
 from kindly.domain.validation import describe_validation_error
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
@@ -50,6 +50,9 @@ class PolicyOverlay(_Strict):
     and service windows."""
     instalment_offer_after_days: int | None = Field(default=None, ge=1)
     unanswered_to_escalate: int | None = Field(default=None, ge=1)
+    template_variant: str | None = Field(default=None, pattern=TEMPLATE_VARIANT_PATTERN)
+    """The template variant (``<locale>/variants/<name>/``) the arm's messages take first: other words
+    for the same cadence."""
 
     def applied_to(self, policy: ContactPolicy) -> ContactPolicy:
         """``policy`` with this overlay, validated as any policy is (raises ``ValidationError``)."""
@@ -88,6 +91,8 @@ class Guardrails(_Strict):
 
     opt_out_per_1000_sms: float | None = Field(default=None, gt=0)
     dispute_per_1000_sms: float | None = Field(default=None, gt=0)
+    complaint_per_1000_sms: float | None = Field(default=None, gt=0)
+    """Complaints opened about how the lender collects, of the arm's accounts."""
 
 
 class PrimaryMetric(_Strict):

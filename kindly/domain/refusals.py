@@ -1,24 +1,17 @@
 """Whether an account can take an action now, and if not, why: one answer for the update validators
 (which refuse before anything is written to the history) and for signals (which record a refusal).
-
-A refusal is of one of two kinds, which callers answer differently:
-
-- ``conflict``: the account's state forbids it (not paused, a payment already credited, the account
-  has ended). The HTTP API answers 409.
-- ``invalid``: a value is wrong for this account (a settlement above the amount due, a pause that
-  ends in the past, a promise dated beyond the policy's limit). The HTTP API answers 422, naming the
-  field.
+The kinds of refusal, and what callers answer for each, are in ``kindly.domain.refusal_types``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from kindly.domain.complaint_effects import complaint_refusal, resume_refusal
+from kindly.domain.complaints import AcknowledgeComplaint, OpenComplaint, ResolveComplaint
 from kindly.domain.contract import (
     SIGNAL_MODELS,
     CallOutcome,
@@ -34,6 +27,9 @@ from kindly.domain.contract import (
 )
 from kindly.domain.plans import SelfServiceChoice, SelfServiceChoiceKind
 from kindly.domain.policy.schedule import local_date, local_iso
+from kindly.domain.refusal_types import Refusal as Refusal
+from kindly.domain.refusal_types import RefusalKind as RefusalKind
+from kindly.domain.refusal_types import invalid
 from kindly.domain.state import AccountState
 from kindly.domain.validation import describe_validation_error
 
@@ -44,24 +40,6 @@ shown in the customer's zone, nor waited for by a timer (a pause without ``until
 
 MAX_CALL_BACK = timedelta(days=30)
 """How far ahead a customer's call-back may be booked: a later one is a promise or a pause, not a call."""
-
-
-class RefusalKind(StrEnum):
-    CONFLICT = "conflict"
-    """The account's state forbids the action."""
-    INVALID = "invalid"
-    """A value is wrong for this account; ``field`` names it."""
-
-
-@dataclass(frozen=True)
-class Refusal:
-    kind: RefusalKind
-    message: str
-    """What the operator reads: ``amount: 99999 is more than the amount due (3200.00 CNY)``."""
-    field: str | None = None
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def parsed(name: SignalName, payload: Any) -> BaseModel | Refusal:
@@ -90,28 +68,32 @@ def refusal(
     if isinstance(message, Pause) and message.until is not None:
         until = message.until
         if not now - MAX_PAUSE < until < now + MAX_PAUSE:
-            return _invalid("until", f"{until.isoformat()} is more than a hundred years from now")
+            return invalid("until", f"{until.isoformat()} is more than a hundred years from now")
         if strict and until <= now:
             shown = local_iso(state.account.timezone, now)
-            return _invalid("until", f"{until.isoformat()} is not in the future (it is now {shown})")
+            return invalid("until", f"{until.isoformat()} is not in the future (it is now {shown})")
     handed_back = rules_1_2 and state.escalation == Stage.SPECIALIST
-    if isinstance(message, Resume) and not state.paused and not handed_back:
+    if isinstance(message, Resume) and (held := resume_refusal(state)) is not None:
+        return held
+    if isinstance(message, Resume) and not (state.paused or state.complaint_hold) and not handed_back:
         return Refusal(RefusalKind.CONFLICT, "account is not paused")
     if isinstance(message, Settle) and strict and message.amount > state.amount_due:
         due = f"{state.amount_due} {state.account.currency}"
-        return _invalid("amount", f"{message.amount} is more than the amount due ({due})")
+        return invalid("amount", f"{message.amount} is more than the amount due ({due})")
     if isinstance(message, Repayment) and message.reference in state.credited_references:
         return Refusal(RefusalKind.CONFLICT, f"payment {message.reference} was already credited")
     if isinstance(message, PromiseToPay):
         return promise_refusal(state, message.date, today, "date")
     if isinstance(message, CallOutcome) and message.outcome is CallOutcomeKind.PROMISE_TO_PAY:
         if message.promise_date is None:
-            return _invalid("promise_date", "required when outcome is promise_to_pay")
+            return invalid("promise_date", "required when outcome is promise_to_pay")
         return promise_refusal(state, message.promise_date, today, "promise_date")
     if isinstance(message, CallOutcome) and message.outcome is CallOutcomeKind.CALL_BACK:
         return call_back_refusal(state, message.call_back_at, now, rules_1_2=rules_1_2)
     if isinstance(message, SelfServiceChoice):
         return self_service_refusal(state, message, today)
+    if isinstance(message, OpenComplaint | AcknowledgeComplaint | ResolveComplaint):
+        return complaint_refusal(state, message, now)
     if isinstance(message, UpdateContact) and not message.model_dump(exclude_none=True):
         return Refusal(RefusalKind.INVALID, "give at least one of phone, timezone, locale")
     return None
@@ -128,12 +110,12 @@ def call_back_refusal(
     if state.escalation == Stage.SPECIALIST:
         return Refusal(RefusalKind.CONFLICT, "the account is with the specialist team")
     if at is None:
-        return _invalid("call_back_at", "required when outcome is call_back")
+        return invalid("call_back_at", "required when outcome is call_back")
     if at <= now:
         shown = local_iso(state.account.timezone, now)
-        return _invalid("call_back_at", f"{at.isoformat()} is not in the future (it is now {shown})")
+        return invalid("call_back_at", f"{at.isoformat()} is not in the future (it is now {shown})")
     if at - now > MAX_CALL_BACK:
-        return _invalid("call_back_at", f"{at.isoformat()} is more than {MAX_CALL_BACK.days} days ahead")
+        return invalid("call_back_at", f"{at.isoformat()} is more than {MAX_CALL_BACK.days} days ahead")
     return None
 
 
@@ -142,7 +124,7 @@ def self_service_refusal(state: AccountState, choice: SelfServiceChoice, today: 
     are always taken."""
     if choice.choice is SelfServiceChoiceKind.PROMISE:
         if choice.date is None:
-            return _invalid("date", "required for a promise")
+            return invalid("date", "required for a promise")
         return promise_refusal(state, choice.date, today, "date")
     if choice.choice is SelfServiceChoiceKind.PLAN:
         return plan_refusal(state, choice.instalments, choice.date, today)
@@ -160,29 +142,25 @@ def plan_refusal(state: AccountState, count: int | None, first: date | None, tod
         return Refusal(RefusalKind.CONFLICT, "the account is with the specialist team")
     allowed = ", ".join(str(each) for each in policy.plan_instalment_counts)
     if count is None or count not in policy.plan_instalment_counts:
-        return _invalid("instalments", f"one of {allowed}")
+        return invalid("instalments", f"one of {allowed}")
     if state.amount_due / count < policy.plan_min_instalment:
         least = f"{policy.plan_min_instalment} {state.account.currency}"
-        return _invalid("instalments", f"each of {count} instalments would be less than {least}")
+        return invalid("instalments", f"each of {count} instalments would be less than {least}")
     if first is None:
-        return _invalid("date", "required for a plan")
+        return invalid("date", "required for a plan")
     if first < today:
-        return _invalid("date", f"{first} is in the past (today is {today})")
+        return invalid("date", f"{first} is in the past (today is {today})")
     latest = today + timedelta(days=policy.plan_first_within_days)
     if first > latest:
-        return _invalid("date", f"{first} is later than {latest}, the latest first instalment")
+        return invalid("date", f"{first} is later than {latest}, the latest first instalment")
     return None
 
 
 def promise_refusal(state: AccountState, promised: date, today: date, field: str) -> Refusal | None:
     """A promise is for today or a later day within the policy's ``max_promise_days``."""
     if promised < today:
-        return _invalid(field, f"{promised} is in the past (today is {today})")
+        return invalid(field, f"{promised} is in the past (today is {today})")
     limit = state.policy.max_promise_days
     if (promised - today).days > limit:
-        return _invalid(field, f"{promised} is more than {limit} days ahead (today is {today})")
+        return invalid(field, f"{promised} is more than {limit} days ahead (today is {today})")
     return None
-
-
-def _invalid(field: str, reason: str) -> Refusal:
-    return Refusal(RefusalKind.INVALID, f"{field}: {reason}", field)

@@ -3,6 +3,10 @@
 Agents work the phone queue and record what calls came to; specialists also act on the accounts handed to
 them; supervisors may do everything an operator can, settling and closing included; compliance reads
 everything and changes nothing; admins manage users. One table, so the console and its tests agree.
+
+Anyone who talks to customers may record a complaint they hear (``OPEN_COMPLAINT``), so that its deadlines
+start at once; answering it (``COMPLAINTS``: acknowledge, resolve) is the specialists' and supervisors'
+work, because the answer commits the lender.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ class Permission(StrEnum):
     PAUSE = "pause"
     REPAYMENT = "repayment"
     CONTACT = "contact"
+    OPEN_COMPLAINT = "open_complaint"
+    """Record a complaint about how the lender collects, as it reaches the person."""
+    COMPLAINTS = "complaints"
+    """Acknowledge and resolve complaints."""
     SETTLE = "settle"
     CLOSE = "close"
     EXPERIMENTS = "experiments"
@@ -33,14 +41,27 @@ class Permission(StrEnum):
 
 
 _ACCOUNT_WORK = frozenset(
-    {Permission.READ, Permission.CALL_OUTCOME, Permission.PROMISE, Permission.PAUSE, Permission.CONTACT}
+    {
+        Permission.READ,
+        Permission.CALL_OUTCOME,
+        Permission.PROMISE,
+        Permission.PAUSE,
+        Permission.CONTACT,
+        Permission.OPEN_COMPLAINT,
+    }
 )
 
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.AGENT: _ACCOUNT_WORK,
-    Role.SPECIALIST: _ACCOUNT_WORK | {Permission.REPAYMENT},
+    Role.SPECIALIST: _ACCOUNT_WORK | {Permission.REPAYMENT, Permission.COMPLAINTS},
     Role.SUPERVISOR: _ACCOUNT_WORK
-    | {Permission.REPAYMENT, Permission.SETTLE, Permission.CLOSE, Permission.EXPERIMENTS},
+    | {
+        Permission.REPAYMENT,
+        Permission.COMPLAINTS,
+        Permission.SETTLE,
+        Permission.CLOSE,
+        Permission.EXPERIMENTS,
+    },
     Role.COMPLIANCE: frozenset({Permission.READ}),
     Role.ADMIN: frozenset(Permission),
 }

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
+from kindly.domain.complaints import Complaint
 from kindly.domain.contract import (
     AccountInput,
     NextStep,
@@ -92,6 +93,11 @@ class AccountState(BaseModel):
     plan: InstalmentPlan | None = None
     """The instalment plan the customer chose on the self-service page (``kindly.domain.plans``); kept,
     with its status, once broken or completed."""
+    complaints: list[Complaint] = Field(default_factory=list)
+    """Every complaint the account had (``kindly.domain.complaints``), oldest first; at most one open."""
+    complaint_hold: bool = False
+    """Automated contact is held for a complaint: set as one opens, cleared only by an operator's
+    ``resume`` once none is open."""
     plan_break_owed: bool = False
     """The plan broke: the next overdue reminder is the firmer ``plan_broken`` message, sent at once."""
 
@@ -180,7 +186,7 @@ def published_values(
         UNANSWERED_SMS.name: state.unanswered_sms,
         NEXT_TOUCHPOINT_AT.name: next_touchpoint_at,
         SEGMENT.name: state.account.segment,
-        PAUSED.name: state.paused,
+        PAUSED.name: state.paused or state.complaint_hold,
     }
     if with_zone:
         values[CURRENCY.name] = state.account.currency
@@ -198,7 +204,7 @@ def current_stage(state: AccountState, today: date) -> Stage:
             Outcome.SETTLED: Stage.SETTLED,
             Outcome.CLOSED: Stage.CLOSED,
         }[state.outcome]
-    if state.paused:
+    if state.paused or state.complaint_hold:
         return Stage.PAUSED
     if state.escalation is not None:
         return state.escalation

@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from kindly.domain.complaints import Complaint
 from kindly.domain.contract import AccountInput, AccountStatus, Stage
 from kindly.domain.policy.schedule import local_date, zone_date
 from kindly.domain.state import AccountState, current_stage, stage_by_date
@@ -35,7 +36,19 @@ def account_status(state: AccountState, now: datetime) -> AccountStatus:
         opted_out=state.opted_out,
         escalation=Stage(state.escalation) if state.escalation is not None else None,
         plan=state.plan,
+        complaints=[complaint_in_zone(zone, complaint) for complaint in state.complaints],
+        contact_held_for_complaint=state.complaint_hold,
     )
+
+
+def complaint_in_zone(timezone: str, complaint: Complaint) -> Complaint:
+    """A complaint with its instants in the customer's zone, as operators read every instant."""
+    instants = {
+        name: in_zone(timezone, value)
+        for name, value in complaint.model_dump().items()
+        if isinstance(value, datetime)
+    }
+    return complaint.model_copy(update=instants)
 
 
 def status_before_start(account: AccountInput, now: datetime) -> AccountStatus:

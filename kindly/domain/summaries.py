@@ -26,7 +26,12 @@ def describe_position(state: AccountState, step: Step, stage: Stage) -> str:
     when = _when(state, step)
     if stage in (Stage.REPAID, Stage.SETTLED, Stage.CLOSED):
         return f"Ended: {stage}."
+    if step.kind is StepKind.COMPLAINT_DEADLINE:
+        which = (step.touch_key or "").removeprefix("complaint-")
+        return f"Contact held for a complaint; its {which} is due by {when}."
     if step.kind is StepKind.IDLE:
+        if state.complaint_hold:
+            return "Contact held for a complaint: until an operator resumes it after its resolution."
         if state.paused:
             return "Paused by an operator: no contact until resumed."
         return "With the specialist team: waiting for repayment, settlement or closure."

@@ -42,6 +42,7 @@ from kindly.domain.contract import (
     UpdateContact,
 )
 from kindly.programs.cli_alarms import alarms
+from kindly.programs.cli_complaints import complaints
 from kindly.programs.cli_experiments import experiment
 from kindly.programs.cli_reports import report as report_commands
 from kindly.programs.cli_simulate import simulate_command
@@ -87,6 +88,7 @@ app.add_typer(experiment, name="experiment")
 app.add_typer(users, name="users")
 app.add_typer(templates, name="templates")
 app.add_typer(alarms, name="alarms")
+app.add_typer(complaints, name="complaints")
 
 
 # --- import --------------------------------------------------------------------------------------

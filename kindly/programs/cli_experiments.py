@@ -114,6 +114,7 @@ def _show(found: ExperimentReport, json_output: bool) -> None:
         "cure rate (95%)",
         "vs champion",
         "opt-outs/1k SMS",
+        "complaints/1k SMS",
         "closed",
     )
     for arm in found.arms:
@@ -128,6 +129,7 @@ def _show(found: ExperimentReport, json_output: bool) -> None:
             _rate(arm.cure_rate, arm.cure_rate_interval, arm.cured, arm.matured),
             _versus(arm.versus_champion),
             "-" if arm.opt_outs_per_1000_sms is None else f"{arm.opt_outs_per_1000_sms:g}",
+            "-" if arm.complaints_per_1000_sms is None else f"{arm.complaints_per_1000_sms:g}",
             arm.closed or "-",
         )
     out.print(table)

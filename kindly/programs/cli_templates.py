@@ -1,7 +1,8 @@
 """``kindly templates export``: what a lender submits to Alibaba Cloud SMS or Tencent Cloud SMS for approval,
 from its registered templates file (``kindly.domain.messages.registered``): the signature, and for each
-template and locale the text to register, its type, each placeholder with its meaning and a sample value,
-the message as a customer reads it, and the application note (申请说明) saying when it is sent.
+template and locale (and each registered variant) the text to register, its type, each placeholder with
+its meaning and a sample value, the message as a customer reads it, and the application note (申请说明)
+saying when it is sent.
 
 The file is then checked as the worker checks it at start-up (``registered_check``), against the policies
 of the settings' policy file: a file the worker would refuse is still printed, its problems listed on
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kindly.domain.contract import SUPPORTED_LOCALES, TemplateName
+from kindly.domain.contract import SUPPORTED_LOCALES, Locale, TemplateName
 from kindly.domain.messages.content_check import SampleValues, carries_link
 from kindly.domain.messages.registered import (
     Param,
@@ -34,6 +35,7 @@ from kindly.domain.messages.registered_check import (
     deployment_sample,
     placeholder_text,
 )
+from kindly.domain.messages.variants import DEFAULT_VARIANT
 from kindly.domain.policy.model import load_policies
 from kindly.domain.policy.sendable import sendable_in
 from kindly.errors import ConfigurationError
@@ -128,11 +130,13 @@ def export(
 def exported(provider: ProviderName, found: ProviderTemplates, sample: SampleValues) -> dict[str, Any]:
     """The application as data: the signature, the type every template takes, and each template."""
     entries: list[dict[str, Any]] = []
-    for template in TemplateName:
-        for locale in SUPPORTED_LOCALES:
-            registered = _registered(found, template, locale)
-            if registered is not None:
-                entries.append(_entry(provider, found, template, locale, registered, sample))
+    for label, by_template in found.by_label().items():
+        for template in TemplateName:
+            for locale in SUPPORTED_LOCALES:
+                registered = _registered(by_template, template, locale)
+                if registered is not None:
+                    entry = _entry(provider, found, template, locale, registered, sample)
+                    entries.append({**entry, "variant": label})
     return {
         "provider": provider,
         "sign_name": found.sign_name,
@@ -142,8 +146,10 @@ def exported(provider: ProviderName, found: ProviderTemplates, sample: SampleVal
     }
 
 
-def _registered(found: ProviderTemplates, template: TemplateName, locale: str) -> RegisteredTemplate | None:
-    for registered_locale, registered in found.templates.get(template, {}).items():
+def _registered(
+    found: dict[TemplateName, dict[Locale, RegisteredTemplate]], template: TemplateName, locale: str
+) -> RegisteredTemplate | None:
+    for registered_locale, registered in found.get(template, {}).items():
         if registered_locale == locale:
             return registered
     return None
@@ -189,7 +195,8 @@ def _show(application: dict[str, Any]) -> None:
     line(f"longest parameter value: {application['max_param_length']} characters")
     for entry in application["templates"]:
         line("")
-        line(f"== {entry['template']} ({entry['locale']}), registered as {entry['code']}")
+        variant = "" if entry["variant"] == DEFAULT_VARIANT else f", variant {entry['variant']}"
+        line(f"== {entry['template']} ({entry['locale']}){variant}, registered as {entry['code']}")
         line(f"text (模板内容): {entry['text']}")
         for placeholder in entry["placeholders"]:
             line(
@@ -224,6 +231,7 @@ def _worker_refusal(
             public_base_url=settings.public_base_url,
             max_segments=settings.max_sms_segments,
             source=str(path),
+            uses={segment: [policy] for segment, policy in policies.items()},
         )
     except ConfigurationError as error:
         return str(error)

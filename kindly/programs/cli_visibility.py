@@ -26,9 +26,11 @@ from kindly.programs.cli_support import (
     validated_payload,
 )
 from kindly.programs.figures import (
+    COMPLAINT_KINDS,
     FIGURES,
     MAX_DAYS,
     WAITING_FOR_CALENDAR,
+    ComplaintRates,
     FiguresReport,
     figures_report,
     parse_zone,
@@ -149,6 +151,12 @@ def volume_chart(report: FiguresReport) -> str:
     return daily_volume_chart(f"Daily volumes ({report.timezone})", days, volumes)
 
 
+def _rate(rates: ComplaintRates, kind: TimelineKind) -> str:
+    """One complaint figure per 1,000 SMS, ``-`` when no SMS was sent."""
+    value = rates.of(kind)
+    return "-" if value is None else f"{value:g}"
+
+
 def figures_command(
     day: Annotated[
         datetime | None,
@@ -195,6 +203,9 @@ def figures_command(
                 f"  {WAITING_FOR_CALENDAR}",
                 *(str(counted.waiting_for_calendar.events) for counted in report.days),
             )
+        if kind in COMPLAINT_KINDS:
+            rates = [_rate(counted.complaints_per_1000_sms, kind) for counted in report.days]
+            table.add_row("  per 1,000 SMS", *rates)
     for prefix, breakdowns in (
         ("SMS", [counted.sms_by_template for counted in report.days]),
         ("receipts", [counted.receipts_by_status for counted in report.days]),
@@ -203,6 +214,13 @@ def figures_command(
             table.add_row(f"  {prefix} {name}", *(str(breakdown.get(name, 0)) for breakdown in breakdowns))
     table.add_row("accounts touched", *(str(counted.accounts_touched) for counted in report.days))
     out.print(table)
+    whole = report.complaints_per_1000_sms
+    out.print(
+        f"over the {len(report.days)} day(s), per 1,000 SMS sent: complaints opened "
+        f"{_rate(whole, COMPLAINT_KINDS[0])}, acknowledged late {_rate(whole, COMPLAINT_KINDS[1])}, "
+        f"resolved late {_rate(whole, COMPLAINT_KINDS[2])}",
+        highlight=False,
+    )
     stages = Table("stage", "open accounts", title="open accounts now")
     for stage, count in report.open_by_stage.items():
         stages.add_row(stage, str(count))

@@ -58,6 +58,8 @@ def demo_accounts(now: datetime | None = None) -> list[AccountInput]:
                 amount_due=Decimal("1200.00") + number * 150,
                 currency="CNY",
                 due_date=local_today + timedelta(days=days),
+                # One account in Guangdong: its region's template variants apply, where there are any.
+                region="GD" if days == -1 else None,
             )
         )
     # One account whose number the carrier reports unreachable by SMS: it goes to the phone queue at once.

@@ -56,6 +56,7 @@ class ArmReport(BaseModel):
     sms: int = 0
     opt_outs_per_1000_sms: float | None = None
     disputes_per_1000_sms: float | None = None
+    complaints_per_1000_sms: float | None = None
     breaches: list[str] = []
     versus_champion: VersusChampion | None = None
     shadow_volumes: ShadowVolumes | None = None
@@ -115,6 +116,7 @@ def report(engine: Engine, experiment: Experiment, *, today: date | None = None)
             sms=results[arm.name].sms,
             opt_outs_per_1000_sms=results[arm.name].opt_outs_per_1000_sms,
             disputes_per_1000_sms=results[arm.name].disputes_per_1000_sms,
+            complaints_per_1000_sms=results[arm.name].complaints_per_1000_sms,
             breaches=list(results[arm.name].breaches),
             versus_champion=_versus(results[arm.name].comparison),
             shadow_volumes=shadow_volumes(engine, definition.name, arm.name) if arm.shadow else None,
@@ -133,7 +135,15 @@ def report(engine: Engine, experiment: Experiment, *, today: date | None = None)
     )
 
 
-OUTCOME_COLUMNS = ("experiments", "due_date", "cured_at", "sms_sent", "opted_out", "dispute")
+OUTCOME_COLUMNS = (
+    "experiments",
+    "due_date",
+    "cured_at",
+    "sms_sent",
+    "opted_out",
+    "dispute",
+    "complaints_opened",
+)
 
 
 def _versus(comparison: Comparison | None) -> VersusChampion | None:

@@ -15,6 +15,7 @@ after it ends.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -48,8 +49,19 @@ FIGURES: tuple[tuple[TimelineKind, str], ...] = (
     (TimelineKind.REPAID, "repaid in full"),
     (TimelineKind.SETTLED, "settled"),
     (TimelineKind.CLOSED, "closed"),
+    (TimelineKind.COMPLAINT_OPENED, "complaints opened"),
+    (TimelineKind.COMPLAINT_ACKNOWLEDGEMENT_OVERDUE, "complaints acknowledged late"),
+    (TimelineKind.COMPLAINT_RESOLUTION_OVERDUE, "complaints resolved late"),
 )
 """The kinds a day's figures count, in the order they are shown, with their labels."""
+
+COMPLAINT_KINDS: tuple[TimelineKind, ...] = (
+    TimelineKind.COMPLAINT_OPENED,
+    TimelineKind.COMPLAINT_ACKNOWLEDGEMENT_OVERDUE,
+    TimelineKind.COMPLAINT_RESOLUTION_OVERDUE,
+)
+"""The complaint figures also shown per 1,000 SMS sent in the same period: how the floor's conduct weighs
+against its volume. Acknowledged and resolved late are the deadlines the workflow escalated."""
 
 NO_CALENDAR = "no_calendar"
 """The reason a deferral names when its day lies past the data of the policy's holiday calendar."""
@@ -75,6 +87,28 @@ class Figure(BaseModel):
     accounts: int
 
 
+class ComplaintRates(BaseModel):
+    """Complaints per 1,000 SMS sent in the same period; None when no SMS was sent."""
+
+    opened: float | None
+    acknowledged_late: float | None
+    resolved_late: float | None
+
+    def of(self, kind: TimelineKind) -> float | None:
+        """The rate of one of ``COMPLAINT_KINDS``."""
+        rates = (self.opened, self.acknowledged_late, self.resolved_late)
+        return dict(zip(COMPLAINT_KINDS, rates, strict=True))[kind]
+
+
+def complaint_rates(events: Callable[[TimelineKind], int]) -> ComplaintRates:
+    """The complaint figures per 1,000 SMS sent, from a period's count of events of each kind."""
+    sms = events(TimelineKind.SMS_SENT)
+    opened, acknowledged_late, resolved_late = (
+        None if sms == 0 else round(1000 * events(kind) / sms, 2) for kind in COMPLAINT_KINDS
+    )
+    return ComplaintRates(opened=opened, acknowledged_late=acknowledged_late, resolved_late=resolved_late)
+
+
 class DayFigures(BaseModel):
     """One local day's figures."""
 
@@ -91,6 +125,8 @@ class DayFigures(BaseModel):
     accounts_touched: int
     """Distinct accounts with any event of the engine's that day (a person's console action, even a refused
     one, is not the account being worked by Kindly: the audit view lists those)."""
+    complaints_per_1000_sms: ComplaintRates
+    """The day's complaints opened, acknowledged late and resolved late per 1,000 of its SMS sent."""
 
     def events(self, kind: TimelineKind) -> int:
         return next(figure.events for figure in self.figures if figure.kind == kind)
@@ -149,6 +185,7 @@ def day_figures(engine: Engine, day: date, zone: ZoneInfo) -> DayFigures:
         sms_by_template=templates,
         receipts_by_status=receipts,
         accounts_touched=touched,
+        complaints_per_1000_sms=complaint_rates(lambda kind: by_kind.get(kind, (0, 0))[0]),
     )
 
 
@@ -185,6 +222,9 @@ class FiguresReport(BaseModel):
     timezone: str
     days: list[DayFigures]
     open_by_stage: dict[str, int]
+    complaints_per_1000_sms: ComplaintRates
+    """Over the whole range: its complaints opened, acknowledged late and resolved late per 1,000 of its
+    SMS sent (steadier than a day's)."""
 
 
 def parse_zone(name: str) -> ZoneInfo:
@@ -202,4 +242,9 @@ async def figures_report(
     today in ``zone``."""
     last = last_day or datetime.now(zone).date()
     counted = await asyncio.to_thread(daily_figures, engine, last, days, zone)
-    return FiguresReport(timezone=zone.key, days=counted, open_by_stage=await open_accounts_by_stage(client))
+    return FiguresReport(
+        timezone=zone.key,
+        days=counted,
+        open_by_stage=await open_accounts_by_stage(client),
+        complaints_per_1000_sms=complaint_rates(lambda kind: sum(day.events(kind) for day in counted)),
+    )

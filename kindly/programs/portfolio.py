@@ -41,8 +41,8 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "currency",
     "due_date",
 )
-OPTIONAL_COLUMNS: tuple[str, ...] = ("segment", "birthday", "contact_after", "contact_before")
-"""Optional columns; an empty cell means "not given" (default segment, no birthday)."""
+OPTIONAL_COLUMNS: tuple[str, ...] = ("segment", "birthday", "contact_after", "contact_before", "region")
+"""Optional columns; an empty cell means "not given" (default segment, no birthday, no region)."""
 
 
 class PortfolioFormatError(KindlyError):

@@ -15,7 +15,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from datetime import timedelta
 from typing import Any, NoReturn
@@ -28,30 +28,30 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.composition import FreeTextComposer, MessageComposer, RegisteredComposer
 from activities.handoffs import HandoffActivities
 from activities.messaging import MessagingActivities
 from activities.records import RecordActivities
 from activities.sms_providers import build_sms_provider
-from kindly.domain.messages.registered import ProviderName, load_registered_templates
-from kindly.domain.messages.registered_check import (
-    REGISTERED_DEMO_FILE,
-    checked_provider_templates,
-    deployment_sample,
-)
-from kindly.domain.messages.rendering import MessageRenderer, build_template_environment
-from kindly.domain.policy.model import ContactPolicy, load_policies
-from kindly.domain.policy.sendable import arm_policies, sendable_in
-from kindly.errors import ConfigurationError
+from kindly.domain.policy.model import load_policies
+from kindly.domain.policy.sendable import policies_in_use
 from kindly.keyring import ensure_development_keys, load_keyring
 from kindly.programs.calendar_watch import calendars_in_use, watching_calendars
+from kindly.programs.composers import checked_composer
 from kindly.programs.demo import start_demo_portfolio
 from kindly.programs.dev_server import start_dev_server
 from kindly.programs.experiment_watch import watching_experiments
 from kindly.programs.rate_limit import sms_task_queue_rate
 from kindly.programs.temporal import connect, ensure_search_attributes
 from kindly.settings import Settings
-from kindly.store import AuditStore, PhoneBook, SelfServiceLinks, SpecialistCases, WorkQueue, make_engine
+from kindly.store import (
+    AuditStore,
+    ComplaintStore,
+    PhoneBook,
+    SelfServiceLinks,
+    SpecialistCases,
+    WorkQueue,
+    make_engine,
+)
 from kindly.store.experiments import ExperimentStore
 from workflows.overdue_account import OverdueAccountWorkflow
 from workflows.requests import SMS_TASK_QUEUE_SUFFIX
@@ -115,11 +115,16 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
     While the block runs, the holiday calendars the policies use are watched (``calendar_watch``), and
     so are the running experiments' guardrails (``experiment_watch``)."""
     policies = load_policies(
-        settings.policy_file, continue_as_new_after_events=settings.continue_as_new_after_events
+        settings.policy_file,
+        continue_as_new_after_events=settings.continue_as_new_after_events,
+        complaint_business_days=(
+            settings.complaint_acknowledge_business_days,
+            settings.complaint_resolve_business_days,
+        ),
     )
     engine = make_engine(settings.database_url)
     running = [found.definition for found in ExperimentStore(engine).all() if found.running]
-    composer = checked_composer(settings, policies=[*policies.values(), *arm_policies(running, policies)])
+    composer = checked_composer(settings, uses=policies_in_use(running, policies))
     store = AuditStore(engine)
     keyring = load_keyring(settings)
     # Warns of provisional holiday years and of calendar data running out, now and daily.
@@ -144,7 +149,9 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
             cases=SpecialistCases(engine, keyring),
         )
         phones = PhoneBook(engine, keyring)
-        records = RecordActivities(store, phones, policies, ExperimentStore(engine))
+        records = RecordActivities(
+            store, phones, policies, ExperimentStore(engine), complaints=ComplaintStore(engine)
+        )
         accounts = Worker(
             client,
             task_queue=settings.task_queue,
@@ -168,73 +175,6 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Kind
             max_task_queue_activities_per_second=sms_task_queue_rate(settings.sms_rate_limit_per_second),
         )
         yield KindlyWorkers(accounts, sms)
-
-
-def checked_composer(
-    settings: Settings, *, policies: Iterable[ContactPolicy] | None = None
-) -> MessageComposer:
-    """What composes every message, after the start-up check of what it sends.
-
-    Free-text gateways get Kindly's own templates (``checked_renderer``). Alibaba Cloud and Tencent Cloud
-    get the provider's registered templates from ``registered_templates_file``, checked against
-    ``policies`` (the worker's, by default): every template they can send registered in each locale the
-    provider registers, each registered text through the content check, each parameter within the
-    provider's limit (``kindly.domain.messages.registered_check``). A failure raises ``ConfigurationError``
-    listing every template, locale and problem, before anything is sent."""
-    provider = settings.sms_provider
-    if provider == "aliyun" or provider == "tencent":
-        return _registered_composer(settings, provider, policies)
-    return FreeTextComposer(checked_renderer(settings))
-
-
-def _registered_composer(
-    settings: Settings, provider: ProviderName, policies: Iterable[ContactPolicy] | None
-) -> RegisteredComposer:
-    path = settings.registered_templates_file
-    if path is None:
-        raise ConfigurationError(
-            f"COLLECTIONS_SMS_PROVIDER={provider} sends the templates registered with the provider: set "
-            f"COLLECTIONS_REGISTERED_TEMPLATES_FILE to their file (the demo's is {REGISTERED_DEMO_FILE}; "
-            "docs/mainland-sms.md)"
-        )
-    if policies is None:
-        policies = load_policies(settings.policy_file).values()
-    sample = deployment_sample(
-        hotline=settings.hotline,
-        brand=settings.brand_name,
-        channels=settings.repayment_channels,
-        public_base_url=settings.public_base_url,
-    )
-    templates = checked_provider_templates(
-        provider,
-        load_registered_templates(path),
-        sendable=sendable_in(policies),
-        sample=sample,
-        public_base_url=settings.public_base_url,
-        max_segments=settings.max_sms_segments,
-        source=str(path),
-    )
-    return RegisteredComposer(
-        provider,
-        templates,
-        brand=settings.brand_name,
-        hotline=settings.hotline,
-        channels=list(settings.repayment_channels),
-    )
-
-
-def checked_renderer(settings: Settings) -> MessageRenderer:
-    """The renderer of every message, after every template passed the content check with the settings'
-    brand, hotline, channels and self-service links: a failing template (or a ``public_base_url`` too
-    long for a template to carry) raises ``ConfigurationError`` naming it, before anything is sent."""
-    renderer = MessageRenderer(
-        build_template_environment(settings.template_dir),
-        brand=settings.brand_name,
-        hotline=settings.hotline,
-        repayment_channels=settings.repayment_channels,
-    )
-    renderer.check_all(max_segments=settings.max_sms_segments, public_base_url=settings.public_base_url)
-    return renderer
 
 
 def telemetry_runtime(settings: Settings) -> Runtime | None:

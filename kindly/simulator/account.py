@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 
 from kindly.domain import actions, completions
+from kindly.domain.complaint_effects import deadlines_passed
 from kindly.domain.completions import SmsAction
 from kindly.domain.contract import AccountInput, Outcome, SignalName
 from kindly.domain.effects import ActionKind, apply_signal
@@ -124,6 +125,8 @@ class AccountRun:
             return actions.pause_ended(state, hand_back_from_specialists=True).state
         if step.kind is StepKind.PLAN_BROKEN:
             return actions.plan_broken(state).state
+        if step.kind is StepKind.COMPLAINT_DEADLINE:
+            return deadlines_passed(state, now).state
         return state
 
     def _send(self, state: AccountState, step: Step, now: datetime) -> AccountState:

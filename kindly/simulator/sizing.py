@@ -1,6 +1,7 @@
 """How many SMS parts a message bills: the real renderer and the real part count, on the account's own
-values, remembered per template, locale, currency and amount length, the only things that change a
-message's length between accounts (the reference is masked to a fixed length, the link has one)."""
+values, remembered per template, locale, currency and amount length, and per segment, region and named
+variant (which pick the template's variant and the consequences it states): the only things that change
+a message's length between accounts (the reference is masked to a fixed length, the link has one)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from kindly.domain.messages.links import sample_link
 from kindly.domain.messages.rendering import MessageRenderer
 from kindly.domain.state import AccountState
 
-_Key = tuple[TemplateName, str, str, int, bool, bool]
+_Key = tuple[TemplateName, str, str, int, bool, bool, str, str | None, str | None]
 
 
 class SmsSizer:
@@ -32,6 +33,9 @@ class SmsSizer:
             len(str(state.amount_due)),
             state.promise_date is not None,
             state.plan is not None,
+            account.segment,
+            account.region,
+            state.policy.template_variant,
         )
         known = self._known.get(key)
         if known is None:

@@ -8,6 +8,7 @@
   notes (``SpecialistCases``); ``console_sessions``: the staff console's sessions (``ConsoleSessions``);
 * ``self_service_links``: the links reminders end with, by the hash of their token (``SelfServiceLinks``);
 * ``alarms``: the provider alarms that hold SMS sending until an operator clears them (``ProviderAlarms``);
+* ``complaints``: complaints about how the lender collects, as the workflows keep them (``ComplaintStore``);
 * ``claims``: how one request takes a row whose work must happen once; ``writes``: inserts that race
   duplicates;
 * ``engine``, ``migrate``: the engine, and the schema's Alembic migrations (``migrations/``).
@@ -17,6 +18,7 @@ from kindly.store.alarms import AlarmNotFoundError, ProviderAlarm, ProviderAlarm
 from kindly.store.audit import CONSOLE_ACTION, DELIVERY_RECEIPT, AuditEntry, AuditLog
 from kindly.store.call_tasks import CallRecord, CallTask, NewCallTask, TaskUnavailable
 from kindly.store.cases import CaseNote, CaseUnavailable, NewCase, SpecialistCase, SpecialistCases
+from kindly.store.complaints import ComplaintStore, ComplaintView
 from kindly.store.console_sessions import ConsoleSession, ConsoleSessions
 from kindly.store.engine import make_engine
 from kindly.store.inbound import InboundMessage, PaymentNotification
@@ -41,6 +43,8 @@ __all__ = [
     "CallTask",
     "CaseNote",
     "CaseUnavailable",
+    "ComplaintStore",
+    "ComplaintView",
     "ConsoleSession",
     "ConsoleSessions",
     "DeliveryStatus",

@@ -28,6 +28,7 @@ from kindly.store.alarms import ProviderAlarm
 from kindly.store.audit import AuditEntry
 from kindly.store.call_tasks import CallTask
 from kindly.store.cases import CaseNote, SpecialistCase
+from kindly.store.complaints import ComplaintRow
 from kindly.store.console_sessions import ConsoleSession
 from kindly.store.experiments import ExperimentRecord
 from kindly.store.inbound import InboundMessage, PaymentNotification
@@ -70,6 +71,7 @@ TABLES: tuple[Table, ...] = tuple(
         ConsoleSession,
         SelfServiceLink,
         ProviderAlarm,
+        ComplaintRow,
     )
 )
 """Every table the migrations manage, as the models define them now."""

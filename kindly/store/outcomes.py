@@ -39,7 +39,8 @@ class AccountOutcomeRecord(SQLModel, table=True):
     repayments: int = 0
     sms_sent: int = 0
     templates: dict[str, dict[str, int]] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    """``{template: {"sent": n, "replies": n, "opt_outs": n, "disputes": n, "hardships": n}}``."""
+    """``{template: {"sent": n, "replies": n, "opt_outs": n, "disputes": n, "hardships": n, "complaints": n,
+    "complaints_acknowledged_late": n, "complaints_resolved_late": n}}``."""
     call_tasks: int = 0
     replies: int = 0
     opted_out: bool = False
@@ -49,6 +50,13 @@ class AccountOutcomeRecord(SQLModel, table=True):
     promises_kept: int = 0
     promises_broken: int = 0
     escalated_specialist: bool = False
+    # Added after the table was first made (0009): a server default, so that a process of the version
+    # before, which names its columns, still writes its rows.
+    complaints_opened: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    complaints_acknowledged_late: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    """``complaint_acknowledgement_overdue`` entries: complaints not acknowledged by their deadline."""
+    complaints_resolved_late: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    """``complaint_resolution_overdue`` entries: complaints not resolved by their deadline."""
     last_audit_id: int = 0
     """The newest audit row folded into this one."""
 

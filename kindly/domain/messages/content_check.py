@@ -8,9 +8,12 @@
   hotline. Opt-out wording is the keyword ``STOP`` (whole word, capitals) in ``en-US`` and ``退订`` or
   ``TD`` in ``zh-CN``. Every message that is not a service message (``help``, ``opt_out_confirmation``)
   shows the self-service link when the sample has one.
-* **No banned words.** Threats, insults and invented consequences listed in
-  ``kindly/domain/policy/data/banned_words.json``, in English and Chinese, checked in every locale. English
-  entries match case-insensitively as whole words; Chinese entries match anywhere.
+* **No banned words.** Threats, insults, invented consequences and any wording of a consequence
+  listed in ``kindly/domain/policy/data/banned_words.json``, in English and Chinese, checked in every
+  locale. English entries match case-insensitively as whole words; Chinese entries match anywhere.
+* **Consequences only when true.** The approved phrase of each consequence the policy declares is taken
+  out before the banned-word scan, in a reminder after the due date only; the regular overdue reminders
+  must state every declared one (``kindly.domain.messages.consequences``).
 * **No personal data.** The sample customer name, phone number and full account id never appear,
   and the loan reference never appears without its mask.
 * **Length.** The body fits in ``max_segments`` billed SMS segments, the self-service link counted at
@@ -33,8 +36,10 @@ from importlib import resources
 
 from kindly.domain.contract import SUPPORTED_LOCALES, TemplateName
 from kindly.domain.masking import mask_reference
+from kindly.domain.messages.consequences import consequence_problems
 from kindly.domain.messages.context import InstalmentShown, MessageContext
 from kindly.domain.messages.formatting import format_date, format_money, sms_segments
+from kindly.domain.policy.consequences import Consequences
 from kindly.errors import ConfigurationError
 
 __all__ = [
@@ -112,9 +117,12 @@ class SampleValues:
     def reference_masked(self) -> str:
         return mask_reference(self.account_id)
 
-    def context(self, *, with_promise: bool, with_link: bool = False) -> MessageContext:
-        """The ``MessageContext`` to render, with or without a promise date, and with the sample's link
-        when ``with_link`` (what a message of a template that ``carries_link`` is rendered with)."""
+    def context(
+        self, *, with_promise: bool, with_link: bool = False, consequences: Consequences | None = None
+    ) -> MessageContext:
+        """The ``MessageContext`` to render, with or without a promise date, with the sample's link
+        when ``with_link`` (what a message of a template that ``carries_link`` is rendered with), and
+        with the consequences a policy declares."""
         return MessageContext(
             amount_due=self.amount_due,
             currency=self.currency,
@@ -124,6 +132,7 @@ class SampleValues:
             promise_date=self.promise_date if with_promise else None,
             link=self.link if with_link else None,
             instalment=self.instalment,
+            consequences=consequences,
         )
 
     def personal_data(self) -> dict[str, str]:
@@ -207,12 +216,19 @@ def _required_parts(template: TemplateName, locale: str, sample: SampleValues) -
 
 
 def check_message(
-    body: str, template: TemplateName, locale: str, *, sample: SampleValues, max_segments: int
+    body: str,
+    template: TemplateName,
+    locale: str,
+    *,
+    sample: SampleValues,
+    max_segments: int,
+    consequences: Consequences | None = None,
 ) -> list[str]:
     """Every problem with one rendered message, in a sentence each; empty when it is compliant.
 
     ``body`` must have been rendered from ``sample.context(...)`` for ``template`` and ``locale``, with
-    the link when the template ``carries_link``.
+    the link when the template ``carries_link``, and with ``consequences``: the facts the policy of the
+    accounts that may get it declares (None: none), whose approved phrases alone it may state.
     """
     problems: list[str] = []
     if locale not in SUPPORTED_LOCALES or locale not in _OPT_OUT_WORDING:
@@ -227,8 +243,10 @@ def check_message(
             wording = " or ".join(repr(keyword) for keyword in keywords)
             problems.append(f"missing opt-out wording (expected {wording})")
 
+    scanned, stated = consequence_problems(body, template, locale, consequences, sample.days_past_due)
+    problems.extend(stated)
     for banned in banned_words():
-        if banned.pattern.search(body):
+        if banned.pattern.search(scanned):
             problems.append(f"contains banned word {banned.word!r} ({banned.category.replace('_', ' ')})")
 
     for description, value in sample.personal_data().items():

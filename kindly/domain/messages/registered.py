@@ -13,6 +13,11 @@ fills each placeholder. Alibaba Cloud names its placeholders (``${amount}``); Te
                     "params": {"ref": "reference", "amount": "amount", "due": "due_date",
                                "hotline": "hotline"}}}}}}
 
+A provider may also register other wordings of a template, by variant label (``variants``: ``segments/
+gentle``, ``regions/GD/standard``, ``variants/formal``, each with templates shaped as ``templates``): a
+message takes the first its variant chain finds registered (``kindly.domain.messages.variants``), else
+``templates``, as Kindly's own templates fall back.
+
 The same values fill the placeholders for the provider and for the content check, which checks the text
 the customer will read: the signature in 【】 and the registered text with its parameters filled in
 (``registered_body``). Pure: no I/O but reading the file in ``load_registered_templates``.
@@ -27,12 +32,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kindly.domain.contract import Locale, TemplateName
-from kindly.domain.messages.context import MessageContext
+from kindly.domain.messages.context import MessageContext, VariantKey
 from kindly.domain.messages.formatting import format_date, format_money
 from kindly.domain.messages.links import LINK_PATH
+from kindly.domain.messages.variants import DEFAULT_VARIANT, LABEL_FORMS, parse_label, variant_chain
 from kindly.domain.validation import describe_validation_error
 from kindly.errors import ConfigurationError
 
@@ -90,6 +96,37 @@ class ProviderTemplates(BaseModel):
     max_param_length: int = Field(default=35, ge=1, le=500)
     """The provider's longest parameter value, in characters."""
     templates: dict[TemplateName, dict[Locale, RegisteredTemplate]] = Field(default_factory=dict)
+    variants: dict[str, dict[TemplateName, dict[Locale, RegisteredTemplate]]] = Field(default_factory=dict)
+    """Other wordings, by variant label; each template need not be in every variant (``templates`` is the
+    fallback)."""
+
+    @field_validator("variants")
+    @classmethod
+    def _labels(
+        cls, variants: dict[str, dict[TemplateName, dict[Locale, RegisteredTemplate]]]
+    ) -> dict[str, dict[TemplateName, dict[Locale, RegisteredTemplate]]]:
+        for label in variants:
+            parsed = parse_label(label)
+            if parsed is None or parsed.kind == "default":
+                raise ValueError(f"{label!r} is not a variant label ({LABEL_FORMS})")
+        return variants
+
+    def by_label(self) -> dict[str, dict[TemplateName, dict[Locale, RegisteredTemplate]]]:
+        """Every registered wording by variant label, the default (``templates``) first."""
+        return {DEFAULT_VARIANT: self.templates, **self.variants}
+
+    def lookup(
+        self, template: TemplateName, locale: str, key: VariantKey | None
+    ) -> tuple[str, RegisteredTemplate] | None:
+        """The registered template a message takes, and its variant's label: the first of the variant
+        chain that registers ``template`` in ``locale``; None when not even the default does."""
+        by_label = self.by_label()
+        for label in variant_chain(key):
+            by_locale = by_label.get(label, {}).get(template, {})
+            found = next((registered for name, registered in by_locale.items() if name == locale), None)
+            if found is not None:
+                return label, found
+        return None
 
 
 class RegisteredTemplates(BaseModel):
@@ -106,11 +143,13 @@ class RegisteredTemplates(BaseModel):
             templates = self.for_provider(provider)
             if templates is None:
                 continue
-            for template, locales in templates.templates.items():
-                for locale, registered in locales.items():
-                    problem = placeholder_problem(provider, registered)
-                    if problem:
-                        raise ValueError(f"{provider}.templates.{template}.{locale}: {problem}")
+            for label, by_template in templates.by_label().items():
+                where = "templates" if label == DEFAULT_VARIANT else f"variants.{label}"
+                for template, locales in by_template.items():
+                    for locale, registered in locales.items():
+                        problem = placeholder_problem(provider, registered)
+                        if problem:
+                            raise ValueError(f"{provider}.{where}.{template}.{locale}: {problem}")
         return self
 
     def for_provider(self, provider: ProviderName) -> ProviderTemplates | None:

@@ -15,6 +15,11 @@ worker sending through Alibaba Cloud SMS or Tencent Cloud SMS verifies before an
 * **Within the provider's limits.** Each parameter's sample value (the sample's amounts and days are
   deliberately large, so real values fit) is at most the provider's ``max_param_length``, and never
   empty, which providers refuse.
+* **Variants too, with their policies' facts.** Each registered variant (``ProviderTemplates.variants``)
+  passes the same checks, and every registered text is checked with the consequences of being overdue
+  declared by each policy that can take it (``variants.facts_of``): a registered text states a declared
+  fact in its approved phrase, fixed in the text, and no other. A variant of a segment without a policy,
+  or a ``template_variant`` a policy names that the provider does not register, is refused.
 
 Every failure is listed, each naming its template, locale and problem. Pure: the caller reads the file.
 """
@@ -36,6 +41,14 @@ from kindly.domain.messages.registered import (
     parameter_values,
     registered_body,
 )
+from kindly.domain.messages.variants import (
+    DEFAULT_VARIANT,
+    PolicyUses,
+    facts_of,
+    parse_label,
+    variant_problems,
+)
+from kindly.domain.policy.consequences import Consequences
 from kindly.errors import ConfigurationError
 
 __all__ = [
@@ -100,13 +113,17 @@ def template_problems(
     sample: SampleValues,
     public_base_url: str,
     max_segments: int,
+    consequences: Consequences | None = None,
 ) -> list[str]:
     """Every problem of one registered template (``registered``, for ``template`` in ``locale``), each a
-    sentence. It is filled in with and without a promise date, as ``MessageRenderer.check_all`` renders;
-    a problem of only one of them says which."""
+    sentence, with the ``consequences`` the policies that can send it declare. It is filled in with and
+    without a promise date, as ``MessageRenderer.check_all`` renders; a problem of only one of them says
+    which."""
     found: dict[bool, list[str]] = {}
     for with_promise in (False, True):
-        context = sample.context(with_promise=with_promise, with_link=carries_link(template))
+        context = sample.context(
+            with_promise=with_promise, with_link=carries_link(template), consequences=consequences
+        )
         values = parameter_values(
             registered, context, locale, brand=sample.brand, hotline=sample.hotline, channels=sample.channels
         )
@@ -116,7 +133,9 @@ def template_problems(
             for problem in _parameter_problems(provider, templates, registered, name, value)
         ]
         body = registered_body(provider, templates.sign_name, registered, values)
-        problems += check_message(body, template, locale, sample=sample, max_segments=max_segments)
+        problems += check_message(
+            body, template, locale, sample=sample, max_segments=max_segments, consequences=consequences
+        )
         if len(body) > PROVIDER_MAX_LENGTH:
             problems.append(
                 f"too long: {len(body)} characters with the signature, more than the providers' "
@@ -142,9 +161,12 @@ def checked_provider_templates(
     public_base_url: str,
     max_segments: int,
     source: str = "",
+    uses: PolicyUses | None = None,
 ) -> ProviderTemplates:
     """The provider's templates once every check passed; else ``ConfigurationError`` listing every
-    failure, each naming its template, locale and problem (``source``: the file, for the message)."""
+    failure, each naming its template, locale and problem (``source``: the file, for the message).
+    ``uses``: the policies in use by segment, whose consequences each registered text is checked with and
+    against whose segments the variants are checked (None: no consequences, no variant checked)."""
     where = f"registered templates {source}".rstrip()
     templates = registered.for_provider(provider)
     if templates is None:
@@ -152,20 +174,36 @@ def checked_provider_templates(
     if not registered_locales(templates):
         raise ConfigurationError(f"{where}: {provider} registers no template in any locale")
     failures = missing_templates(provider, templates, sendable)
-    for template, locales in templates.templates.items():
-        for locale, found in locales.items():
-            for problem in template_problems(
-                provider,
-                templates,
-                template,
-                locale,
-                found,
-                sample=sample,
-                public_base_url=public_base_url,
-                max_segments=max_segments,
-            ):
-                where_found = f"template {template} for locale {locale} ({provider} {found.code})"
-                failures.append(f"{where_found}: {problem}")
+    by_label = templates.by_label()
+    if uses is not None:
+        failures += variant_problems(by_label.keys(), uses, what=f"{provider} registered templates")
+    for label, by_template in by_label.items():
+        parsed = parse_label(label)
+        for template, locales in by_template.items():
+            for locale, found in locales.items():
+                also_in = [other for other, has in by_label.items() if locale in has.get(template, {})]
+                groups = facts_of(parsed, uses, template, also_in=also_in) if parsed else [(None, [])]
+                variant = "" if label == DEFAULT_VARIANT else f" variant {label}"
+                where_found = f"template {template} for locale {locale} ({provider}{variant} {found.code})"
+                seen: set[str] = set()
+                for facts, segments in groups:
+                    whose = ""
+                    if facts is not None and facts.declared:
+                        whose = f" (segment(s) {', '.join(segments)}: {facts.describe()})"
+                    for problem in template_problems(
+                        provider,
+                        templates,
+                        template,
+                        locale,
+                        found,
+                        sample=sample,
+                        public_base_url=public_base_url,
+                        max_segments=max_segments,
+                        consequences=facts,
+                    ):
+                        if problem not in seen:
+                            seen.add(problem)
+                            failures.append(f"{where_found}{whose}: {problem}")
     if failures:
         listing = "\n  - ".join(failures)
         raise ConfigurationError(

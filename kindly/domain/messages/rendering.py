@@ -1,32 +1,50 @@
 """Turning a template name, a locale and a ``MessageContext`` into the SMS body a customer reads.
 
 Rendering lives in one place so that every message gets the same money and date formatting, the
-same brand, hotline and repayment channels, and the same failure mode: a broken template raises
-``TemplateError`` instead of sending a half-rendered text. Operators may override or add templates
-in a folder of their own; ``MessageRenderer.check_all`` renders every template at worker start-up so
-that a bad override stops the worker before anything is sent.
+same brand, hotline and repayment channels, the same consequences of being overdue (only those the
+policy declares, only after the due date: ``consequences``), and the same failure mode: a broken
+template raises ``TemplateError`` instead of sending a half-rendered text. Operators may override or add
+templates, and variants of them (``variants``), in a folder of their own; ``MessageRenderer.check_all``
+renders every template and variant at worker start-up so that a bad one stops the worker before
+anything is sent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jinja2
 
-from kindly.domain.contract import SUPPORTED_LOCALES, TemplateName
-from kindly.domain.messages.content_check import SampleValues, carries_link, check_message
+from kindly.domain.contract import TemplateName
+from kindly.domain.messages.consequences import consequences_text
+from kindly.domain.messages.content_check import SampleValues
 from kindly.domain.messages.context import MessageContext
 from kindly.domain.messages.formatting import format_date, format_money
 from kindly.domain.messages.links import sample_link
+from kindly.domain.messages.template_check import check_templates
+from kindly.domain.messages.variants import (
+    DEFAULT_VARIANT,
+    PolicyUses,
+    found_variants,
+    variant_chain,
+    variant_path,
+)
 from kindly.errors import ConfigurationError, TemplateError
 
 __all__ = [
     "MessageRenderer",
+    "Rendered",
     "build_template_environment",
     "template_path",
 ]
+
+
+class Rendered(NamedTuple):
+    body: str
+    variant: str = DEFAULT_VARIANT
+    """The label of the variant it was rendered from (``kindly.domain.messages.variants``)."""
 
 
 def _instalment_variables(context: MessageContext, locale: str) -> dict[str, Any]:
@@ -41,8 +59,8 @@ def _instalment_variables(context: MessageContext, locale: str) -> dict[str, Any
 
 
 def template_path(template: TemplateName, locale: str) -> str:
-    """The loader path of one template, the same for packaged and operator templates."""
-    return f"{locale}/{template}.txt.j2"
+    """The loader path of one template's default wording, the same for packaged and operator templates."""
+    return variant_path(DEFAULT_VARIANT, template, locale)
 
 
 def build_template_environment(override_dir: Path | None = None) -> jinja2.Environment:
@@ -86,6 +104,15 @@ class MessageRenderer:
         self._brand = brand
         self._hotline = hotline
         self._channels = list(repayment_channels)
+        try:
+            self._paths = frozenset(environment.list_templates())
+        except TypeError:  # a loader that cannot list: the default wording only
+            self._paths = frozenset()
+
+    def variants(self) -> tuple[dict[str, set[tuple[str, TemplateName]]], list[str]]:
+        """Every variant the packaged and operator folders hold, each with its (locale, template) pairs,
+        and a sentence for each file in a variant folder that is not one (``variants.found_variants``)."""
+        return found_variants(self._paths)
 
     def render(self, template: TemplateName, locale: str, context: MessageContext) -> str:
         """The message as one clean paragraph; ``TemplateError`` names template and locale.
@@ -93,6 +120,18 @@ class MessageRenderer:
         The context carries only masked, non-personal data, so no template can show a name,
         phone number or full loan reference however it is written.
         """
+        return self.render_variant(template, locale, context).body
+
+    def render_variant(self, template: TemplateName, locale: str, context: MessageContext) -> Rendered:
+        """The message in the first variant of the context's chain that has the template (a named
+        variant, the region's, the segment's, else the default), and that variant's label."""
+        for label in variant_chain(context.variant_key):
+            if label == DEFAULT_VARIANT or variant_path(label, template, locale) in self._paths:
+                return Rendered(self.render_as(label, template, locale, context), label)
+        raise AssertionError("a variant chain ends with the default")  # pragma: no cover
+
+    def render_as(self, label: str, template: TemplateName, locale: str, context: MessageContext) -> str:
+        """The message in the variant ``label``; ``TemplateError`` names the template, locale and variant."""
         variables: dict[str, Any] = {
             "brand": self._brand,
             "hotline": self._hotline,
@@ -108,34 +147,35 @@ class MessageRenderer:
             "currency": context.currency,
             "locale": locale,
             "link": context.link,
+            "consequences": consequences_text(context.consequences, locale, template, context.days_past_due),
             **_instalment_variables(context, locale),
         }
-        path = template_path(template, locale)
+        path = variant_path(label, template, locale)
+        where = f"template {template!s} for locale {locale}"
+        if label != DEFAULT_VARIANT:
+            where += f" (variant {label})"
         try:
             text = self._environment.get_template(path).render(variables)
         except jinja2.TemplateNotFound as err:
-            raise TemplateError(f"template {template!s} for locale {locale} not found ({path})") from err
+            raise TemplateError(f"{where} not found ({path})") from err
         except Exception as err:
             # Any failure, including one from inside a filter in an operator's template, must stop
             # the send: a half-rendered message is worse than none.
-            raise TemplateError(
-                f"template {template!s} for locale {locale} failed to render: {type(err).__name__}: {err}"
-            ) from err
+            raise TemplateError(f"{where} failed to render: {type(err).__name__}: {err}") from err
         body = " ".join(text.split())
         if not body:
-            raise TemplateError(f"template {template!s} for locale {locale} rendered empty")
+            raise TemplateError(f"{where} rendered empty")
         return body
 
-    def check_all(self, *, max_segments: int, public_base_url: str) -> None:
-        """Render every template in every locale with sample data and check its content.
+    def check_all(self, *, max_segments: int, public_base_url: str, uses: PolicyUses | None = None) -> None:
+        """Render every template and variant in every locale with sample data and check its content
+        (``template_check.check_templates``): each variant with the consequences of the policies in
+        ``uses`` that can take it (None: none declared, and no variant checked against the segments).
 
-        Each template is rendered with and without a promise date so both branches of a
-        conditional are exercised, and each result must pass ``content_check.check_message`` (required
-        parts, no banned words, no personal data, at most ``max_segments`` SMS
-        segments). Every template but the service messages is rendered with a self-service link as long
-        as the real ones under ``public_base_url``, which it must show and which its length counts.
-        Called at worker start-up, before anything is sent; raises ``ConfigurationError`` listing every
-        template, locale and problem.
+        Every template but the service messages is rendered with a self-service link as long as the real
+        ones under ``public_base_url``, which it must show and which its length counts. Called at worker
+        start-up, before anything is sent; raises ``ConfigurationError`` listing every template, locale
+        and problem.
         """
         sample = SampleValues(
             hotline=self._hotline,
@@ -143,31 +183,4 @@ class MessageRenderer:
             channels=tuple(self._channels),
             link=sample_link(public_base_url),
         )
-        failures: list[str] = []
-        failing: set[tuple[str, TemplateName]] = set()
-        for locale in SUPPORTED_LOCALES:
-            for template in TemplateName:
-                seen: set[str] = set()
-                for with_promise in (False, True):
-                    try:
-                        context = sample.context(with_promise=with_promise, with_link=carries_link(template))
-                        body = self.render(template, locale, context)
-                    except TemplateError as err:
-                        failures.append(str(err))
-                        failing.add((locale, template))
-                        break
-                    for problem in check_message(
-                        body, template, locale, sample=sample, max_segments=max_segments
-                    ):
-                        if problem in seen:
-                            continue
-                        seen.add(problem)
-                        failing.add((locale, template))
-                        when = " (with a promise date)" if with_promise else ""
-                        failures.append(f"template {template!s} for locale {locale}{when}: {problem}")
-        if failures:
-            listing = "\n  - ".join(failures)
-            raise ConfigurationError(
-                f"{len(failing)} message template(s) cannot be rendered or fail the content check:"
-                f"\n  - {listing}"
-            )
+        check_templates(self, sample=sample, max_segments=max_segments, uses=uses)

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kindly.domain.policy.calendars import load_calendar
+from kindly.domain.policy.consequences import Consequences
 from kindly.domain.policy.replies import ReplyKeywords
 from kindly.errors import ConfigurationError
 
@@ -93,6 +94,9 @@ REGIMES: Mapping[Regime, RegimeRules] = MappingProxyType(
     }
 )
 
+TEMPLATE_VARIANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,47}$"
+"""A variant's name is a folder name and goes into audit details: a plain slug."""
+
 SMS_HISTORY_DAYS_REQUIRED = 14
 """The workflow keeps this many of the latest ``sms_days`` (``SMS_DAYS_KEPT``); a cap above it could
 be misjudged once older entries are dropped, so neither SMS cap may exceed it."""
@@ -142,6 +146,11 @@ class ContactPolicy(BaseModel):
     # overdue (None: never).
     tone: Literal["gentle", "standard"] = "standard"
     instalment_offer_after_days: int | None = Field(default=21, ge=1)
+    # A named set of template variants (``<locale>/variants/<name>/``) tried before the region's and
+    # the segment's wording: set per segment, or by an experiment's arm to try other words.
+    template_variant: str | None = Field(default=None, pattern=TEMPLATE_VARIANT_PATTERN)
+    # What being overdue costs the customer, when true: stated after the due date in approved words.
+    consequences: Consequences = Field(default_factory=Consequences)
     # Instalment plans the customer may choose on the self-service page (kindly.domain.plans): the counts
     # offered, the smallest instalment, the interval between instalments, how soon the first must fall,
     # and the days an instalment may be late before the plan is broken.
@@ -164,6 +173,12 @@ class ContactPolicy(BaseModel):
     # later reaches a run only through a policy refresh, and replay plans as the run did. A day in
     # another year is deferred (``no_calendar``); None (runs recorded before) checks nothing.
     holiday_calendar_years: tuple[int, ...] | None = None
+    # Set by the worker from ``COLLECTIONS_COMPLAINT_ACKNOWLEDGE_BUSINESS_DAYS`` and
+    # ``..._RESOLVE_BUSINESS_DAYS``: a complaint's deadlines in business days on the policy's calendar
+    # (``kindly.domain.policy.business_days``), recorded with the policy so that a run keeps the rule
+    # it started with.
+    complaint_acknowledge_business_days: int = Field(default=1, ge=1, le=60)
+    complaint_resolve_business_days: int = Field(default=15, ge=1, le=120)
 
     @model_validator(mode="before")
     @classmethod
@@ -224,19 +239,28 @@ BUILT_IN_POLICIES: dict[str, ContactPolicy] = {
 
 
 def load_policies(
-    path: Path | None, *, continue_as_new_after_events: int | None = None
+    path: Path | None,
+    *,
+    continue_as_new_after_events: int | None = None,
+    complaint_business_days: tuple[int, int] | None = None,
 ) -> dict[str, ContactPolicy]:
     """Built-in segment policies, overridden and extended by an operator's JSON file.
 
     The file maps segment names to partial policies, each applied on top of the built-in policy of
     that segment (or of ``standard`` for a new segment): ``{"vip": {"follow_up_interval_days": 14}}``.
-    ``continue_as_new_after_events`` (a worker setting) and the holiday calendar's years of data
-    (``holiday_calendar_years``) are stamped on every policy.
+    Its ``"*"`` entry (``LENDER_WIDE``) applies to every segment first.
+    ``continue_as_new_after_events`` and ``complaint_business_days`` (acknowledge, resolve: worker
+    settings) and the holiday calendar's years of data (``holiday_calendar_years``) are stamped on every
+    policy.
     """
     policies = _load_policy_file(path)
     stamp: dict[str, Any] = {}
     if continue_as_new_after_events is not None:
         stamp["continue_as_new_after_events"] = continue_as_new_after_events
+    if complaint_business_days is not None:
+        acknowledge, resolve = complaint_business_days
+        stamp["complaint_acknowledge_business_days"] = acknowledge
+        stamp["complaint_resolve_business_days"] = resolve
     return {
         segment: policy.model_copy(update={**stamp, "holiday_calendar_years": calendar_years(policy)})
         for segment, policy in policies.items()
@@ -250,7 +274,17 @@ def calendar_years(policy: ContactPolicy) -> tuple[int, ...] | None:
     return tuple(sorted(load_calendar(policy.holiday_calendar).years))
 
 
-_SET_BY_WORKER = ("continue_as_new_after_events", "holiday_calendar_years")
+_SET_BY_WORKER = (
+    "continue_as_new_after_events",
+    "holiday_calendar_years",
+    "complaint_acknowledge_business_days",
+    "complaint_resolve_business_days",
+)
+
+
+LENDER_WIDE = "*"
+"""The policy file's key for the whole lender: its overrides apply to every segment, built-in and the
+file's, before the segment's own (a contract term such as penalty interest is usually lender-wide)."""
 
 
 def _load_policy_file(path: Path | None) -> dict[str, ContactPolicy]:
@@ -263,25 +297,47 @@ def _load_policy_file(path: Path | None) -> dict[str, ContactPolicy]:
         raise ConfigurationError(f"policy file {path}: {err}") from err
     if not isinstance(raw, dict):
         raise ConfigurationError(f"policy file {path}: expected an object of segments")
+    lender_wide = _overrides(path, LENDER_WIDE, raw.get(LENDER_WIDE, {}))
+    bases = {
+        segment: _overridden(path, f"{LENDER_WIDE!r} applied to segment {segment!r}", policy, lender_wide)
+        for segment, policy in BUILT_IN_POLICIES.items()
+    }
+    policies = dict(bases)
     for segment, overrides in raw.items():
-        base = policies.get(segment, BUILT_IN_POLICIES[DEFAULT_SEGMENT])
-        if not isinstance(overrides, dict):
-            raise ConfigurationError(f"policy file {path}: segment {segment!r} must be an object")
-        stamped = [name for name in _SET_BY_WORKER if name in overrides]
-        if stamped:
-            raise ConfigurationError(
-                f"policy file {path}: segment {segment!r}: {', '.join(stamped)} is set by the worker"
-            )
-        inherited = base.model_dump()
-        if overrides.get("regime", base.regime) != base.regime:
-            # A segment moved to another regime takes that regime's defaults, not the base's.
-            for name in _REGIME_DEFAULTED:
-                inherited.pop(name)
-        try:
-            policies[segment] = ContactPolicy.model_validate({**inherited, **overrides})
-        except ValidationError as err:
-            raise ConfigurationError(f"policy file {path}: segment {segment!r}: {err}") from err
+        if segment == LENDER_WIDE:
+            continue
+        base = bases.get(segment, bases[DEFAULT_SEGMENT])
+        policies[segment] = _overridden(
+            path, f"segment {segment!r}", base, _overrides(path, segment, overrides)
+        )
     return policies
+
+
+def _overrides(path: Path, segment: str, overrides: Any) -> dict[str, Any]:
+    """One entry of the file, refused when it is not an object or sets what the worker stamps."""
+    if not isinstance(overrides, dict):
+        raise ConfigurationError(f"policy file {path}: segment {segment!r} must be an object")
+    stamped = [name for name in _SET_BY_WORKER if name in overrides]
+    if stamped:
+        raise ConfigurationError(
+            f"policy file {path}: segment {segment!r}: {', '.join(stamped)} is set by the worker"
+        )
+    return overrides
+
+
+def _overridden(path: Path, where: str, base: ContactPolicy, overrides: dict[str, Any]) -> ContactPolicy:
+    """``base`` with ``overrides`` on top, validated as any policy; each field replaces the base's whole
+    value. A segment moved to another regime takes that regime's defaults, not the base's."""
+    if not overrides:
+        return base
+    inherited = base.model_dump()
+    if overrides.get("regime", base.regime) != base.regime:
+        for name in _REGIME_DEFAULTED:
+            inherited.pop(name)
+    try:
+        return ContactPolicy.model_validate({**inherited, **overrides})
+    except ValidationError as err:
+        raise ConfigurationError(f"policy file {path}: {where}: {err}") from err
 
 
 def policy_for(segment: str, policies: dict[str, ContactPolicy]) -> ContactPolicy:

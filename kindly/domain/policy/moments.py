@@ -33,6 +33,8 @@ class StepKind(StrEnum):
     RESUME = "resume"
     PLAN_BROKEN = "plan_broken"
     """An instalment is still unpaid after its grace: the plan ends (no contact by itself)."""
+    COMPLAINT_DEADLINE = "complaint_deadline"
+    """An open complaint's deadline (to acknowledge or to resolve it): unmet, it is escalated."""
 
 
 DEFERRAL_REASONS = frozenset(

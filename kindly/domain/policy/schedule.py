@@ -66,8 +66,22 @@ def plan_next(state: AccountState, now: datetime, *, spread: bool = False, same_
 
     ``spread`` places reminders at the account's moment of the window (``spread_offset``) rather
     than its opening. ``same_day`` records a wait for today's window as a deferral
-    (``first_allowed_moment``); runs recorded before that rule pass False.
+    (``first_allowed_moment``); runs recorded before that rule pass False. An open complaint's
+    deadline comes first when it is sooner than the next contact.
     """
+    step = _plan_contact(state, now, spread=spread, same_day=same_day)
+    if state.outcome is not None:
+        return step
+    deadline = next(
+        (found for complaint in state.complaints if (found := complaint.next_deadline()) is not None), None
+    )
+    if deadline is None or (step.at is not None and step.at < deadline[0]):
+        return step
+    at, which = deadline
+    return Step(StepKind.COMPLAINT_DEADLINE, at=max(at, now), touch_key=f"complaint-{which}")
+
+
+def _plan_contact(state: AccountState, now: datetime, *, spread: bool, same_day: bool) -> Step:
     if state.outcome is not None:
         return Step(StepKind.IDLE)
     if state.specialist_reason is not None:
@@ -75,8 +89,9 @@ def plan_next(state: AccountState, now: datetime, *, spread: bool = False, same_
         return Step(StepKind.SPECIALIST, at=now, touch_key="specialist")
     # An opt-out is confirmed even during a pause: the customer asked for it.
     confirm_opt_out = TemplateName.OPT_OUT_CONFIRMATION in state.pending_service
-    if state.paused and not confirm_opt_out:
-        if state.paused_until is None:
+    # A complaint holds contact as a pause does, beyond the pause's end: until an operator resumes.
+    if (state.paused or state.complaint_hold) and not confirm_opt_out:
+        if not state.paused or state.paused_until is None:
             return Step(StepKind.IDLE)
         return Step(StepKind.RESUME, at=max(state.paused_until, now), touch_key="resume")
     # After a window that closed on a failing gateway, SMS wait for the next window (a wait its own

@@ -24,7 +24,7 @@ from kindly.domain.contract import TemplateName
 from kindly.domain.experiments import ExperimentDefinition
 from kindly.domain.policy.model import ContactPolicy
 
-__all__ = ["ALWAYS_SENDABLE", "arm_policies", "sendable_in", "sendable_templates"]
+__all__ = ["ALWAYS_SENDABLE", "arm_policies", "policies_in_use", "sendable_in", "sendable_templates"]
 
 ALWAYS_SENDABLE = frozenset(
     {
@@ -69,7 +69,24 @@ def arm_policies(
     """The policies the arms of ``experiments`` send on in the segments of ``policies``: each arm's overlay
     on each of its experiment's segments. A shadow arm sends nothing of its own; an overlay the segment's
     policy now refuses cannot run, and is left out."""
-    found: list[ContactPolicy] = []
+    return [policy for segment, policy in _arm_policies(experiments, policies)]
+
+
+def policies_in_use(
+    experiments: Iterable[ExperimentDefinition], policies: Mapping[str, ContactPolicy]
+) -> dict[str, list[ContactPolicy]]:
+    """Each segment's policy and its running experiments' arms' (``arm_policies``), by segment: what a
+    segment's template variants and their consequence facts are checked against."""
+    found = {segment: [policy] for segment, policy in policies.items()}
+    for segment, policy in _arm_policies(experiments, policies):
+        found[segment].append(policy)
+    return found
+
+
+def _arm_policies(
+    experiments: Iterable[ExperimentDefinition], policies: Mapping[str, ContactPolicy]
+) -> list[tuple[str, ContactPolicy]]:
+    found: list[tuple[str, ContactPolicy]] = []
     for definition in experiments:
         for segment in definition.segments:
             policy = policies.get(segment)
@@ -77,7 +94,7 @@ def arm_policies(
                 if policy is None or arm.shadow:
                     continue
                 try:
-                    found.append(arm.overlay.applied_to(policy))
+                    found.append((segment, arm.overlay.applied_to(policy)))
                 except (ValidationError, ValueError):
                     continue
     return found

@@ -28,6 +28,7 @@ from kindly.keyring import load_keyring
 from kindly.programs.api import (
     alarms,
     codec_server,
+    complaints,
     experiments,
     figures,
     ops,
@@ -79,6 +80,7 @@ def create_app(client: Client, settings: Settings, api_settings: ApiSettings, en
     app.include_router(reports.router)
     app.include_router(experiments.router)
     app.include_router(alarms.router)
+    app.include_router(complaints.router)
     app.include_router(webhooks.router)
     app.include_router(receipts.router)
     app.include_router(provider_callbacks.router)

@@ -1,6 +1,6 @@
 """``/console/accounts``: finding accounts through Temporal visibility, and one account's page (status,
-timeline, SMS sent, deferrals and their reasons, audit rows with who acted, and the actions the user's role
-may take)."""
+complaints, timeline, SMS sent, deferrals and their reasons, audit rows with who acted, and the actions the
+user's role may take)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from kindly.errors import AccountNotFoundError
 from kindly.programs.console.account_view import load_account
-from kindly.programs.console.actions import offered
+from kindly.programs.console.actions import complaint_actions, offered
 from kindly.programs.console.auth import console_root, now, require_page
+from kindly.programs.console.complaints import complaint_lines, complaint_words
 from kindly.programs.console.context import Console
-from kindly.programs.console.pages import render
+from kindly.programs.console.pages import render, translator
 from kindly.programs.console.search import STAGES, FilterError, Filters, account_page, query_for
 from kindly.store.users import User
 
@@ -98,9 +99,14 @@ async def account_response(
         view = await load_account(console.api.client, console.api.engine, account_id)
     except AccountNotFoundError:
         return render(request, "error.html", {"code": 404}, status_code=404)
+    complaints = complaint_lines(view.status.complaints, now())
     context = {
         "view": view,
         "actions": offered(user.role, view.status, view.ended),
+        "complaints": complaints,
+        "open_line": next((line for line in complaints if line.complaint.is_open), None),
+        "complaint_actions": complaint_actions(user.role, view.status, view.ended),
+        "complaint_words": complaint_words(translator(request)),
         "refusal": refusal,
         "here": f"{console_root(request)}/accounts/{account_id}",
     }

@@ -29,11 +29,20 @@ from kindly.errors import (
 )
 from kindly.programs.console.account_view import account_attributes
 from kindly.programs.console.accounts import ACCOUNT_ID, Refusal, account_response
-from kindly.programs.console.actions import ACTIONS, Action, FormError, describe, form_values, payload
+from kindly.programs.console.actions import (
+    ACTIONS,
+    LOCAL_TIMES,
+    Action,
+    FormError,
+    describe,
+    form_values,
+    payload,
+)
 from kindly.programs.console.audit_query import ACCEPTED, FAILED, FORBIDDEN, REFUSED, record_action
 from kindly.programs.console.auth import Forbidden, console_root, now, require
+from kindly.programs.console.complaints import complaint_words
 from kindly.programs.console.context import Console
-from kindly.programs.console.pages import render
+from kindly.programs.console.pages import render, translator
 from kindly.programs.operations import act_on_account
 from kindly.store.users import User
 
@@ -65,13 +74,13 @@ async def act(
     values = form_values(action, {key: form.get(key) for key in action.fields})
     confirmed = form.get("confirmed") == "yes"
 
-    async def audit(outcome: str) -> None:
+    async def audit(outcome: str, withhold: tuple[str, ...] = ()) -> None:
         await run_in_threadpool(
             record_action,
             console.api.audit,
             actor=user.name,
             account_id=account_id,
-            detail=describe(action, values),
+            detail=describe(action, values, withhold),
             outcome=outcome,
             at=now(),
         )
@@ -80,7 +89,8 @@ async def act(
         await audit(FORBIDDEN)
         raise Forbidden(str(action.permission))
     try:
-        zone = (await account_attributes(console.api.client, account_id)).zone if "until" in values else None
+        local = LOCAL_TIMES & values.keys()
+        zone = (await account_attributes(console.api.client, account_id)).zone if local else None
         change = payload(action, values, zone)
     except FormError as err:
         if confirmed:
@@ -95,14 +105,16 @@ async def act(
         await act_on_account(console.api.client, account_id, action.signal, change)
     except tuple(kind for kind, _, _ in _REFUSALS) as err:
         code, outcome = next((c, o) for kind, c, o in _REFUSALS if isinstance(err, kind))
-        await audit(outcome)
+        field = err.field if isinstance(err, InvalidActionValueError) else None
+        await audit(outcome, withhold=(field,) if field else ())
         if code == 404:
             return render(request, "error.html", {"code": 404}, status_code=404)
-        field = err.field if isinstance(err, InvalidActionValueError) else None
         refusal = Refusal(action.name, _message(err), field, values)
         return await account_response(request, console, user, account_id, refusal=refusal, status_code=code)
     await audit(ACCEPTED)
     target = f"{console_root(request)}/accounts/{account_id}?flash=done_{action.name}"
+    if action.on_complaint:
+        target += "#complaints"
     return RedirectResponse(target, status_code=303)
 
 
@@ -120,6 +132,7 @@ def _confirmation(
         "action": action,
         "values": values,
         "account_zone": zone or "UTC",
+        "complaint_words": complaint_words(translator(request)),
         "here": f"{console_root(request)}/accounts/{account_id}",
     }
     return render(request, "confirm.html", context)

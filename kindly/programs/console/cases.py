@@ -1,5 +1,9 @@
-"""``/console/cases``: the specialist team's open cases, by kind, and one case's page with its notes and
-the resolutions the user's role may choose.
+"""``/console/cases``: the specialist team's open complaints, the next deadline first, and its open cases,
+by kind; one case's page with its notes and the resolutions the user's role may choose.
+
+Complaints come first on the page because their deadlines are the lender's obligations
+(``kindly.programs.console.complaints``); each leads to its account's page, where it is acknowledged and
+resolved. A case note may record a complaint: see ``add_note``.
 
 A resolution decides what the account does next (``kindly.programs.case_queue``): settle or close it, take
 the customer's promise and hand it back to the automated cadence, pause it until a date, or hand it back at
@@ -28,8 +32,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from temporalio.service import RPCError
 
-from kindly.domain.cases import CaseKind
-from kindly.domain.contract import AccountStatus, TimelineEntry
+from kindly.domain.complaints import OpenComplaint
+from kindly.domain.contract import AccountStatus, SignalName, TimelineEntry
 from kindly.domain.masking import mask_reference
 from kindly.domain.roles import Permission, may
 from kindly.errors import (
@@ -39,107 +43,30 @@ from kindly.errors import (
     InvalidActionValueError,
 )
 from kindly.keyring import load_keyring
-from kindly.programs.case_queue import CaseUnavailable, Resolution, ResolutionKind, resolve_case
+from kindly.programs.case_queue import CaseUnavailable, Resolution, resolve_case
+from kindly.programs.console.account_view import ENDED
+from kindly.programs.console.actions import ACTIONS, describe
 from kindly.programs.console.audit_query import ACCEPTED, FAILED, FORBIDDEN, REFUSED, record_action
 from kindly.programs.console.auth import PAGE_ROLES, CurrentUser, Forbidden, console_root, now, require_page
+from kindly.programs.console.case_words import CHOICES, KINDS, Choice, kind_words, resolution_words
+from kindly.programs.console.complaints import (
+    complaint_from_note,
+    complaint_queue,
+    complaint_store,
+    complaint_words,
+)
 from kindly.programs.console.context import Console
 from kindly.programs.console.i18n import Translate
 from kindly.programs.console.pages import render, translator
 from kindly.programs.console.work_forms import Done, local_date, local_moment
-from kindly.programs.operations import account_status, account_timeline
-from kindly.store.cases import MAX_TEXT, UNKNOWN_KIND, SpecialistCase, SpecialistCases
+from kindly.programs.operations import account_status, account_timeline, act_on_account
+from kindly.store.cases import MAX_TEXT, SpecialistCase, SpecialistCases
 from kindly.store.users import User
 
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 50
 FIELD_MAX = 500
-KINDS: tuple[str, ...] = (*(kind.value for kind in CaseKind), UNKNOWN_KIND)
-
-
-@dataclass(frozen=True)
-class Choice:
-    """A resolution as the case page offers it: who may choose it and the fields it asks for."""
-
-    kind: ResolutionKind
-    permission: Permission
-    fields: tuple[str, ...]
-
-
-CHOICES: dict[str, Choice] = {
-    choice.kind.value: choice
-    for choice in (
-        Choice(ResolutionKind.RESUME, Permission.PAUSE, ()),
-        Choice(ResolutionKind.PROMISE, Permission.PROMISE, ("date",)),
-        Choice(ResolutionKind.PAUSE, Permission.PAUSE, ("until", "reason")),
-        Choice(ResolutionKind.SETTLE, Permission.SETTLE, ("amount", "reference")),
-        Choice(ResolutionKind.CLOSE, Permission.CLOSE, ("reason",)),
-    )
-}
-
-
-@dataclass(frozen=True)
-class Words:
-    name: str
-    help: str
-    button: str
-    confirm: str
-    effect: str
-
-
-def resolution_words(t: Translate, reference: str = "") -> dict[str, Words]:
-    """Each resolution's words (written out, so the catalogs' test finds every key); its confirmation
-    question names the account by ``reference``."""
-    return {
-        "resume": Words(
-            t("resolve.resume"),
-            t("resolve.resume.help"),
-            t("resolve.resume.button"),
-            t("resolve.resume.confirm", reference=reference),
-            t("resolve.resume.effect"),
-        ),
-        "promise": Words(
-            t("resolve.promise"),
-            t("resolve.promise.help"),
-            t("resolve.promise.button"),
-            t("resolve.promise.confirm", reference=reference),
-            t("resolve.promise.effect"),
-        ),
-        "pause": Words(
-            t("resolve.pause"),
-            t("resolve.pause.help"),
-            t("resolve.pause.button"),
-            t("resolve.pause.confirm", reference=reference),
-            t("resolve.pause.effect"),
-        ),
-        "settle": Words(
-            t("resolve.settle"),
-            t("resolve.settle.help"),
-            t("resolve.settle.button"),
-            t("resolve.settle.confirm", reference=reference),
-            t("resolve.settle.effect"),
-        ),
-        "close": Words(
-            t("resolve.close"),
-            t("resolve.close.help"),
-            t("resolve.close.button"),
-            t("resolve.close.confirm", reference=reference),
-            t("resolve.close.effect"),
-        ),
-    }
-
-
-def kind_words(t: Translate) -> dict[str, str]:
-    """Each kind of case in the user's words (written out, so the catalogs' test finds every key)."""
-    return {
-        CaseKind.HARDSHIP: t("case_kind.hardship"),
-        CaseKind.DISPUTE: t("case_kind.dispute"),
-        CaseKind.WRONG_NUMBER: t("case_kind.wrong_number"),
-        CaseKind.REFUSED: t("case_kind.refused"),
-        CaseKind.UNDELIVERABLE: t("case_kind.undeliverable"),
-        CaseKind.NO_CONTACT: t("case_kind.no_contact"),
-        UNKNOWN_KIND: t("case_kind.unknown"),
-    }
 
 
 @dataclass(frozen=True)
@@ -175,12 +102,14 @@ async def cases_page(
     user: Annotated[User, require_page("cases")],
     kind: Annotated[str, Query(max_length=32)] = "",
     page: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    complaints_page: Annotated[int, Query(ge=0, le=10_000)] = 0,
 ) -> Response:
     cases, at, t = specialist_cases(request, console), now(), translator(request)
     wanted = kind if kind in KINDS else None
-    found, counts = await asyncio.gather(
+    found, counts, complaints = await asyncio.gather(
         asyncio.to_thread(cases.open_cases, wanted, PAGE_SIZE + 1, page * PAGE_SIZE),
         asyncio.to_thread(cases.count_open_by_kind),
+        complaint_queue(complaint_store(request, console.api.engine), complaints_page, at),
     )
     rows = [CaseRow(case, _days_past_due(case, at), _age(t, at - _utc(case.created_at))) for case in found]
     context = {
@@ -195,6 +124,8 @@ async def cases_page(
         "done": Done.of(request.query_params, CHOICES),
         "kind_words": kind_words(t),
         "words": resolution_words(t),
+        "complaints": complaints,
+        "complaint_words": complaint_words(t),
     }
     return render(request, "cases.html", context, status_code=422 if context["invalid"] else 200)
 
@@ -229,6 +160,10 @@ async def case_response(
         "notes": notes,
         "choices": [] if case.closed_at else [c for c in CHOICES.values() if may(user.role, c.permission)],
         "days_past_due": _days_past_due(case, now()),
+        "open_complaint": next((c for c in status.complaints if c.is_open), None) if status else None,
+        "may_open_complaint": (
+            status is not None and status.stage not in ENDED and may(user.role, Permission.OPEN_COMPLAINT)
+        ),
         "refusal": refusal,
         "max_text": MAX_TEXT,
         "kind_words": kind_words(t),
@@ -241,22 +176,87 @@ async def case_response(
 
 @router.post("/cases/{case_id}/notes")
 async def add_note(request: Request, console: Console, user: CurrentUser, case_id: int) -> Response:
+    """A note on the case; with ``complaint`` ticked, also a complaint opened on the case's account.
+
+    The note is saved first, and stays saved whatever the account answers: it is the team's record of
+    what the customer said. The complaint is then opened (channel ``console``, received now) with the
+    note as its note when the contract takes one (at most 500 characters, no run of seven or more
+    digits, no e-mail address, not the customer's name or number), and without it otherwise, which the
+    page then says. An operator who ticks the box expects the complaint to be on record at once: its
+    deadlines count from its receipt, and the case note keeps the whole text anyway, so refusing both
+    over the note's wording would only make them type it again while the clock runs.
+
+    A note the case refuses (empty, too long) opens nothing, and the form comes back as typed, the box
+    still ticked. A complaint the account refuses (one is open already, the account has ended) leaves
+    the note saved and says why; the account page's form opens one later. A role that may not open a
+    complaint is refused before the note is saved, so that nothing half-done is left behind.
+    """
     form = await request.form()
     text = str(form.get("text") or "")
+    records_complaint = form.get("complaint") == "yes"
     case = await _allowed_case(request, console, user, case_id, Permission.READ, "note")
     if isinstance(case, Response):
         return case
     detail = f"note ({len(text.strip())} characters)"
+    if records_complaint and not may(user.role, Permission.OPEN_COMPLAINT):
+        await _audit(console, user, case, f"{detail} recording a complaint", FORBIDDEN)
+        raise Forbidden(str(Permission.OPEN_COMPLAINT))
     try:
         await asyncio.to_thread(specialist_cases(request, console).add_note, case_id, user.name, text, now())
     except ValueError as err:
         await _audit(console, user, case, detail, REFUSED)
-        refusal = Refusal("note", str(err), "text", {"text": text[: MAX_TEXT + 100]})
+        typed = {"text": text[: MAX_TEXT + 100], "complaint": "yes" if records_complaint else ""}
+        refusal = Refusal("note", str(err), "text", typed)
         return await case_response(request, console, user, case_id, refusal=refusal, status_code=422)
     await _audit(console, user, case, detail, ACCEPTED)
-    return RedirectResponse(
-        f"{console_root(request)}/cases/{case_id}?flash=note_added#notes", status_code=303
-    )
+    root = console_root(request)
+    if not records_complaint:
+        return RedirectResponse(f"{root}/cases/{case_id}?flash=note_added#notes", status_code=303)
+    left_out = await _open_complaint_from_note(request, console, user, case, text)
+    if isinstance(left_out, Response):
+        return left_out
+    flash = "note_complaint_opened_bare" if left_out else "note_complaint_opened"
+    return RedirectResponse(f"{root}/cases/{case_id}?flash={flash}", status_code=303)
+
+
+async def _open_complaint_from_note(
+    request: Request, console: Console, user: User, case: SpecialistCase, text: str
+) -> bool | Response:
+    """Open the complaint a saved note records: whether it went without the note, or the case page
+    saying why the account refused it. The account checks a note against the customer's own name and
+    number too; a note it refuses for that is left out as one the form's check refuses."""
+    opened = complaint_from_note(text)
+    payload, left_out = opened.payload, opened.note_left_out
+    try:
+        try:
+            await act_on_account(console.api.client, case.account_id, SignalName.OPEN_COMPLAINT, payload)
+        except InvalidActionValueError as err:
+            if err.field != "note" or payload.note is None:
+                raise
+            await _audit(console, user, case, _from_note(payload, left_out, withhold=True), REFUSED)
+            payload, left_out = OpenComplaint(channel=payload.channel), True
+            await act_on_account(console.api.client, case.account_id, SignalName.OPEN_COMPLAINT, payload)
+    except InvalidActionValueError as err:
+        code, outcome, message = 422, REFUSED, str(err)
+    except (ActionRefusedError, AccountNotFoundError) as err:
+        code, outcome, message = 409, REFUSED, str(err)
+    except ActionTimeoutError as err:
+        code, outcome, message = 504, FAILED, str(err)
+    except RPCError as err:
+        code, outcome = 503, FAILED
+        message = translator(request)("queue.temporal_failed", status=err.status.name)
+    else:
+        await _audit(console, user, case, _from_note(payload, left_out), ACCEPTED)
+        return left_out
+    await _audit(console, user, case, _from_note(payload, left_out), outcome)
+    refusal = Refusal("complaint", message)
+    return await case_response(request, console, user, case.id or 0, refusal=refusal, status_code=code)
+
+
+def _from_note(payload: OpenComplaint, left_out: bool, *, withhold: bool = False) -> str:
+    """The audit detail of a complaint a note opens; a note the account refused is given by its length."""
+    given = describe(ACTIONS["open_complaint"], {"note": payload.note or ""}, ("note",) if withhold else ())
+    return f"complaint from the note: {given}" + (" (the note left out)" if left_out else "")
 
 
 @router.post("/cases/{case_id}/resolve/{name}")

@@ -5,7 +5,8 @@ SMS through that provider are held until an operator clears it (``kindly.store.a
 Bounded work, so the page answers in well under a second on a large portfolio: one visibility count per
 open stage (concurrently), today's figures (``kindly.programs.figures.day_figures``: five indexed
 queries), and the 30 days' counts of the charted kinds in one indexed pass (``daily_counts``). The reports
-and experiments are only listed here (their figures are computed on their own pages).
+and experiments are only listed here (their figures are computed on their own pages). The open and
+overdue complaints come from the worker's complaint store (``kindly.programs.console.complaints``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from temporalio.client import Client
 from kindly.analytics.charts import line_chart
 from kindly.analytics.report_models import ReportName
 from kindly.domain.contract import TimelineKind
-from kindly.programs.console.auth import require_page
+from kindly.programs.console.auth import now, require_page
+from kindly.programs.console.complaints import complaint_counts, complaint_store
 from kindly.programs.console.context import Console
 from kindly.programs.console.i18n import Translate
 from kindly.programs.console.pages import render, translator
@@ -63,12 +65,13 @@ async def dashboard(
     today = datetime.now(zone).date()
     engine = console.api.engine
     kinds = tuple(kind for _, drawn in CHARTS for kind in drawn)
-    open_by_stage, figures, counts, experiments, alarms = await asyncio.gather(
+    open_by_stage, figures, counts, experiments, alarms, complaints = await asyncio.gather(
         open_accounts_by_stage(console.api.client),
         run_in_threadpool(day_figures, engine, today, zone),
         run_in_threadpool(daily_counts, engine, today, CHART_DAYS, zone, kinds),
         run_in_threadpool(ExperimentStore(engine).all),
         run_in_threadpool(ProviderAlarms(engine).alarms),
+        run_in_threadpool(complaint_counts, complaint_store(request, engine), now()),
     )
     t = translator(request)
     first = today - timedelta(days=CHART_DAYS - 1)
@@ -83,6 +86,7 @@ async def dashboard(
         "reports": [name.value for name in ReportName],
         "experiments": experiments,
         "alarms": alarms,
+        "complaints": complaints,
     }
     return render(request, "dashboard.html", context)
 

@@ -137,7 +137,8 @@ def router(
     registered = load_registered_templates(file).aliyun if file is not None else None
     by_code: dict[str, tuple[str, RegisteredTemplate]] = {
         template.code: (name, template)
-        for name, locales in (registered.templates.items() if registered else [])
+        for by_template in (registered.by_label().values() if registered else [])
+        for name, locales in by_template.items()
         for template in locales.values()
     }
     nonces: dict[str, float] = {}

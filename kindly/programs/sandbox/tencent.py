@@ -280,7 +280,8 @@ def _rendered(settings: SandboxSettings, params: Mapping[str, Any]) -> tuple[str
     found = next(
         (
             (str(name), one)
-            for name, by in templates.templates.items()
+            for by_template in templates.by_label().values()
+            for name, by in by_template.items()
             for one in by.values()
             if one.code == code
         ),
