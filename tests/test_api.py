@@ -215,6 +215,7 @@ async def test_start_account_then_read_status(api: Api) -> None:
     assert [m.marker_recorded_event_attributes.marker_name for m in markers] == [
         "core_patch",
         "core_patch",
+        "core_patch",
         "core_local_activity",
     ]
     run_id = started.original_execution_run_id
