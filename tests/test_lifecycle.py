@@ -11,7 +11,14 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from kindly.domain.contract import AccountInput, AccountResult, AccountStatus, Outcome, Stage
+from kindly.domain.contract import (
+    AccountInput,
+    AccountResult,
+    AccountStatus,
+    Outcome,
+    Stage,
+    TimelineKind,
+)
 from kindly.errors import ConfigurationError
 from kindly.programs.worker import build_worker
 from kindly.settings import Settings
@@ -261,7 +268,8 @@ async def test_opt_out_is_stored_and_survives_a_new_workflow_for_the_same_number
     today = await local_today(env)
     second = await start(client, settings.task_queue, make_account(today - timedelta(days=1)))
     entries = await eventually(lambda: timeline(second), lambda t: "opted_out" in kinds(t))
-    assert "earlier" in entries[-1].detail
+    opted_out = next(e for e in entries if e.kind is TimelineKind.OPTED_OUT)
+    assert "earlier" in opted_out.detail
     await env.sleep(days(2))
     assert len(sms_requests(gateway)) == 2, "the new workflow sends nothing to the opted-out number"
     assert (await status(second)).stage is Stage.PHONE

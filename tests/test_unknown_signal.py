@@ -23,6 +23,7 @@ async def test_an_unknown_signal_is_rejected_by_name(
     entries = await eventually(
         lambda: timeline(handle), lambda t: TimelineKind.SIGNAL_REJECTED in [e.kind for e in t]
     )
-    assert "unknown signal 'pasue'" in entries[-1].detail and "pause" in entries[-1].detail
+    rejected = next(e for e in entries if e.kind is TimelineKind.SIGNAL_REJECTED)
+    assert "unknown signal 'pasue'" in rejected.detail and "pause" in rejected.detail
     await handle.signal("settle", {"amount": "1000.00", "reference": "SET-1"})
     assert (await handle.result()).outcome is Outcome.SETTLED
