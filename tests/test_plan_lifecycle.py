@@ -20,8 +20,14 @@ from tests.lifecycle_helpers import kinds, local_today, make_account, start, sta
 
 async def on_a_plan(env: WorkflowEnvironment, client: Client, settings: Settings) -> WorkflowHandle[Any, Any]:
     """An account 10 days overdue whose customer chose 3 instalments of 500.00, the first in 3 days."""
-    today = await local_today(env)
+    today, started = await local_today(env), await env.get_current_time()
     handle = await start(client, settings.task_queue, make_account(today - timedelta(days=10)))
+    # Inside the send window the first reminder goes at once: let it go before the plan is chosen, so
+    # that every later send is the plan's (outside the window, it waits for a later touchpoint).
+    await eventually(
+        lambda: status(handle),
+        lambda s: s.sms_sent == 1 or (s.next_touchpoint_at is not None and s.next_touchpoint_at > started),
+    )
     first = today + timedelta(days=3)
     await handle.signal("self_service", {"choice": "plan", "instalments": 3, "date": first.isoformat()})
     current = await eventually(lambda: status(handle), lambda s: s.plan is not None)
